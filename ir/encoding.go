@@ -1,0 +1,192 @@
+package ir
+
+import (
+	"encoding/binary"
+	"math"
+)
+
+// DType names a weight encoding. Each has one row in Encodings.
+type DType uint8
+
+const (
+	F32 DType = iota
+	F16
+	BF16
+	Q8_0
+	LUT1
+	LUT2
+	LUT3
+	LUT4
+	LUT6
+	LUT8
+)
+
+// Encoding is one row of the weight-encodings table (as ggml's type_traits).
+type Encoding struct {
+	Type DType
+	Name string
+	// Bits is the index width of a palettized encoding; 0 for the others.
+	Bits int
+	// DataBytes is the size of Data for n elements (for LUT encodings, the
+	// packed indices only; LUTs and scales are counted by Tensor.Bytes).
+	DataBytes func(n int) int64
+	// DecodeRow is the reference decoder: row r of t into dst (len t.Cols()).
+	DecodeRow func(t *Tensor, r int, dst []float32)
+}
+
+// Encodings is the table of every weight encoding squeeze knows.
+var Encodings = map[DType]Encoding{}
+
+// LUTType returns the palettized DType with the given index width.
+func LUTType(bits int) (DType, bool) {
+	for dt, e := range Encodings {
+		if e.Bits == bits && bits > 0 {
+			return dt, true
+		}
+	}
+	return 0, false
+}
+
+// PaletteBits lists the supported index widths.
+var PaletteBits = []int{1, 2, 3, 4, 6, 8}
+
+func init() {
+	Encodings[F32] = Encoding{Type: F32, Name: "f32", DataBytes: func(n int) int64 { return 4 * int64(n) },
+		DecodeRow: func(t *Tensor, r int, dst []float32) {
+			c := t.Cols()
+			b := t.Data[4*r*c:]
+			for i := range dst[:c] {
+				dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+			}
+		}}
+	Encodings[F16] = Encoding{Type: F16, Name: "f16", DataBytes: func(n int) int64 { return 2 * int64(n) },
+		DecodeRow: func(t *Tensor, r int, dst []float32) {
+			c := t.Cols()
+			b := t.Data[2*r*c:]
+			for i := range dst[:c] {
+				dst[i] = F16ToF32(binary.LittleEndian.Uint16(b[2*i:]))
+			}
+		}}
+	Encodings[BF16] = Encoding{Type: BF16, Name: "bf16", DataBytes: func(n int) int64 { return 2 * int64(n) },
+		DecodeRow: func(t *Tensor, r int, dst []float32) {
+			c := t.Cols()
+			b := t.Data[2*r*c:]
+			for i := range dst[:c] {
+				dst[i] = BF16ToF32(binary.LittleEndian.Uint16(b[2*i:]))
+			}
+		}}
+	// Q8_0 (ggml): blocks of 32 elements, a float16 scale then 32 int8.
+	// Rows must be a multiple of 32 long, as in ggml.
+	Encodings[Q8_0] = Encoding{Type: Q8_0, Name: "q8_0", DataBytes: func(n int) int64 { return int64((n+31)/32) * 34 },
+		DecodeRow: func(t *Tensor, r int, dst []float32) {
+			c := t.Cols()
+			b := t.Data[r*(c/32)*34:]
+			for blk := 0; blk < c/32; blk++ {
+				d := F16ToF32(binary.LittleEndian.Uint16(b[34*blk:]))
+				q := b[34*blk+2 : 34*blk+34]
+				for i := 0; i < 32; i++ {
+					dst[32*blk+i] = d * float32(int8(q[i]))
+				}
+			}
+		}}
+	for i, bits := range PaletteBits {
+		dt := LUT1 + DType(i)
+		bits := bits
+		Encodings[dt] = Encoding{Type: dt, Name: "lut" + string(rune('0'+bits)), Bits: bits,
+			DataBytes: func(n int) int64 { return PackedBytes(bits, n) },
+			DecodeRow: func(t *Tensor, r int, dst []float32) {
+				c := t.Cols()
+				g := r / t.Pal.GroupSize
+				lut := t.Pal.LUT[g<<bits : (g+1)<<bits]
+				scale := float32(1)
+				if t.Pal.Scales != nil {
+					scale = F16ToF32(t.Pal.Scales[r])
+				}
+				for i := 0; i < c; i++ {
+					dst[i] = F16ToF32(lut[UnpackIndex(bits, t.Data, t.Elems(), r*c+i)]) * scale
+				}
+			}}
+	}
+}
+
+// Index packing for palettized tensors.
+//
+// The indices of a tensor are one flat sequence in row-major order (element
+// e = r*cols + c), so rows need no padding. An index of width n is split
+// into planes: 1->[1], 2->[2], 3->[2,1], 4->[4], 6->[4,2], 8->[8]; plane k
+// holds bits offset_k..offset_k+p_k-1 of every index. A plane of width p is
+// a sequence of 16-byte blocks, each holding 128/p elements: within a block,
+// element w sits in byte w%16 at bit shift p*(w/16). So a 16-byte load gives
+// 16 consecutive elements per shift, and a kernel needs only shifts and
+// masks. The last block of each plane is zero-padded. Planes are stored one
+// after another (widest first). When cols is a multiple of 128/p for every
+// plane, each row starts on a block boundary.
+
+// Planes returns the plane widths of an index width.
+func Planes(bits int) []int {
+	switch bits {
+	case 3:
+		return []int{2, 1}
+	case 6:
+		return []int{4, 2}
+	default:
+		return []int{bits}
+	}
+}
+
+// PlaneBytes is the size of one plane of width p holding n elements.
+func PlaneBytes(p, n int) int64 {
+	per := 128 / p
+	return int64((n+per-1)/per) * 16
+}
+
+// PackedBytes is the size of n packed indices of the given width.
+func PackedBytes(bits, n int) int64 {
+	var s int64
+	for _, p := range Planes(bits) {
+		s += PlaneBytes(p, n)
+	}
+	return s
+}
+
+// PackIndices packs idx (each < 1<<bits) in the layout described above.
+func PackIndices(bits int, idx []uint8) []byte {
+	n := len(idx)
+	out := make([]byte, PackedBytes(bits, n))
+	base, off := int64(0), 0
+	for _, p := range Planes(bits) {
+		per := 128 / p
+		mask := uint8(1<<p - 1)
+		for e, v := range idx {
+			w := e % per
+			out[base+int64(e/per)*16+int64(w%16)] |= ((v >> off) & mask) << (p * (w / 16))
+		}
+		base += PlaneBytes(p, n)
+		off += p
+	}
+	return out
+}
+
+// UnpackIndex returns element e of n packed indices of the given width.
+func UnpackIndex(bits int, data []byte, n, e int) uint8 {
+	var v uint8
+	base, off := int64(0), 0
+	for _, p := range Planes(bits) {
+		per := 128 / p
+		w := e % per
+		b := data[base+int64(e/per)*16+int64(w%16)]
+		v |= ((b >> (p * (w / 16))) & uint8(1<<p-1)) << off
+		base += PlaneBytes(p, n)
+		off += p
+	}
+	return v
+}
+
+// UnpackIndices unpacks all n indices.
+func UnpackIndices(bits int, data []byte, n int) []uint8 {
+	out := make([]uint8, n)
+	for e := range out {
+		out[e] = UnpackIndex(bits, data, n, e)
+	}
+	return out
+}

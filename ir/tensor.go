@@ -1,0 +1,141 @@
+package ir
+
+import (
+	"fmt"
+	"math"
+	"unsafe"
+
+	"github.com/x448/float16"
+)
+
+// Tensor is one named weight. Data holds the encoded bytes exactly as the
+// encoding lays them out; for a tensor loaded from an uncompressed file it is
+// usually a slice of a memory-mapped file, not a copy.
+type Tensor struct {
+	Name  string
+	Shape []int // row-major; [out, in] for matrices, [n] for vectors
+	Type  DType
+	Data  []byte
+	// Pal holds the lookup tables (and optional per-row scales) of a
+	// palettized tensor (Type LUT1..LUT8). Data then holds the packed indices.
+	Pal *Palette
+}
+
+// Palette is the side data of a palettized tensor: weight[r][c] =
+// LUT[group(r)][index(r, c)] * Scales[r] (Scales nil means 1).
+type Palette struct {
+	GroupSize int      // consecutive output rows that share one LUT (>= 1)
+	LUT       []uint16 // float16 bits, NumGroups x (1 << bits) entries
+	Scales    []uint16 // optional float16 bits, one per output row
+}
+
+// Rows is the number of output rows (1 for a vector).
+func (t *Tensor) Rows() int {
+	if len(t.Shape) < 2 {
+		return 1
+	}
+	return t.Shape[0]
+}
+
+// Cols is the length of one row (the input width of a matrix).
+func (t *Tensor) Cols() int {
+	if len(t.Shape) == 0 {
+		return 0
+	}
+	return t.Shape[len(t.Shape)-1]
+}
+
+// Elems is the number of elements.
+func (t *Tensor) Elems() int {
+	n := 1
+	for _, d := range t.Shape {
+		n *= d
+	}
+	return n
+}
+
+// NumGroups is the number of LUT groups of a palettized tensor.
+func (t *Tensor) NumGroups() int {
+	if t.Pal == nil || t.Pal.GroupSize <= 0 {
+		return 0
+	}
+	return (t.Rows() + t.Pal.GroupSize - 1) / t.Pal.GroupSize
+}
+
+// Bytes is the storage size of the tensor in its encoding, side data included.
+func (t *Tensor) Bytes() int64 {
+	n := int64(len(t.Data))
+	if t.Pal != nil {
+		n += 2*int64(len(t.Pal.LUT)) + 2*int64(len(t.Pal.Scales))
+	}
+	return n
+}
+
+// Check verifies that Data (and Pal) have exactly the size the encoding
+// requires for Shape.
+func (t *Tensor) Check() error {
+	enc, ok := Encodings[t.Type]
+	if !ok {
+		return fmt.Errorf("tensor %q: unknown encoding %d", t.Name, t.Type)
+	}
+	for _, d := range t.Shape {
+		if d <= 0 {
+			return fmt.Errorf("tensor %q: shape %v has a non-positive dimension", t.Name, t.Shape)
+		}
+	}
+	want := enc.DataBytes(t.Elems())
+	if int64(len(t.Data)) != want {
+		return fmt.Errorf("tensor %q (%s, shape %v): data is %d bytes, expected %d", t.Name, enc.Name, t.Shape, len(t.Data), want)
+	}
+	if enc.Bits > 0 { // palettized
+		if t.Pal == nil || t.Pal.GroupSize <= 0 {
+			return fmt.Errorf("tensor %q (%s): missing palette", t.Name, enc.Name)
+		}
+		if g := t.NumGroups() * (1 << enc.Bits); len(t.Pal.LUT) != g {
+			return fmt.Errorf("tensor %q (%s): LUT has %d entries, expected %d", t.Name, enc.Name, len(t.Pal.LUT), g)
+		}
+		if t.Pal.Scales != nil && len(t.Pal.Scales) != t.Rows() {
+			return fmt.Errorf("tensor %q (%s): %d scales, expected %d", t.Name, enc.Name, len(t.Pal.Scales), t.Rows())
+		}
+	}
+	return nil
+}
+
+// F32 returns the tensor as float32 values. For an F32 tensor whose bytes are
+// 4-aligned this is a view of Data, not a copy; other encodings are decoded
+// into a new slice with the encoding's reference decoder.
+func (t *Tensor) F32() []float32 {
+	if t.Type == F32 && len(t.Data) > 0 && uintptr(unsafe.Pointer(&t.Data[0]))%4 == 0 {
+		return unsafe.Slice((*float32)(unsafe.Pointer(&t.Data[0])), len(t.Data)/4)
+	}
+	out := make([]float32, t.Elems())
+	cols := t.Cols()
+	for r := 0; r < t.Rows(); r++ {
+		t.DecodeRow(r, out[r*cols:(r+1)*cols])
+	}
+	return out
+}
+
+// DecodeRow decodes row r into dst (len Cols) with the reference decoder.
+func (t *Tensor) DecodeRow(r int, dst []float32) {
+	Encodings[t.Type].DecodeRow(t, r, dst)
+}
+
+// NewF32 makes an F32 tensor that owns a copy of v.
+func NewF32(name string, v []float32, shape ...int) *Tensor {
+	b := make([]byte, 4*len(v))
+	for i, x := range v {
+		u := math.Float32bits(x)
+		b[4*i], b[4*i+1], b[4*i+2], b[4*i+3] = byte(u), byte(u>>8), byte(u>>16), byte(u>>24)
+	}
+	return &Tensor{Name: name, Shape: append([]int(nil), shape...), Type: F32, Data: b}
+}
+
+// F16ToF32 converts IEEE half bits to float32.
+func F16ToF32(h uint16) float32 { return float16.Frombits(h).Float32() }
+
+// F32ToF16 converts float32 to IEEE half bits, rounding to nearest even.
+func F32ToF16(f float32) uint16 { return float16.Fromfloat32(f).Bits() }
+
+// BF16ToF32 converts bfloat16 bits to float32.
+func BF16ToF32(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }

@@ -1,0 +1,399 @@
+package runtime
+
+import (
+	"fmt"
+	"math"
+	goruntime "runtime"
+	"sync"
+
+	"github.com/squeeze-ml/squeeze/ir"
+	"github.com/squeeze-ml/squeeze/runtime/kernels"
+)
+
+// Options configure a runtime model.
+type Options struct {
+	// Threads splits matrix products by output rows; 0 means all CPUs.
+	Threads int
+	// LinearHook, when set, sees the input of every linear op before it
+	// runs: x holds n rows of the weight's input width. Calibration uses it.
+	LinearHook func(weight string, x []float32, n int)
+	// Adapters are applied unmerged on top of the base weights.
+	Adapters *ir.AdapterSet
+}
+
+type layer struct {
+	attnNorm, ffnNorm          []float32
+	q, k, v, o, gate, up, down *ir.Tensor
+	qb, kb, vb                 []float32
+}
+
+// Model is a model prepared for inference. It does not copy weights: f32
+// tensors stay views of their (mapped) files.
+type Model struct {
+	Cfg      ir.Config
+	IR       *ir.Model
+	embed    *ir.Tensor
+	cls      *ir.Tensor
+	outNorm  []float32
+	layers   []layer
+	threads  int
+	hook     func(string, []float32, int)
+	adapters map[string]*ir.Adapter
+}
+
+// New prepares m for inference.
+func New(m *ir.Model, opt Options) (*Model, error) {
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	c := m.Config
+	r := &Model{Cfg: c, IR: m, embed: m.Tensors[ir.NameTokenEmbd], cls: m.Classifier(),
+		outNorm: vec(m.Tensors[ir.NameOutputNorm]), threads: opt.Threads, hook: opt.LinearHook}
+	if r.threads <= 0 {
+		r.threads = goruntime.NumCPU()
+	}
+	for l := 0; l < c.Layers; l++ {
+		t := func(k string) *ir.Tensor { return m.Tensors[ir.Blk(l, k)] }
+		ly := layer{attnNorm: vec(t(ir.AttnNorm)), ffnNorm: vec(t(ir.FFNNorm)),
+			q: t(ir.AttnQ), k: t(ir.AttnK), v: t(ir.AttnV), o: t(ir.AttnOut),
+			gate: t(ir.FFNGate), up: t(ir.FFNUp), down: t(ir.FFNDown)}
+		if c.QKVBias {
+			ly.qb, ly.kb, ly.vb = vec(t(ir.AttnQB)), vec(t(ir.AttnKB)), vec(t(ir.AttnVB))
+		}
+		r.layers = append(r.layers, ly)
+	}
+	if err := r.SetAdapters(opt.Adapters); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// SetAdapters swaps the adapter set (nil removes adapters) without
+// reloading the base. A set whose shapes do not match is refused.
+func (r *Model) SetAdapters(s *ir.AdapterSet) error {
+	if s == nil {
+		r.adapters = nil
+		return nil
+	}
+	for name, a := range s.Adapters {
+		w, ok := r.IR.Tensors[name]
+		if !ok || len(w.Shape) != 2 {
+			return fmt.Errorf("adapter set %q: target %q is not a linear weight of this model", s.Name, name)
+		}
+		if a.Out != w.Rows() || a.In != w.Cols() || len(a.A) != a.Rank*a.In || len(a.B) != a.Out*a.Rank {
+			return fmt.Errorf("adapter set %q: adapter %q is %dx%d rank %d (A %d, B %d values), weight is %dx%d",
+				s.Name, name, a.Out, a.In, a.Rank, len(a.A), len(a.B), w.Rows(), w.Cols())
+		}
+	}
+	r.adapters = s.Adapters
+	return nil
+}
+
+func vec(t *ir.Tensor) []float32 {
+	if t == nil {
+		return nil
+	}
+	return t.F32()
+}
+
+// State is one sequence's KV cache and scratch buffers.
+type State struct {
+	Pos    int // tokens already in the cache
+	MaxSeq int
+	keys   [][]float32 // per layer, MaxSeq x KVDim
+	vals   [][]float32
+	buf    buffers
+}
+
+type buffers struct {
+	n                                 int
+	x, xb, q, k, v, att, hb, hb2, tmp []float32
+	scores                            []float32
+}
+
+// NewState allocates a KV cache for maxSeq positions.
+func (r *Model) NewState(maxSeq int) *State {
+	if maxSeq <= 0 || maxSeq > r.Cfg.SeqLen {
+		maxSeq = r.Cfg.SeqLen
+	}
+	s := &State{MaxSeq: maxSeq}
+	kv := r.Cfg.KVDim()
+	for l := 0; l < r.Cfg.Layers; l++ {
+		s.keys = append(s.keys, make([]float32, maxSeq*kv))
+		s.vals = append(s.vals, make([]float32, maxSeq*kv))
+	}
+	return s
+}
+
+// Reset empties the cache.
+func (s *State) Reset() { s.Pos = 0 }
+
+func (s *State) ensure(c ir.Config, n int) *buffers {
+	b := &s.buf
+	if b.n >= n {
+		return b
+	}
+	b.n = n
+	b.x = make([]float32, n*c.Dim)
+	b.xb = make([]float32, n*max(c.Dim, c.QDim()))
+	b.q = make([]float32, n*c.QDim())
+	b.k = make([]float32, n*c.KVDim())
+	b.v = make([]float32, n*c.KVDim())
+	b.att = make([]float32, n*c.QDim())
+	b.hb = make([]float32, n*c.FFN)
+	b.hb2 = make([]float32, n*c.FFN)
+	b.tmp = make([]float32, n*max(c.Dim, c.FFN))
+	b.scores = make([]float32, c.Heads*s.MaxSeq*n)
+	return b
+}
+
+// Forward runs tokens (at positions s.Pos, s.Pos+1, ...) through the model,
+// appending to the cache. With all, logits receives len(tokens) x vocab
+// values; otherwise only the last token's vocab logits.
+func (r *Model) Forward(s *State, tokens []int, logits []float32, all bool) error {
+	c := r.Cfg
+	n := len(tokens)
+	if n == 0 {
+		return nil
+	}
+	if s.Pos+n > s.MaxSeq {
+		return fmt.Errorf("runtime: %d tokens at position %d exceed the context of %d", n, s.Pos, s.MaxSeq)
+	}
+	want := c.Vocab
+	if all {
+		want *= n
+	}
+	if len(logits) < want {
+		return fmt.Errorf("runtime: logits buffer holds %d values, need %d", len(logits), want)
+	}
+	for _, t := range tokens {
+		if t < 0 || t >= c.Vocab {
+			return fmt.Errorf("runtime: token id %d outside vocabulary of %d", t, c.Vocab)
+		}
+	}
+	b := s.ensure(c, n)
+	dim, qd, kvd := c.Dim, c.QDim(), c.KVDim()
+	x := b.x[:n*dim]
+	for i, t := range tokens {
+		r.embed.DecodeRow(t, x[i*dim:(i+1)*dim])
+	}
+	for l := range r.layers {
+		ly := &r.layers[l]
+		xb := b.xb[:n*dim]
+		for i := 0; i < n; i++ {
+			rmsnorm(xb[i*dim:(i+1)*dim], x[i*dim:(i+1)*dim], ly.attnNorm, float32(c.NormEps))
+		}
+		q, k, v := b.q[:n*qd], b.k[:n*kvd], b.v[:n*kvd]
+		r.linear(ir.Blk(l, ir.AttnQ), ly.q, xb, q, n)
+		r.linear(ir.Blk(l, ir.AttnK), ly.k, xb, k, n)
+		r.linear(ir.Blk(l, ir.AttnV), ly.v, xb, v, n)
+		if c.QKVBias {
+			addBias(q, ly.qb, n)
+			addBias(k, ly.kb, n)
+			addBias(v, ly.vb, n)
+		}
+		for i := 0; i < n; i++ {
+			pos := s.Pos + i
+			rope(q[i*qd:(i+1)*qd], c.HeadDim, pos, c.RopeTheta, c.RopeNeoX)
+			rope(k[i*kvd:(i+1)*kvd], c.HeadDim, pos, c.RopeTheta, c.RopeNeoX)
+			copy(s.keys[l][pos*kvd:(pos+1)*kvd], k[i*kvd:(i+1)*kvd])
+			copy(s.vals[l][pos*kvd:(pos+1)*kvd], v[i*kvd:(i+1)*kvd])
+		}
+		att := b.att[:n*qd]
+		r.attention(s, l, q, att, n, b.scores)
+		tmp := b.tmp[:n*dim]
+		r.linear(ir.Blk(l, ir.AttnOut), ly.o, att, tmp, n)
+		for i := range x {
+			x[i] += tmp[i]
+		}
+		for i := 0; i < n; i++ {
+			rmsnorm(xb[i*dim:(i+1)*dim], x[i*dim:(i+1)*dim], ly.ffnNorm, float32(c.NormEps))
+		}
+		hb, hb2 := b.hb[:n*c.FFN], b.hb2[:n*c.FFN]
+		r.linear(ir.Blk(l, ir.FFNGate), ly.gate, xb, hb, n)
+		r.linear(ir.Blk(l, ir.FFNUp), ly.up, xb, hb2, n)
+		for i, g := range hb {
+			hb[i] = g * (1 / (1 + float32(math.Exp(float64(-g))))) * hb2[i]
+		}
+		r.linear(ir.Blk(l, ir.FFNDown), ly.down, hb, tmp, n)
+		for i := range x {
+			x[i] += tmp[i]
+		}
+	}
+	first := 0
+	if !all {
+		first = n - 1
+	}
+	xb := b.xb[:n*dim]
+	for i := first; i < n; i++ {
+		rmsnorm(xb[i*dim:(i+1)*dim], x[i*dim:(i+1)*dim], r.outNorm, float32(c.NormEps))
+	}
+	r.linear(ir.NameOutput, r.cls, xb[first*dim:n*dim], logits[:(n-first)*c.Vocab], n-first)
+	s.Pos += n
+	return nil
+}
+
+// linear computes out (n x rows) = x (n x cols) W^T (+ adapter), split by
+// output rows across threads.
+func (r *Model) linear(name string, w *ir.Tensor, x, out []float32, n int) {
+	if r.hook != nil {
+		r.hook(name, x, n)
+	}
+	rows := w.Rows()
+	work := rows * w.Cols() * n
+	nt := r.threads
+	if work < 1<<16 {
+		nt = 1
+	}
+	if nt > 1 {
+		chunk := (rows + nt - 1) / nt
+		chunk = (chunk + 15) &^ 15
+		var wg sync.WaitGroup
+		for r0 := 0; r0 < rows; r0 += chunk {
+			r1 := min(r0+chunk, rows)
+			wg.Add(1)
+			go func(r0, r1 int) {
+				defer wg.Done()
+				kernels.MatMul(w, x, out, n, r0, r1)
+			}(r0, r1)
+		}
+		wg.Wait()
+	} else {
+		kernels.MatMul(w, x, out, n, 0, rows)
+	}
+	if a, ok := r.adapters[name]; ok {
+		applyAdapter(a, x, out, n)
+	}
+}
+
+// applyAdapter adds Scale * B (A x) to each of the n outputs.
+func applyAdapter(a *ir.Adapter, x, out []float32, n int) {
+	ax := make([]float32, a.Rank)
+	for i := 0; i < n; i++ {
+		xi := x[i*a.In : (i+1)*a.In]
+		for j := 0; j < a.Rank; j++ {
+			ax[j] = kernels.Dot(a.A[j*a.In:(j+1)*a.In], xi) * a.Scale
+		}
+		oi := out[i*a.Out : (i+1)*a.Out]
+		for o := range oi {
+			oi[o] += kernels.Dot(a.B[o*a.Rank:(o+1)*a.Rank], ax)
+		}
+	}
+}
+
+func addBias(x, b []float32, n int) {
+	d := len(b)
+	for i := 0; i < n; i++ {
+		for j, v := range b {
+			x[i*d+j] += v
+		}
+	}
+}
+
+// rmsnorm: o = w * x / sqrt(mean(x^2) + eps), in llama2.c's order.
+func rmsnorm(o, x, w []float32, eps float32) {
+	var ss float32
+	for _, v := range x {
+		ss += v * v
+	}
+	ss /= float32(len(x))
+	ss += eps
+	ss = 1 / float32(math.Sqrt(float64(ss)))
+	for j := range o {
+		o[j] = w[j] * (ss * x[j])
+	}
+}
+
+// rope rotates each head of vec at position pos. Interleaved: pairs
+// (2i, 2i+1) with frequency theta^(-2i/headDim) (llama2.c, GGUF llama).
+// NeoX: pairs (i, i+headDim/2) (Hugging Face checkpoints, qwen2).
+func rope(vec []float32, headDim, pos int, theta float64, neox bool) {
+	half := headDim / 2
+	for h := 0; h+headDim <= len(vec); h += headDim {
+		for i := 0; i < half; i++ {
+			freq := 1.0 / math.Pow(theta, float64(2*i)/float64(headDim))
+			val := float64(float32(pos) * float32(freq))
+			fcr, fci := float32(math.Cos(val)), float32(math.Sin(val))
+			a, b := h+2*i, h+2*i+1
+			if neox {
+				a, b = h+i, h+i+half
+			}
+			v0, v1 := vec[a], vec[b]
+			vec[a] = v0*fcr - v1*fci
+			vec[b] = v0*fci + v1*fcr
+		}
+	}
+}
+
+// attention: for token i at position Pos+i and each head, softmax-weighted
+// sum of cached values over positions 0..Pos+i. GQA: head h reads KV head
+// h / (heads/kvHeads).
+func (r *Model) attention(s *State, l int, q, out []float32, n int, scores []float32) {
+	c := r.Cfg
+	hd, qd, kvd := c.HeadDim, c.QDim(), c.KVDim()
+	group := c.Heads / c.KVHeads
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	keys, vals := s.keys[l], s.vals[l]
+	job := func(i, h int) {
+		pos := s.Pos + i
+		qh := q[i*qd+h*hd : i*qd+(h+1)*hd]
+		sc := scores[(i*c.Heads+h)*s.MaxSeq : (i*c.Heads+h)*s.MaxSeq+pos+1]
+		kh := (h / group) * hd
+		for t := 0; t <= pos; t++ {
+			sc[t] = kernels.Dot(qh, keys[t*kvd+kh:t*kvd+kh+hd]) * scale
+		}
+		softmax(sc)
+		o := out[i*qd+h*hd : i*qd+(h+1)*hd]
+		for j := range o {
+			o[j] = 0
+		}
+		for t := 0; t <= pos; t++ {
+			a := sc[t]
+			vt := vals[t*kvd+kh : t*kvd+kh+hd]
+			for j := range o {
+				o[j] += a * vt[j]
+			}
+		}
+	}
+	total := n * c.Heads
+	work := total * (s.Pos + n) * hd
+	if r.threads <= 1 || work < 1<<15 {
+		for i := 0; i < n; i++ {
+			for h := 0; h < c.Heads; h++ {
+				job(i, h)
+			}
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	nt := min(r.threads, total)
+	for t := 0; t < nt; t++ {
+		wg.Add(1)
+		go func(t int) {
+			defer wg.Done()
+			for j := t; j < total; j += nt {
+				job(j/c.Heads, j%c.Heads)
+			}
+		}(t)
+	}
+	wg.Wait()
+}
+
+// softmax in place, max-subtracted, float32 as llama2.c.
+func softmax(x []float32) {
+	mx := x[0]
+	for _, v := range x[1:] {
+		if v > mx {
+			mx = v
+		}
+	}
+	var sum float32
+	for i, v := range x {
+		e := float32(math.Exp(float64(v - mx)))
+		x[i] = e
+		sum += e
+	}
+	for i := range x {
+		x[i] /= sum
+	}
+}

@@ -1,0 +1,41 @@
+# squeeze: the two commands a fresh machine needs are `make demo` and `make test`.
+GO      ?= go
+FUZZTIME ?= 10s
+BIN     := bin/squeeze
+MODEL   := testdata/stories260K/stories260K.bin
+TEXT    := testdata/tinystories/dev.txt
+
+.PHONY: build demo test vet fuzz bench clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/squeeze
+
+# The main job on the bundled example model.
+demo: build
+	$(BIN) inspect $(MODEL) | head -20
+	$(BIN) run $(MODEL) --prompt "Once upon a time" -n 64 --temp 0
+	$(BIN) eval $(MODEL) --text $(TEXT) --ctx 256
+
+# Everything CI checks: vet, all tests, and a short run of every fuzz target.
+test: vet
+	$(GO) test -count=1 ./...
+	$(MAKE) fuzz
+
+vet:
+	$(GO) vet ./...
+
+# Each parser's fuzz target for $(FUZZTIME), seeded with real files.
+fuzz:
+	@set -e; grep -rl --include='*_test.go' '^func Fuzz' . | while read f; do \
+	  pkg=./$$(dirname $$f); \
+	  for fn in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' $$f | sed 's/func //'); do \
+	    echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+	    $(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) >/tmp/squeeze-fuzz.log 2>&1 || { cat /tmp/squeeze-fuzz.log; exit 1; }; \
+	  done; \
+	done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./runtime/...
+
+clean:
+	rm -rf bin

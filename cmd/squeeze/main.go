@@ -1,0 +1,44 @@
+// Command squeeze is the model compression compiler's command line: one
+// file per command, each with an options struct, a constructor that binds
+// its flags, and a run function that takes the options and io.Writers so
+// tests call it directly.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// version is the squeeze version recorded in bundles.
+const version = "0.1.0-dev"
+
+func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "squeeze",
+		Short:         "squeeze compiles language models into small, fast, palettized bundles",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(newRunCmd(stdout, stderr), newEvalCmd(stdout, stderr), newInspectCmd(stdout, stderr))
+	for _, extra := range extraCommands {
+		root.AddCommand(extra(stdout, stderr))
+	}
+	return root
+}
+
+// extraCommands lets command files register themselves.
+var extraCommands []func(stdout, stderr io.Writer) *cobra.Command
+
+func main() {
+	root := newRootCmd(os.Stdout, os.Stderr)
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "squeeze:", err)
+		os.Exit(1)
+	}
+}

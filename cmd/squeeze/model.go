@@ -1,0 +1,41 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"github.com/squeeze-ml/squeeze/formats"
+	"github.com/squeeze-ml/squeeze/ir"
+)
+
+// modelFlags are the flags every command that takes a MODEL shares.
+type modelFlags struct {
+	Tokenizer string
+	Synthetic string
+	Seed      uint64
+}
+
+func (f *modelFlags) bind(c *cobra.Command) {
+	c.Flags().StringVar(&f.Tokenizer, "tokenizer", "", "tokenizer file for llama2.c checkpoints (default: the tokenizer.bin or tok*.bin beside the model)")
+	c.Flags().StringVar(&f.Synthetic, "synthetic", "", fmt.Sprintf("use a synthetic model of a named shape instead of MODEL (%v; random weights: speed only)", ir.SyntheticNames()))
+}
+
+// load opens the model named by args[0] or --synthetic.
+func (f *modelFlags) load(args []string) (*ir.Model, error) {
+	switch {
+	case f.Synthetic != "" && len(args) > 0:
+		return nil, fmt.Errorf("give either MODEL or --synthetic, not both")
+	case f.Synthetic != "":
+		return formats.Load("synthetic:"+f.Synthetic, formats.LoadOptions{Seed: 1})
+	case len(args) == 0:
+		return nil, fmt.Errorf("missing MODEL (a llama2.c .bin, a GGUF file, a Hugging Face directory or a .sqz bundle)")
+	}
+	return formats.Load(args[0], formats.LoadOptions{Tokenizer: f.Tokenizer})
+}
+
+func needTokenizer(m *ir.Model) error {
+	if m.Tokenizer == nil {
+		return fmt.Errorf("%s: no tokenizer found; pass --tokenizer PATH (llama2.c) or use a model that embeds one", m.Source)
+	}
+	return nil
+}

@@ -1,0 +1,20 @@
+package formats
+
+import (
+	"fmt"
+
+	"github.com/squeeze-ml/squeeze/ir"
+)
+
+// loadByMagic dispatches on the first bytes of a file. It reports ok=false
+// when the file is none of the magic-bearing formats.
+func loadByMagic(path string, head []byte, opt LoadOptions) (*ir.Model, bool, error) {
+	if string(head[:min(4, len(head))]) == "GGUF" {
+		return nil, true, fmt.Errorf("%s: GGUF support is not built yet", path)
+	}
+	return nil, false, nil
+}
+
+func loadDir(path string) (*ir.Model, error) {
+	return nil, fmt.Errorf("%s: Hugging Face directories are not supported yet", path)
+}

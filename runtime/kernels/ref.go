@@ -1,48 +1,226 @@
 package kernels
 
 import (
+	"sync"
+	"unsafe"
+
 	"github.com/squeeze-ml/squeeze/ir"
 )
 
 // MatVec computes out[r] = sum_c W[r,c] * x[c] for rows r in [r0, r1) of the
 // weight tensor w (any encoding). out has len >= r1 (indexed by row), x has
-// len w.Cols().
+// len w.Cols(). It is single-threaded and allocation-free in steady state;
+// callers split row ranges across goroutines.
 func MatVec(w *ir.Tensor, x, out []float32, r0, r1 int) {
-	if w.Type == ir.F32 {
-		cols := w.Cols()
-		wf := w.F32()
-		for r := r0; r < r1; r++ {
-			out[r] = Dot(wf[r*cols:(r+1)*cols], x)
-		}
+	if r0 >= r1 {
 		return
 	}
-	matVecRef(w, x, out, r0, r1)
+	switch w.Type {
+	case ir.F32:
+		if wf, ok := f32View(w); ok {
+			cols := w.Cols()
+			x = x[:cols]
+			for r := r0; r < r1; r++ {
+				out[r] = dotF32(wf[r*cols:(r+1)*cols], x)
+			}
+			return
+		}
+	case ir.F16:
+		if wh, ok := f16View(w); ok {
+			cols := w.Cols()
+			x = x[:cols]
+			for r := r0; r < r1; r++ {
+				out[r] = dotF16(wh[r*cols:(r+1)*cols], x)
+			}
+			return
+		}
+	case ir.LUT1, ir.LUT2, ir.LUT3, ir.LUT4, ir.LUT6, ir.LUT8:
+		if L, ok := layoutOf(w); ok {
+			matVecLUT(w, &L, x, out, r0, r1)
+			return
+		}
+	}
+	matVecSlow(w, x, out, r0, r1)
 }
 
 // MatMul computes, for each of n input vectors x[i*cols:(i+1)*cols], the
-// rows [r0, r1) of W x into out[i*rows + r].
+// rows [r0, r1) of W x into out[i*rows + r]. Each weight row is decoded once
+// per tile of tokens (the tile's inputs stay in L2) and multiplied with the
+// tile's inputs four at a time.
 func MatMul(w *ir.Tensor, x, out []float32, n, r0, r1 int) {
+	if n <= 0 || r0 >= r1 {
+		return
+	}
 	rows, cols := w.Rows(), w.Cols()
-	for i := 0; i < n; i++ {
-		MatVec(w, x[i*cols:(i+1)*cols], out[i*rows:(i+1)*rows], r0, r1)
+	if n == 1 {
+		MatVec(w, x[:cols], out[:rows], r0, r1)
+		return
+	}
+	_ = x[n*cols-1]
+	_ = out[(n-1)*rows+r1-1]
+	wf, isF32 := f32View(w)
+	var L lutLayout
+	isLUT := false
+	if !isF32 {
+		L, isLUT = layoutOf(w)
+	}
+	bp := getBuf(cols)
+	defer putBuf(bp)
+	row := (*bp)[:cols]
+	tab := getTable()
+	defer putTable(tab)
+
+	tile := (512 << 10) / (4 * cols) &^ 3
+	if tile < 4 {
+		tile = 4
+	}
+	var o4 [4]float32
+	for t0 := 0; t0 < n; t0 += tile {
+		t1 := min(t0+tile, n)
+		for r := r0; r < r1; r++ {
+			var wr []float32
+			scale := float32(1)
+			switch {
+			case isF32:
+				wr = wf[r*cols : (r+1)*cols]
+			case isLUT:
+				scale = decodeLUTRow(w, &L, r, row, tab)
+				wr = row
+			case w.Type == ir.F16:
+				wh, ok := f16View(w)
+				if ok {
+					f16ToF32(wh[r*cols:(r+1)*cols], row)
+				} else {
+					w.DecodeRow(r, row)
+				}
+				wr = row
+			default:
+				w.DecodeRow(r, row)
+				wr = row
+			}
+			i := t0
+			for ; i+4 <= t1; i += 4 {
+				dot4(wr, x[i*cols:], cols, &o4)
+				out[i*rows+r] = o4[0] * scale
+				out[(i+1)*rows+r] = o4[1] * scale
+				out[(i+2)*rows+r] = o4[2] * scale
+				out[(i+3)*rows+r] = o4[3] * scale
+			}
+			for ; i < t1; i++ {
+				out[i*rows+r] = dotF32(wr, x[i*cols:(i+1)*cols]) * scale
+			}
+		}
 	}
 }
 
-// matVecRef decodes one row at a time with the encoding's reference decoder.
-func matVecRef(w *ir.Tensor, x, out []float32, r0, r1 int) {
-	row := make([]float32, w.Cols())
-	for r := r0; r < r1; r++ {
-		w.DecodeRow(r, row)
-		out[r] = Dot(row, x)
-	}
-}
+// Dot is the float32 dot product of a and b (len(a) == len(b)). The fast
+// paths keep several SIMD accumulators, so the rounding differs from the
+// in-order sum (dotRef) by a few ulps of the sum of |a[i]*b[i]|.
+func Dot(a, b []float32) float32 { return dotF32(a, b) }
 
-// Dot is the float32 dot product, accumulated in float32 in order (as
-// llama2.c's matmul does), which the golden tests rely on.
-func Dot(a, b []float32) float32 {
+// Impl names the kernel family selected on this machine ("avx2" or "go").
+func Impl() string { return archImpl() }
+
+// Sum returns the sum of a (SIMD on the fast paths).
+func Sum(a []float32) float32 { return sum(a) }
+
+// dotRef is the reference dot product: float32, accumulated in order, as
+// llama2.c's matmul does.
+func dotRef(a, b []float32) float32 {
 	var s float32
 	for i, v := range a {
 		s += v * b[i]
 	}
 	return s
+}
+
+// matVecRef is the reference: each row decoded with the encoding's
+// reference decoder, then dotRef.
+func matVecRef(w *ir.Tensor, x, out []float32, r0, r1 int) {
+	bp := getBuf(w.Cols())
+	defer putBuf(bp)
+	row := (*bp)[:w.Cols()]
+	for r := r0; r < r1; r++ {
+		w.DecodeRow(r, row)
+		out[r] = dotRef(row, x)
+	}
+}
+
+// matVecSlow serves encodings and layouts without a fast path (bf16, q8_0,
+// palettized rows that do not start on a block boundary): the reference
+// decoder with the fast dot product.
+func matVecSlow(w *ir.Tensor, x, out []float32, r0, r1 int) {
+	bp := getBuf(w.Cols())
+	defer putBuf(bp)
+	row := (*bp)[:w.Cols()]
+	for r := r0; r < r1; r++ {
+		w.DecodeRow(r, row)
+		out[r] = dotF32(row, x)
+	}
+}
+
+// Pooled row buffers keep the hot paths allocation-free.
+var bufPool sync.Pool
+
+func getBuf(n int) *[]float32 {
+	if p, ok := bufPool.Get().(*[]float32); ok && cap(*p) >= n {
+		return p
+	}
+	b := make([]float32, n)
+	return &b
+}
+
+func putBuf(p *[]float32) { bufPool.Put(p) }
+
+// f32View returns the weights of an F32 tensor as a []float32 view when the
+// data is 4-byte aligned and complete.
+func f32View(w *ir.Tensor) ([]float32, bool) {
+	if w.Type != ir.F32 || len(w.Data) < 4*w.Elems() || w.Elems() == 0 ||
+		uintptr(unsafe.Pointer(&w.Data[0]))%4 != 0 {
+		return nil, false
+	}
+	return unsafe.Slice((*float32)(unsafe.Pointer(&w.Data[0])), w.Elems()), true
+}
+
+// f16View returns the half-precision bits of an F16 tensor as a []uint16
+// view when the data is 2-byte aligned and complete.
+func f16View(w *ir.Tensor) ([]uint16, bool) {
+	if w.Type != ir.F16 || len(w.Data) < 2*w.Elems() || w.Elems() == 0 ||
+		uintptr(unsafe.Pointer(&w.Data[0]))%2 != 0 {
+		return nil, false
+	}
+	return unsafe.Slice((*uint16)(unsafe.Pointer(&w.Data[0])), w.Elems()), true
+}
+
+func f16(h uint16) float32 { return ir.F16ToF32(h) }
+
+func dotGo(a, b []float32) float32 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s0 += a[i] * b[i]
+		s1 += a[i+1] * b[i+1]
+		s2 += a[i+2] * b[i+2]
+		s3 += a[i+3] * b[i+3]
+	}
+	for ; i < len(a); i++ {
+		s0 += a[i] * b[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+func dotF16Go(w []uint16, x []float32) float32 {
+	var s float32
+	for i, h := range w {
+		s += f16(h) * x[i]
+	}
+	return s
+}
+
+func dot4Go(w, x []float32, stride int, out *[4]float32) {
+	n := len(w)
+	for i := 0; i < 4; i++ {
+		out[i] = dotGo(w, x[i*stride:i*stride+n])
+	}
 }

@@ -1,0 +1,584 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// Horizontal sum of Y2..Y5 into X2 (clobbers X3, Y4).
+#define HSUM4 \
+	VADDPS Y3, Y2, Y2; \
+	VADDPS Y5, Y4, Y4; \
+	VADDPS Y4, Y2, Y2; \
+	VEXTRACTF128 $1, Y2, X3; \
+	VADDPS X3, X2, X2; \
+	VHADDPS X2, X2, X2; \
+	VHADDPS X2, X2, X2; \
+	VZEROUPPER
+
+#define ZERO4 \
+	VXORPS Y2, Y2, Y2; \
+	VXORPS Y3, Y3, Y3; \
+	VXORPS Y4, Y4, Y4; \
+	VXORPS Y5, Y5, Y5
+
+// func dotAVX2(a, b *float32, n int) float32
+// n is a multiple of 8.
+TEXT ·dotAVX2(SB), NOSPLIT, $0-28
+	MOVQ a+0(FP), SI
+	MOVQ b+8(FP), DI
+	MOVQ n+16(FP), CX
+	ZERO4
+dot32:
+	CMPQ CX, $32
+	JL   dot8
+	VMOVUPS (SI), Y6
+	VMOVUPS 32(SI), Y7
+	VMOVUPS 64(SI), Y8
+	VMOVUPS 96(SI), Y9
+	VFMADD231PS (DI), Y6, Y2
+	VFMADD231PS 32(DI), Y7, Y3
+	VFMADD231PS 64(DI), Y8, Y4
+	VFMADD231PS 96(DI), Y9, Y5
+	ADDQ $128, SI
+	ADDQ $128, DI
+	SUBQ $32, CX
+	JMP  dot32
+dot8:
+	CMPQ CX, $8
+	JL   dotdone
+	VMOVUPS (SI), Y6
+	VFMADD231PS (DI), Y6, Y2
+	ADDQ $32, SI
+	ADDQ $32, DI
+	SUBQ $8, CX
+	JMP  dot8
+dotdone:
+	HSUM4
+	MOVSS X2, ret+24(FP)
+	RET
+
+// func dotF16AVX2(w *uint16, x *float32, n int) float32
+// n is a multiple of 8.
+TEXT ·dotF16AVX2(SB), NOSPLIT, $0-28
+	MOVQ w+0(FP), SI
+	MOVQ x+8(FP), DI
+	MOVQ n+16(FP), CX
+	ZERO4
+h32:
+	CMPQ CX, $32
+	JL   h8
+	VCVTPH2PS (SI), Y6
+	VCVTPH2PS 16(SI), Y7
+	VCVTPH2PS 32(SI), Y8
+	VCVTPH2PS 48(SI), Y9
+	VFMADD231PS (DI), Y6, Y2
+	VFMADD231PS 32(DI), Y7, Y3
+	VFMADD231PS 64(DI), Y8, Y4
+	VFMADD231PS 96(DI), Y9, Y5
+	ADDQ $64, SI
+	ADDQ $128, DI
+	SUBQ $32, CX
+	JMP  h32
+h8:
+	CMPQ CX, $8
+	JL   hdone
+	VCVTPH2PS (SI), Y6
+	VFMADD231PS (DI), Y6, Y2
+	ADDQ $16, SI
+	ADDQ $32, DI
+	SUBQ $8, CX
+	JMP  h8
+hdone:
+	HSUM4
+	MOVSS X2, ret+24(FP)
+	RET
+
+// func f16ToF32AVX2(src *uint16, dst *float32, n int)
+// n is a multiple of 8.
+TEXT ·f16ToF32AVX2(SB), NOSPLIT, $0-24
+	MOVQ src+0(FP), SI
+	MOVQ dst+8(FP), DI
+	MOVQ n+16(FP), CX
+c8:
+	CMPQ CX, $8
+	JL   cdone
+	VCVTPH2PS (SI), Y6
+	VMOVUPS Y6, (DI)
+	ADDQ $16, SI
+	ADDQ $32, DI
+	SUBQ $8, CX
+	JMP  c8
+cdone:
+	VZEROUPPER
+	RET
+
+// func sumAVX2(a *float32, n int) float32
+// n is a multiple of 64.
+TEXT ·sumAVX2(SB), NOSPLIT, $0-20
+	MOVQ a+0(FP), SI
+	MOVQ n+8(FP), CX
+	ZERO4
+s64:
+	CMPQ CX, $64
+	JL   sdone
+	VADDPS (SI), Y2, Y2
+	VADDPS 32(SI), Y3, Y3
+	VADDPS 64(SI), Y4, Y4
+	VADDPS 96(SI), Y5, Y5
+	VADDPS 128(SI), Y2, Y2
+	VADDPS 160(SI), Y3, Y3
+	VADDPS 192(SI), Y4, Y4
+	VADDPS 224(SI), Y5, Y5
+	ADDQ $256, SI
+	SUBQ $64, CX
+	JMP  s64
+sdone:
+	HSUM4
+	MOVSS X2, ret+16(FP)
+	RET
+
+// func dot4AVX2(w, x *float32, stride, n int, out *float32)
+// out[i] = dot(w[:n], x[i*stride:][:n]) for i < 4; n is a multiple of 8.
+TEXT ·dot4AVX2(SB), NOSPLIT, $0-40
+	MOVQ w+0(FP), SI
+	MOVQ x+8(FP), AX
+	MOVQ stride+16(FP), BX
+	MOVQ n+24(FP), CX
+	SHLQ $2, BX
+	LEAQ (AX)(BX*1), R8
+	LEAQ (R8)(BX*1), R9
+	LEAQ (R9)(BX*1), R10
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	XORQ DX, DX
+d4x16:
+	MOVQ CX, DI
+	SUBQ DX, DI
+	CMPQ DI, $16
+	JL   d4x8
+	VMOVUPS (SI)(DX*4), Y8
+	VMOVUPS 32(SI)(DX*4), Y9
+	VFMADD231PS (AX)(DX*4), Y8, Y0
+	VFMADD231PS 32(AX)(DX*4), Y9, Y4
+	VFMADD231PS (R8)(DX*4), Y8, Y1
+	VFMADD231PS 32(R8)(DX*4), Y9, Y5
+	VFMADD231PS (R9)(DX*4), Y8, Y2
+	VFMADD231PS 32(R9)(DX*4), Y9, Y6
+	VFMADD231PS (R10)(DX*4), Y8, Y3
+	VFMADD231PS 32(R10)(DX*4), Y9, Y7
+	ADDQ $16, DX
+	JMP  d4x16
+d4x8:
+	CMPQ DI, $8
+	JL   d4done
+	VMOVUPS (SI)(DX*4), Y8
+	VFMADD231PS (AX)(DX*4), Y8, Y0
+	VFMADD231PS (R8)(DX*4), Y8, Y1
+	VFMADD231PS (R9)(DX*4), Y8, Y2
+	VFMADD231PS (R10)(DX*4), Y8, Y3
+d4done:
+	VADDPS Y4, Y0, Y0
+	VADDPS Y5, Y1, Y1
+	VADDPS Y6, Y2, Y2
+	VADDPS Y7, Y3, Y3
+	// transpose-reduce: result lanes [s0 s1 s2 s3]
+	VHADDPS Y1, Y0, Y0
+	VHADDPS Y3, Y2, Y2
+	VHADDPS Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	MOVQ out+32(FP), DI
+	VMOVUPS X0, (DI)
+	VZEROUPPER
+	RET
+
+// ---- palettized rows ----
+// Tables: Y0 (and Y1) hold the LUT as float32; Y2..Y5 accumulate.
+
+// LUT4 step: 8 dword indices in idx (low nibble used) -> FMA with x at off(DI) into acc.
+#define L4(idx, off, acc) \
+	VPERMPS Y0, idx, Y8; \
+	VPERMPS Y1, idx, Y9; \
+	VPSLLD $28, idx, Y10; \
+	VBLENDVPS Y10, Y9, Y8, Y8; \
+	VFMADD231PS off(DI), Y8, acc
+
+#define L4S(idx, off) \
+	VPERMPS Y0, idx, Y8; \
+	VPERMPS Y1, idx, Y9; \
+	VPSLLD $28, idx, Y10; \
+	VBLENDVPS Y10, Y9, Y8, Y8; \
+	VMOVUPS Y8, off(DI)
+
+// func lut4DotAVX2(idx *byte, nblk int, x *float32, lut *uint16) float32
+// nblk 16-byte blocks of 32 elements; lut holds 16 float16 entries.
+TEXT ·lut4DotAVX2(SB), NOSPLIT, $0-36
+	MOVQ idx+0(FP), SI
+	MOVQ nblk+8(FP), CX
+	MOVQ x+16(FP), DI
+	MOVQ lut+24(FP), AX
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	ZERO4
+	TESTQ CX, CX
+	JZ   l4done
+l4loop:
+	VPMOVZXBD (SI), Y6
+	VPMOVZXBD 8(SI), Y7
+	L4(Y6, 0, Y2)
+	L4(Y7, 32, Y3)
+	VPSRLD $4, Y6, Y6
+	VPSRLD $4, Y7, Y7
+	L4(Y6, 64, Y4)
+	L4(Y7, 96, Y5)
+	ADDQ $16, SI
+	ADDQ $128, DI
+	DECQ CX
+	JNZ  l4loop
+l4done:
+	HSUM4
+	MOVSS X2, ret+32(FP)
+	RET
+
+// func lut4DecAVX2(idx *byte, nblk int, dst *float32, lut *uint16)
+TEXT ·lut4DecAVX2(SB), NOSPLIT, $0-32
+	MOVQ idx+0(FP), SI
+	MOVQ nblk+8(FP), CX
+	MOVQ dst+16(FP), DI
+	MOVQ lut+24(FP), AX
+	VCVTPH2PS (AX), Y0
+	VCVTPH2PS 16(AX), Y1
+	TESTQ CX, CX
+	JZ   l4ddone
+l4dloop:
+	VPMOVZXBD (SI), Y6
+	VPMOVZXBD 8(SI), Y7
+	L4S(Y6, 0)
+	L4S(Y7, 32)
+	VPSRLD $4, Y6, Y6
+	VPSRLD $4, Y7, Y7
+	L4S(Y6, 64)
+	L4S(Y7, 96)
+	ADDQ $16, SI
+	ADDQ $128, DI
+	DECQ CX
+	JNZ  l4dloop
+l4ddone:
+	VZEROUPPER
+	RET
+
+// LUT2/LUT1/LUT3 step: the table Y0 has 8 entries and VPERMPS uses the
+// low 3 bits of each index, so a table of 4 (or 2) entries repeated to 8
+// decodes a 2-bit (1-bit) field without masking.
+#define LP(idx, off, acc) \
+	VPERMPS Y0, idx, Y8; \
+	VFMADD231PS off(DI), Y8, acc
+
+#define LPS(idx, off) \
+	VPERMPS Y0, idx, Y8; \
+	VMOVUPS Y8, off(DI)
+
+// func lut2DotAVX2(idx *byte, nblk int, x *float32, lut *uint16) float32
+// nblk 16-byte blocks of 64 elements; lut holds 4 float16 entries.
+TEXT ·lut2DotAVX2(SB), NOSPLIT, $0-36
+	MOVQ idx+0(FP), SI
+	MOVQ nblk+8(FP), CX
+	MOVQ x+16(FP), DI
+	MOVQ lut+24(FP), AX
+	VCVTPH2PS (AX), X0
+	VINSERTF128 $1, X0, Y0, Y0
+	ZERO4
+	TESTQ CX, CX
+	JZ   l2done
+l2loop:
+	VPMOVZXBD (SI), Y6
+	VPMOVZXBD 8(SI), Y7
+	LP(Y6, 0, Y2)
+	LP(Y7, 32, Y3)
+	VPSRLD $2, Y6, Y6
+	VPSRLD $2, Y7, Y7
+	LP(Y6, 64, Y4)
+	LP(Y7, 96, Y5)
+	VPSRLD $2, Y6, Y6
+	VPSRLD $2, Y7, Y7
+	LP(Y6, 128, Y2)
+	LP(Y7, 160, Y3)
+	VPSRLD $2, Y6, Y6
+	VPSRLD $2, Y7, Y7
+	LP(Y6, 192, Y4)
+	LP(Y7, 224, Y5)
+	ADDQ $16, SI
+	ADDQ $256, DI
+	DECQ CX
+	JNZ  l2loop
+l2done:
+	HSUM4
+	MOVSS X2, ret+32(FP)
+	RET
+
+// func lut2DecAVX2(idx *byte, nblk int, dst *float32, lut *uint16)
+TEXT ·lut2DecAVX2(SB), NOSPLIT, $0-32
+	MOVQ idx+0(FP), SI
+	MOVQ nblk+8(FP), CX
+	MOVQ dst+16(FP), DI
+	MOVQ lut+24(FP), AX
+	VCVTPH2PS (AX), X0
+	VINSERTF128 $1, X0, Y0, Y0
+	TESTQ CX, CX
+	JZ   l2ddone
+l2dloop:
+	VPMOVZXBD (SI), Y6
+	VPMOVZXBD 8(SI), Y7
+	LPS(Y6, 0)
+	LPS(Y7, 32)
+	VPSRLD $2, Y6, Y6
+	VPSRLD $2, Y7, Y7
+	LPS(Y6, 64)
+	LPS(Y7, 96)
+	VPSRLD $2, Y6, Y6
+	VPSRLD $2, Y7, Y7
+	LPS(Y6, 128)
+	LPS(Y7, 160)
+	VPSRLD $2, Y6, Y6
+	VPSRLD $2, Y7, Y7
+	LPS(Y6, 192)
+	LPS(Y7, 224)
+	ADDQ $16, SI
+	ADDQ $256, DI
+	DECQ CX
+	JNZ  l2dloop
+l2ddone:
+	VZEROUPPER
+	RET
+
+// func lut1DotAVX2(idx *byte, nblk int, x *float32, tab *float32) float32
+// nblk 16-byte blocks of 128 elements; tab holds the 2 entries repeated 4 times.
+TEXT ·lut1DotAVX2(SB), NOSPLIT, $0-36
+	MOVQ idx+0(FP), SI
+	MOVQ nblk+8(FP), CX
+	MOVQ x+16(FP), DI
+	MOVQ tab+24(FP), AX
+	VMOVUPS (AX), Y0
+	ZERO4
+	TESTQ CX, CX
+	JZ   l1done
+l1loop:
+	VPMOVZXBD (SI), Y6
+	VPMOVZXBD 8(SI), Y7
+	LP(Y6, 0, Y2)
+	LP(Y7, 32, Y3)
+	VPSRLD $1, Y6, Y6
+	VPSRLD $1, Y7, Y7
+	LP(Y6, 64, Y4)
+	LP(Y7, 96, Y5)
+	VPSRLD $1, Y6, Y6
+	VPSRLD $1, Y7, Y7
+	LP(Y6, 128, Y2)
+	LP(Y7, 160, Y3)
+	VPSRLD $1, Y6, Y6
+	VPSRLD $1, Y7, Y7
+	LP(Y6, 192, Y4)
+	LP(Y7, 224, Y5)
+	VPSRLD $1, Y6, Y6
+	VPSRLD $1, Y7, Y7
+	LP(Y6, 256, Y2)
+	LP(Y7, 288, Y3)
+	VPSRLD $1, Y6, Y6
+	VPSRLD $1, Y7, Y7
+	LP(Y6, 320, Y4)
+	LP(Y7, 352, Y5)
+	VPSRLD $1, Y6, Y6
+	VPSRLD $1, Y7, Y7
+	LP(Y6, 384, Y2)
+	LP(Y7, 416, Y3)
+	VPSRLD $1, Y6, Y6
+	VPSRLD $1, Y7, Y7
+	LP(Y6, 448, Y4)
+	LP(Y7, 480, Y5)
+	ADDQ $16, SI
+	ADDQ $512, DI
+	DECQ CX
+	JNZ  l1loop
+l1done:
+	HSUM4
+	MOVSS X2, ret+32(FP)
+	RET
+
+// LUT3 step q of a 128-element superblock: plane-0 dwords in p0 (2-bit
+// field at shift s), plane-1 dwords pre-shifted left by 2 in p1 (bit q at
+// bit q+2). idx = ((p0>>s)&3) | ((p1>>q)&4). Y13 = 3s, Y14 = 4s. Plane-0
+// dwords live in Y12/Y15 (LP clobbers Y8).
+#define L3IDX(p0, s, p1, q) \
+	VPSRLD $s, p0, Y10; \
+	VPAND Y13, Y10, Y10; \
+	VPSRLD $q, p1, Y11; \
+	VPAND Y14, Y11, Y11; \
+	VPOR Y11, Y10, Y10
+
+// func lut3DotAVX2(p0, p1 *byte, nsb int, x *float32, lut *uint16) float32
+// nsb superblocks of 128 elements: 32 bytes of plane 0 (2-bit), 16 bytes
+// of plane 1 (1-bit); lut holds 8 float16 entries.
+TEXT ·lut3DotAVX2(SB), NOSPLIT, $0-44
+	MOVQ p0+0(FP), SI
+	MOVQ p1+8(FP), BX
+	MOVQ nsb+16(FP), CX
+	MOVQ x+24(FP), DI
+	MOVQ lut+32(FP), AX
+	VCVTPH2PS (AX), Y0
+	MOVL $3, DX
+	VMOVD DX, X13
+	VPBROADCASTD X13, Y13
+	MOVL $4, DX
+	VMOVD DX, X14
+	VPBROADCASTD X14, Y14
+	ZERO4
+	TESTQ CX, CX
+	JZ   l3done
+l3loop:
+	VPMOVZXBD (BX), Y6
+	VPMOVZXBD 8(BX), Y7
+	VPSLLD $2, Y6, Y6
+	VPSLLD $2, Y7, Y7
+	VPMOVZXBD (SI), Y12
+	VPMOVZXBD 8(SI), Y15
+	L3IDX(Y12, 0, Y6, 0)
+	LP(Y10, 0, Y2)
+	L3IDX(Y15, 0, Y7, 0)
+	LP(Y10, 32, Y3)
+	L3IDX(Y12, 2, Y6, 1)
+	LP(Y10, 64, Y4)
+	L3IDX(Y15, 2, Y7, 1)
+	LP(Y10, 96, Y5)
+	L3IDX(Y12, 4, Y6, 2)
+	LP(Y10, 128, Y2)
+	L3IDX(Y15, 4, Y7, 2)
+	LP(Y10, 160, Y3)
+	L3IDX(Y12, 6, Y6, 3)
+	LP(Y10, 192, Y4)
+	L3IDX(Y15, 6, Y7, 3)
+	LP(Y10, 224, Y5)
+	VPMOVZXBD 16(SI), Y12
+	VPMOVZXBD 24(SI), Y15
+	L3IDX(Y12, 0, Y6, 4)
+	LP(Y10, 256, Y2)
+	L3IDX(Y15, 0, Y7, 4)
+	LP(Y10, 288, Y3)
+	L3IDX(Y12, 2, Y6, 5)
+	LP(Y10, 320, Y4)
+	L3IDX(Y15, 2, Y7, 5)
+	LP(Y10, 352, Y5)
+	L3IDX(Y12, 4, Y6, 6)
+	LP(Y10, 384, Y2)
+	L3IDX(Y15, 4, Y7, 6)
+	LP(Y10, 416, Y3)
+	L3IDX(Y12, 6, Y6, 7)
+	LP(Y10, 448, Y4)
+	L3IDX(Y15, 6, Y7, 7)
+	LP(Y10, 480, Y5)
+	ADDQ $32, SI
+	ADDQ $16, BX
+	ADDQ $512, DI
+	DECQ CX
+	JNZ  l3loop
+l3done:
+	HSUM4
+	MOVSS X2, ret+40(FP)
+	RET
+
+// ---- 4-bit, byte-plane decoding (no VPERMPS) ----
+// The 16-entry float32 table is split into 4 byte planes (plane k holds
+// byte k of every entry) broadcast to both 128-bit lanes; VPSHUFB looks up
+// each byte for 32 indices at once and byte/word unpacks reassemble the
+// floats. The unpacks leave the floats of a 32-element block in the order
+// [0-3,16-19 | 4-7,20-23 | 8-11,24-27 | 12-15,28-31], so x must be given
+// in that order (permuteX4).
+
+DATA bpshuf<>+0(SB)/8, $0x0d0905010c080400
+DATA bpshuf<>+8(SB)/8, $0x0f0b07030e0a0602
+DATA bpshuf<>+16(SB)/8, $0x0d0905010c080400
+DATA bpshuf<>+24(SB)/8, $0x0f0b07030e0a0602
+GLOBL bpshuf<>(SB), RODATA|NOPTR, $32
+
+DATA bpperm<>+0(SB)/8, $0x0000000400000000
+DATA bpperm<>+8(SB)/8, $0x0000000500000001
+DATA bpperm<>+16(SB)/8, $0x0000000600000002
+DATA bpperm<>+24(SB)/8, $0x0000000700000003
+GLOBL bpperm<>(SB), RODATA|NOPTR, $32
+
+DATA nibshift<>+0(SB)/8, $0
+DATA nibshift<>+8(SB)/8, $0
+DATA nibshift<>+16(SB)/8, $4
+DATA nibshift<>+24(SB)/8, $4
+GLOBL nibshift<>(SB), RODATA|NOPTR, $32
+
+// func lut4DotBP(idx *byte, nblk int, xp *float32, lut *uint16) float32
+// xp is x in permuteX4 order.
+TEXT ·lut4DotBP(SB), NOSPLIT, $0-36
+	MOVQ idx+0(FP), SI
+	MOVQ nblk+8(FP), CX
+	MOVQ xp+16(FP), DI
+	MOVQ lut+24(FP), AX
+	// table -> byte planes Y0..Y3
+	VCVTPH2PS (AX), Y10
+	VCVTPH2PS 16(AX), Y11
+	VMOVDQU bpshuf<>(SB), Y12
+	VPSHUFB Y12, Y10, Y10
+	VPSHUFB Y12, Y11, Y11
+	VMOVDQU bpperm<>(SB), Y12
+	VPERMD Y10, Y12, Y10
+	VPERMD Y11, Y12, Y11
+	VPUNPCKLQDQ Y11, Y10, Y12 // lane0 plane0, lane1 plane2
+	VPUNPCKHQDQ Y11, Y10, Y13 // lane0 plane1, lane1 plane3
+	VPERMQ $0x44, Y12, Y0
+	VPERMQ $0xEE, Y12, Y2
+	VPERMQ $0x44, Y13, Y1
+	VPERMQ $0xEE, Y13, Y3
+	MOVL $0x0f0f0f0f, DX
+	VMOVD DX, X4
+	VPBROADCASTD X4, Y4
+	VMOVDQU nibshift<>(SB), Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	TESTQ CX, CX
+	JZ   bpdone
+bploop:
+	VBROADCASTI128 (SI), Y10
+	VPSRLVQ Y5, Y10, Y10
+	VPAND Y4, Y10, Y10
+	VPSHUFB Y10, Y0, Y11
+	VPSHUFB Y10, Y1, Y12
+	VPSHUFB Y10, Y2, Y13
+	VPSHUFB Y10, Y3, Y14
+	VPUNPCKLBW Y12, Y11, Y15
+	VPUNPCKHBW Y12, Y11, Y11
+	VPUNPCKLBW Y14, Y13, Y12
+	VPUNPCKHBW Y14, Y13, Y13
+	VPUNPCKLWD Y12, Y15, Y14
+	VPUNPCKHWD Y12, Y15, Y15
+	VPUNPCKLWD Y13, Y11, Y12
+	VPUNPCKHWD Y13, Y11, Y11
+	VFMADD231PS (DI), Y14, Y6
+	VFMADD231PS 32(DI), Y15, Y7
+	VFMADD231PS 64(DI), Y12, Y8
+	VFMADD231PS 96(DI), Y11, Y9
+	ADDQ $16, SI
+	ADDQ $128, DI
+	DECQ CX
+	JNZ  bploop
+bpdone:
+	VADDPS Y7, Y6, Y6
+	VADDPS Y9, Y8, Y8
+	VADDPS Y8, Y6, Y6
+	VEXTRACTF128 $1, Y6, X7
+	VADDPS X7, X6, X6
+	VHADDPS X6, X6, X6
+	VHADDPS X6, X6, X6
+	VZEROUPPER
+	MOVSS X6, ret+32(FP)
+	RET

@@ -1,0 +1,56 @@
+//go:build !amd64 || purego
+
+package kernels
+
+// Architectures without assembly kernels (arm64 included, for now) use the
+// pure-Go paths: block-wise LUT decoding into a stack buffer and unrolled Go
+// dot products. They are held to the same parity tests.
+
+func archImpl() string { return "go" }
+
+func dotF32(a, b []float32) float32 {
+	n := len(a)
+	if n > len(b) {
+		n = len(b)
+	}
+	return dotGo(a[:n], b[:n])
+}
+
+func dotF16(w []uint16, x []float32) float32 { return dotF16Go(w[:len(x)], x) }
+
+func f16ToF32(src []uint16, dst []float32) {
+	src = src[:len(dst)]
+	for i, h := range src {
+		dst[i] = f16(h)
+	}
+}
+
+func sum(a []float32) float32 {
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s0 += a[i]
+		s1 += a[i+1]
+		s2 += a[i+2]
+		s3 += a[i+3]
+	}
+	for ; i < len(a); i++ {
+		s0 += a[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+func dot4(w, x []float32, stride int, out *[4]float32) { dot4Go(w, x, stride, out) }
+
+func lutRowDot(bits int, p0, p1 []byte, x, xp []float32, lut []uint16, tab *lutTable) (float32, bool) {
+	return 0, false
+}
+
+func lutRowDecode(bits int, p0 []byte, dst []float32, lut []uint16) bool { return false }
+
+func lutPrepX(bits int, x, scratch []float32) []float32 { return nil }
+
+func setAsm(on bool) bool { return false }
+
+// asmBuilt reports whether this build contains assembly kernels.
+const asmBuilt = false

@@ -1,0 +1,59 @@
+package palettize
+
+import (
+	"fmt"
+	"maps"
+
+	"github.com/squeeze-ml/squeeze/ir"
+)
+
+// ApplyOptions tunes Apply. Zero values take the plan's Method and Seed.
+type ApplyOptions struct {
+	Method  string // overrides plan.Method when set
+	Seed    uint64 // overrides plan.Seed when non-zero
+	MaxBins int    // see Options.MaxBins
+	Workers int    // goroutines over the LUT groups of one tensor; 0 = runtime.NumCPU()
+	// Progress, if set, is called after each tensor with the running count,
+	// the total and the tensor's stats.
+	Progress func(done, total int, name string, st Stats)
+}
+
+// Apply returns a new model whose planned tensors are palettized. Other
+// tensors (and the tokenizer and config) are shared with m, not copied, so
+// m must stay open while the result is used; the result registers no
+// closers of its own. Tensors are encoded one at a time (each with its LUT
+// groups in parallel), so peak memory holds one tensor's decoded copy at
+// most, never two full-precision models. The result is byte-identical for
+// the same model, plan, importance and seed, whatever Workers is.
+//
+// imp holds the calibration importance per weight tensor (see
+// ImportanceFor); nil means uniform everywhere. An importance whose
+// length is not the tensor's cols is an error.
+func Apply(m *ir.Model, plan *Plan, imp map[string][]float32, opt ApplyOptions) (*ir.Model, error) {
+	if err := plan.Validate(m); err != nil {
+		return nil, err
+	}
+	method := plan.Method
+	if opt.Method != "" {
+		method = opt.Method
+	}
+	seed := plan.Seed
+	if opt.Seed != 0 {
+		seed = opt.Seed
+	}
+	out := &ir.Model{Config: m.Config, Tensors: maps.Clone(m.Tensors), Tokenizer: m.Tokenizer,
+		Format: m.Format, Source: m.Source, Meta: maps.Clone(m.Meta)}
+	for i, e := range plan.Tensors {
+		t := m.Tensors[e.Name]
+		pt, st, err := PalettizeTensor(t, Options{Bits: e.Bits, GroupSize: e.GroupSize, PerRowScale: e.PerRowScale,
+			Method: method, Seed: seed, Importance: ImportanceFor(m, e.Name, imp), MaxBins: opt.MaxBins, Workers: opt.Workers})
+		if err != nil {
+			return nil, fmt.Errorf("apply plan: %w", err)
+		}
+		out.Tensors[e.Name] = pt
+		if opt.Progress != nil {
+			opt.Progress(i+1, len(plan.Tensors), e.Name, st)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,289 @@
+package palettize
+
+import (
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+
+	"github.com/squeeze-ml/squeeze/ir"
+)
+
+// Candidate is one way to palettize one tensor, with its predicted damage
+// and its exact storage cost.
+type Candidate struct {
+	Bits        int     `json:"bits"`
+	GroupSize   int     `json:"group_size"` // resolved: rows for one LUT per tensor
+	PerRowScale bool    `json:"per_row_scale"`
+	Damage      float64 `json:"damage"`          // importance-weighted squared error
+	Estimated   bool    `json:"estimated"`       // damage extrapolated from sampled groups
+	Bytes       int64   `json:"bytes"`           // PalettizedBytes: indices + LUTs + scales
+	CostBits    int64   `json:"cost_bits"`       // 8 * Bytes
+	MSE         float64 `json:"mse,omitempty"`   // plain mean squared error
+	Elems       int64   `json:"elems,omitempty"` // weights in the tensor
+	Note        string  `json:"note,omitempty"`  // why an option was dropped, if it was
+}
+
+// TensorCandidates lists the options for one tensor.
+type TensorCandidates struct {
+	Name    string      `json:"name"`
+	Shape   []int       `json:"shape"`
+	Weights int64       `json:"weights"` // elements
+	Options []Candidate `json:"options"`
+}
+
+// CandidateOptions chooses which options Candidates evaluates.
+type CandidateOptions struct {
+	Bits       []int // index widths; nil means ir.PaletteBits
+	GroupSizes []int // rows per LUT; 0 means one LUT per tensor; nil means {16, 32, 64, 128, 0}
+	// PerRowScale lists the scale settings to try; nil means {false}.
+	PerRowScale []bool
+	Tensors     []string // nil means PalettizableNames(m)
+	Method      string   // "exact" (default) or "lloyd"
+	Seed        uint64
+	MaxBins     int // see Options.MaxBins
+	// SampleGroups > 0 clusters at most that many evenly spaced LUT groups
+	// per tensor and option and extrapolates the damage (see
+	// EstimateDamage); bytes are always exact. 0 clusters everything.
+	SampleGroups int
+	Workers      int // goroutines over (tensor, option) pairs; 0 = runtime.NumCPU()
+	// Progress, if set, is called after each (tensor, option) pair, from
+	// one goroutine at a time.
+	Progress func(done, total int)
+}
+
+// PalettizableNames lists the tensors squeeze palettizes, in canonical
+// order: the per-layer linear weights, token_embd, and the classifier
+// "output" when the model has its own (untied).
+func PalettizableNames(m *ir.Model) []string {
+	var out []string
+	if _, ok := m.Tensors[ir.NameTokenEmbd]; ok {
+		out = append(out, ir.NameTokenEmbd)
+	}
+	for l := 0; l < m.Config.Layers; l++ {
+		for _, k := range ir.LinearKinds {
+			if _, ok := m.Tensors[ir.Blk(l, k)]; ok {
+				out = append(out, ir.Blk(l, k))
+			}
+		}
+	}
+	if _, ok := m.Tensors[ir.NameOutput]; ok && !m.Config.TiedEmbed {
+		out = append(out, ir.NameOutput)
+	}
+	return out
+}
+
+// ImportanceFor returns the per-column importance used for tensor name:
+// imp[name] when present; for token_embd without its own entry, uniform
+// (rows are looked up, every column matters alike) or, when the
+// classifier is tied to it and imp["output"] is given, the average of
+// uniform and the classifier importance, each normalised to mean 1 (a
+// heuristic: the tensor serves both uses). nil means uniform.
+func ImportanceFor(m *ir.Model, name string, imp map[string][]float32) []float32 {
+	if v, ok := imp[name]; ok {
+		return v
+	}
+	if name == ir.NameTokenEmbd && m.Config.TiedEmbed {
+		out, ok := imp[ir.NameOutput]
+		if !ok || len(out) == 0 {
+			return nil
+		}
+		var mean float64
+		for _, v := range out {
+			mean += float64(v)
+		}
+		mean /= float64(len(out))
+		if !(mean > 0) {
+			return nil
+		}
+		mix := make([]float32, len(out))
+		for i, v := range out {
+			mix[i] = float32(0.5 + 0.5*float64(v)/mean)
+		}
+		return mix
+	}
+	return nil
+}
+
+// Candidates computes, for every tensor and every option (bits x group
+// size x scale), the predicted damage and the storage cost, in parallel
+// over (tensor, option) pairs. The result is in tensor order with options
+// sorted by cost then damage; it does not depend on Workers. Group sizes
+// larger than a tensor's rows are resolved to its rows (and deduplicated).
+func Candidates(m *ir.Model, imp map[string][]float32, opt CandidateOptions) ([]TensorCandidates, error) {
+	bits := opt.Bits
+	if bits == nil {
+		bits = ir.PaletteBits
+	}
+	for _, b := range bits {
+		if !slices.Contains(ir.PaletteBits, b) {
+			return nil, fmt.Errorf("palettize: candidate bits %d, expected one of %v", b, ir.PaletteBits)
+		}
+	}
+	gs := opt.GroupSizes
+	if gs == nil {
+		gs = []int{16, 32, 64, 128, 0}
+	}
+	for _, g := range gs {
+		if g < 0 {
+			return nil, fmt.Errorf("palettize: candidate group size %d, expected >= 1 or 0 for one LUT per tensor", g)
+		}
+	}
+	scales := opt.PerRowScale
+	if scales == nil {
+		scales = []bool{false}
+	}
+	names := opt.Tensors
+	if names == nil {
+		names = PalettizableNames(m)
+	}
+	type pair struct{ t, o int }
+	var jobs []pair
+	out := make([]TensorCandidates, len(names))
+	for ti, name := range names {
+		t, err := m.Tensor(name)
+		if err != nil {
+			return nil, fmt.Errorf("palettize: %w", err)
+		}
+		if len(t.Shape) != 2 {
+			return nil, fmt.Errorf("palettize: tensor %q: shape %v, expected a matrix", name, t.Shape)
+		}
+		rows, cols := t.Rows(), t.Cols()
+		tc := TensorCandidates{Name: name, Shape: slices.Clone(t.Shape), Weights: int64(t.Elems())}
+		seen := map[[3]int]bool{}
+		for _, b := range bits {
+			for _, g := range gs {
+				if g == 0 || g > rows {
+					g = rows
+				}
+				for _, s := range scales {
+					key := [3]int{b, g, boolInt(s)}
+					if seen[key] {
+						continue
+					}
+					seen[key] = true
+					by := PalettizedBytes(rows, cols, b, g, s)
+					tc.Options = append(tc.Options, Candidate{Bits: b, GroupSize: g, PerRowScale: s, Bytes: by, CostBits: 8 * by, Elems: int64(t.Elems())})
+					jobs = append(jobs, pair{ti, len(tc.Options) - 1})
+				}
+			}
+		}
+		out[ti] = tc
+	}
+	workers := opt.Workers
+	if workers <= 0 {
+		workers = runtime.NumCPU()
+	}
+	workers = max(1, min(workers, len(jobs)))
+	var (
+		mu       sync.Mutex
+		next     int
+		done     int
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				if next >= len(jobs) || firstErr != nil {
+					mu.Unlock()
+					return
+				}
+				jb := jobs[next]
+				next++
+				mu.Unlock()
+				tc := &out[jb.t]
+				c := &tc.Options[jb.o]
+				t := m.Tensors[tc.Name]
+				d, sse, sampled, err := EstimateDamage(t, Options{Bits: c.Bits, GroupSize: c.GroupSize, PerRowScale: c.PerRowScale,
+					Method: opt.Method, Seed: opt.Seed, Importance: ImportanceFor(m, tc.Name, imp), MaxBins: opt.MaxBins, Workers: 1}, opt.SampleGroups)
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				c.Damage, c.Estimated, c.MSE = d, sampled, sse/float64(t.Elems())
+				done++
+				if opt.Progress != nil {
+					opt.Progress(done, len(jobs))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	for i := range out {
+		slices.SortStableFunc(out[i].Options, func(a, b Candidate) int {
+			switch {
+			case a.CostBits != b.CostBits:
+				return cmpInt64(a.CostBits, b.CostBits)
+			case a.Damage < b.Damage:
+				return -1
+			case a.Damage > b.Damage:
+				return 1
+			}
+			return 0
+		})
+	}
+	return out, nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func cmpInt64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// DamageCell is one entry of a damage table.
+type DamageCell struct {
+	Damage    float64 `json:"damage"`
+	Bytes     int64   `json:"bytes"`
+	GroupSize int     `json:"group_size"`
+}
+
+// DamageTable condenses candidates into damage[name][bits] for the talaria
+// what-if: for each tensor and index width, the option with the given
+// group size (0 or more than the rows: one LUT per tensor), without
+// per-row scale if that exists, else with. A (tensor, bits) pair with no
+// such option is absent.
+func DamageTable(cands []TensorCandidates, groupSize int) map[string]map[int]DamageCell {
+	out := map[string]map[int]DamageCell{}
+	for _, tc := range cands {
+		rows := 1
+		if len(tc.Shape) > 0 {
+			rows = tc.Shape[0]
+		}
+		g := groupSize
+		if g <= 0 || g > rows {
+			g = rows
+		}
+		row := map[int]DamageCell{}
+		for _, c := range tc.Options {
+			if c.GroupSize != g {
+				continue
+			}
+			if prev, ok := row[c.Bits]; ok && c.PerRowScale && prev.GroupSize == g {
+				continue // prefer the unscaled option
+			}
+			row[c.Bits] = DamageCell{Damage: c.Damage, Bytes: c.Bytes, GroupSize: g}
+		}
+		out[tc.Name] = row
+	}
+	return out
+}

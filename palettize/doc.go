@@ -1,0 +1,31 @@
+// Package palettize owns squeeze's compression core: weighted 1-D k-means
+// (KMeansExact, KMeansBinned, KMeansLloyd), palettizing one tensor into
+// float16 LUTs plus packed indices (PalettizeTensor, in ir's LUT1..LUT8
+// encodings), per-tensor damage estimates for every candidate encoding
+// (Candidates, DamageTable), the bit allocation that meets a bits-per-weight
+// target with least damage (Allocate, the Plan type and its JSON form), and
+// applying a plan to a model (Apply). Calibration (calibrate.go) collects the
+// per-input-channel importance the damage is weighted by.
+//
+// Damage is the importance-weighted squared error sum_i imp(col_i) (w_i -
+// q_i)^2, with imp the mean square of the input channel's activation on
+// calibration text (uniform when none is given): a diagonal approximation
+// of the layer's output error E||(W - Q) x||^2.
+//
+// Layout: a tensor of rows x cols with group size G has ceil(rows/G) LUTs of
+// 1<<bits float16 entries (row r uses LUT r/G; the last group may be
+// smaller), optional float16 scales per row, and indices packed by
+// ir.PackIndices in row-major order. Bits per weight always count the LUTs
+// and scales (PalettizedBytes equals ir.Tensor.Bytes of the result).
+//
+// Exact k-means is dynamic programming over sorted values with prefix sums
+// and divide-and-conquer on the monotone split, O(k m log m) for m distinct
+// values. A group with more than DefaultMaxBins values is first reduced to
+// a histogram of about that many bins (the DP is exact among clusterings
+// that keep bins whole; TestBinnedGap measures ~1e-4 relative extra cost at
+// 4 bits), then refined by one Lloyd step, so the work per group does not
+// grow with its size beyond O(n) passes.
+//
+// Everything is deterministic for a given input and seed: parallel work is
+// split by LUT group or by (tensor, option) and written to fixed slots.
+package palettize

@@ -1,0 +1,423 @@
+package palettize
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"runtime"
+	"slices"
+	"sync"
+	"unsafe"
+
+	"github.com/squeeze-ml/squeeze/ir"
+)
+
+// DefaultMaxBins is the histogram size the exact method uses for a LUT
+// group with more values than this (see KMeansBinned). With 1024 bins the
+// cost gap to the unbinned optimum is about 1e-4 relative at 4 bits on a
+// 16x2048 group (TestBinnedGap), and clustering cost no longer grows with
+// the group size beyond one pass per step.
+const DefaultMaxBins = 1024
+
+// Options chooses how PalettizeTensor encodes one tensor.
+type Options struct {
+	Bits        int  // index width, one of ir.PaletteBits
+	GroupSize   int  // consecutive rows sharing one LUT; 0 means all rows (one LUT per tensor)
+	PerRowScale bool // store a float16 scale per row (max |w| of the row) and cluster w/scale
+	// Method is "exact" (default when empty: optimal 1-D k-means by DP,
+	// on a histogram of MaxBins bins for large groups) or "lloyd"
+	// (k-means++ then Lloyd, seeded).
+	Method string
+	Seed   uint64
+	// Importance holds one non-negative weight per input channel (len =
+	// cols), e.g. the mean square of that channel's activation from
+	// calibration; nil means uniform. The damage of an error e at column c
+	// is Importance[c] * e^2.
+	Importance []float32
+	// MaxBins: groups with more values than this are clustered on a
+	// histogram (exact method only). 0 means DefaultMaxBins, < 0 never bins.
+	MaxBins int
+	// Workers is the number of goroutines over LUT groups; 0 means
+	// runtime.NumCPU(). Results do not depend on it.
+	Workers int
+}
+
+// Stats measures what palettization did to one tensor.
+type Stats struct {
+	Elems  int64   `json:"elems"`
+	Damage float64 `json:"damage"` // sum_i imp(col_i) (x_i - q_i)^2 over the tensor
+	MSE    float64 `json:"mse"`    // plain mean squared error
+	Bytes  int64   `json:"bytes"`  // storage of the palettized tensor (indices + LUTs + scales)
+	BPW    float64 `json:"bpw"`    // 8 * Bytes / Elems
+}
+
+// PalettizedBytes is the storage size (ir.Tensor.Bytes) of a rows x cols
+// tensor palettized with the given index width and group size (0 = rows),
+// with or without per-row scales.
+func PalettizedBytes(rows, cols, bits, groupSize int, perRowScale bool) int64 {
+	if groupSize <= 0 || groupSize > rows {
+		groupSize = rows
+	}
+	ng := (rows + groupSize - 1) / groupSize
+	b := ir.PackedBytes(bits, rows*cols) + 2*int64(ng)<<bits
+	if perRowScale {
+		b += 2 * int64(rows)
+	}
+	return b
+}
+
+// job is one validated palettization of one tensor.
+type job struct {
+	t          *ir.Tensor
+	opt        Options
+	rows, cols int
+	g, ng      int
+	k          int
+	imp        []float64 // per column, nil = uniform
+	view       []float32 // the whole tensor when it is f32 and viewable
+}
+
+func newJob(t *ir.Tensor, opt Options) (*job, error) {
+	if t == nil {
+		return nil, errors.New("palettize: nil tensor")
+	}
+	if _, ok := ir.Encodings[t.Type]; !ok {
+		return nil, fmt.Errorf("palettize: tensor %q: unknown encoding %d", t.Name, t.Type)
+	}
+	if len(t.Shape) != 2 {
+		return nil, fmt.Errorf("palettize: tensor %q: shape %v, expected a matrix [rows, cols]", t.Name, t.Shape)
+	}
+	if err := t.Check(); err != nil {
+		return nil, fmt.Errorf("palettize: %w", err)
+	}
+	if !slices.Contains(ir.PaletteBits, opt.Bits) {
+		return nil, fmt.Errorf("palettize: tensor %q: bits = %d, expected one of %v", t.Name, opt.Bits, ir.PaletteBits)
+	}
+	j := &job{t: t, opt: opt, rows: t.Rows(), cols: t.Cols(), k: 1 << opt.Bits}
+	j.g = opt.GroupSize
+	if j.g == 0 {
+		j.g = j.rows
+	}
+	if j.g < 0 || j.g > j.rows {
+		return nil, fmt.Errorf("palettize: tensor %q: group size %d, expected 1..%d (its rows) or 0 for one LUT", t.Name, opt.GroupSize, j.rows)
+	}
+	j.ng = (j.rows + j.g - 1) / j.g
+	switch opt.Method {
+	case "", "exact", "lloyd":
+	default:
+		return nil, fmt.Errorf("palettize: tensor %q: method %q, expected \"exact\" or \"lloyd\"", t.Name, opt.Method)
+	}
+	if opt.Importance != nil {
+		if len(opt.Importance) != j.cols {
+			return nil, fmt.Errorf("palettize: tensor %q: importance has %d values, expected %d (its cols)", t.Name, len(opt.Importance), j.cols)
+		}
+		j.imp = make([]float64, j.cols)
+		for c, v := range opt.Importance {
+			if !(v >= 0) || math.IsInf(float64(v), 0) {
+				return nil, fmt.Errorf("palettize: tensor %q: importance[%d] = %v, expected a finite value >= 0", t.Name, c, v)
+			}
+			j.imp[c] = float64(v)
+		}
+	}
+	if t.Type == ir.F32 && len(t.Data) > 0 && uintptr(unsafe.Pointer(&t.Data[0]))%4 == 0 {
+		j.view = t.F32()
+	}
+	return j, nil
+}
+
+// groupOut receives the encoding of one group (nil slices: not stored).
+type groupOut struct {
+	idx    []uint8  // indices of the group's elements
+	lut    []uint16 // 1<<bits entries
+	scales []uint16 // one per row of the group
+}
+
+// groupResult is the damage of one group.
+type groupResult struct {
+	damage, sse float64
+	err         error
+}
+
+// lutSeed derives a per-group seed so that results do not depend on the
+// order groups are processed in.
+func (j *job) lutSeed(g int) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(j.t.Name))
+	return j.opt.Seed ^ h.Sum64() ^ (uint64(g)+1)*0x9e3779b97f4a7c15
+}
+
+// group palettizes group g; buf is scratch for decoding.
+func (j *job) group(g int, out groupOut, buf *[]float32) groupResult {
+	r0 := g * j.g
+	r1 := min(r0+j.g, j.rows)
+	nr, cols := r1-r0, j.cols
+	var src []float32
+	if j.view != nil {
+		src = j.view[r0*cols : r1*cols]
+	} else {
+		if cap(*buf) < nr*cols {
+			*buf = make([]float32, nr*cols)
+		}
+		src = (*buf)[:nr*cols]
+		for r := r0; r < r1; r++ {
+			j.t.DecodeRow(r, src[(r-r0)*cols:(r-r0+1)*cols])
+		}
+	}
+	for i, v := range src {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return groupResult{err: fmt.Errorf("palettize: tensor %q: element [%d, %d] is %v; weights must be finite", j.t.Name, r0+i/cols, i%cols, v)}
+		}
+	}
+	// Per-row scale: s = max |w| rounded to float16 (1 for an all-zero
+	// row or one whose max underflows float16).
+	scale := make([]float32, nr)
+	sbits := make([]uint16, nr)
+	for r := range scale {
+		scale[r], sbits[r] = 1, ir.F32ToF16(1)
+		if !j.opt.PerRowScale {
+			continue
+		}
+		var m float32
+		for _, v := range src[r*cols : (r+1)*cols] {
+			m = max(m, float32(math.Abs(float64(v))))
+		}
+		h := ir.F32ToF16(m)
+		f := ir.F16ToF32(h)
+		if math.IsInf(float64(f), 0) {
+			return groupResult{err: fmt.Errorf("palettize: tensor %q: row %d has max |w| = %g, beyond float16 range (65504) for its scale", j.t.Name, r0+r, m)}
+		}
+		if f > 0 {
+			scale[r], sbits[r] = f, h
+		}
+	}
+	// Clustering space: y = w / s, weight imp[c] * s^2, so the weighted
+	// error in y equals the weighted error in w.
+	pts := points(func(yield func(x, w float64) bool) {
+		for r := 0; r < nr; r++ {
+			s := float64(scale[r])
+			inv, s2 := 1/s, s*s
+			row := src[r*cols : (r+1)*cols]
+			for c, v := range row {
+				w := s2
+				if j.imp != nil {
+					w *= j.imp[c]
+				}
+				if !yield(float64(v)*inv, w) {
+					return
+				}
+			}
+		}
+	})
+	n := nr * cols
+	maxBins := j.opt.MaxBins
+	if maxBins == 0 {
+		maxBins = DefaultMaxBins
+	}
+	var centers []float64
+	if j.opt.Method == "lloyd" || maxBins < 0 || n <= maxBins {
+		x := make([]float64, 0, n)
+		w := make([]float64, 0, n)
+		for v, wt := range pts {
+			x = append(x, v)
+			w = append(w, wt)
+		}
+		ew := prep(x, w)
+		vals, wts, _ := distinct(x, ew)
+		if j.opt.Method == "lloyd" {
+			centers = lloydCenters(vals, wts, j.k, j.lutSeed(g), 0)
+		} else {
+			centers = exactCenters(vals, wts, j.k)
+		}
+	} else {
+		centers = binnedCenters(pts, j.k, maxBins)
+		if centers == nil { // every weight zero: uniform weights
+			centers = binnedCenters(func(yield func(x, w float64) bool) {
+				for v := range pts {
+					if !yield(v, 1) {
+						return
+					}
+				}
+			}, j.k, maxBins)
+		} else {
+			centers = lloydStep(pts, centers)
+		}
+	}
+	// LUT in float16, padded to 1<<bits by repeating the last entry.
+	lut := make([]uint16, j.k)
+	for i := range lut {
+		c := centers[min(i, len(centers)-1)]
+		lut[i] = ir.F32ToF16(float32(c))
+		if f := ir.F16ToF32(lut[i]); math.IsInf(float64(f), 0) {
+			return groupResult{err: fmt.Errorf("palettize: tensor %q: group %d: LUT entry %g is beyond float16 range (65504); use a per-row scale", j.t.Name, g, c)}
+		}
+	}
+	// Float16 rounding is monotone, so the LUT stays sorted; sorting
+	// anyway keeps -0 and +0 in a fixed order.
+	slices.SortStableFunc(lut, func(a, b uint16) int {
+		fa, fb := ir.F16ToF32(a), ir.F16ToF32(b)
+		switch {
+		case fa < fb:
+			return -1
+		case fa > fb:
+			return 1
+		}
+		return 0
+	})
+	// Re-assign every weight to the LUT entry nearest after decoding
+	// exactly as ir's decoder does (f16 -> f32, times the f32 scale).
+	dec := make([]float64, j.k)
+	var res groupResult
+	for r := 0; r < nr; r++ {
+		for i, h := range lut {
+			dec[i] = float64(ir.F16ToF32(h) * scale[r])
+		}
+		row := src[r*cols : (r+1)*cols]
+		for c, v := range row {
+			a := nearest(dec, float64(v))
+			if out.idx != nil {
+				out.idx[r*cols+c] = uint8(a)
+			}
+			d := float64(v) - dec[a]
+			res.sse += d * d
+			if j.imp != nil {
+				res.damage += j.imp[c] * d * d
+			} else {
+				res.damage += d * d
+			}
+		}
+	}
+	if out.lut != nil {
+		copy(out.lut, lut)
+	}
+	if out.scales != nil {
+		copy(out.scales, sbits)
+	}
+	return res
+}
+
+// run palettizes the listed groups with the given number of workers and
+// returns the per-group results in the order of groups.
+func (j *job) run(groups []int, workers int, out func(g int) groupOut) []groupResult {
+	if workers <= 0 {
+		workers = runtime.NumCPU()
+	}
+	workers = min(workers, len(groups))
+	res := make([]groupResult, len(groups))
+	var next int
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var buf []float32
+			for {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				if i >= len(groups) {
+					return
+				}
+				res[i] = j.group(groups[i], out(groups[i]), &buf)
+			}
+		}()
+	}
+	wg.Wait()
+	return res
+}
+
+// PalettizeTensor encodes t (any encoding, a matrix) as a palettized tensor
+// with the given options: each group of GroupSize rows gets a float16 LUT
+// of 1<<Bits entries from weighted 1-D k-means, each weight the index of its
+// nearest stored LUT entry (nearest after float16 rounding and scaling, so
+// the stored assignment is optimal for the stored LUT), packed with
+// ir.PackIndices. When rows is not a multiple of GroupSize the last group
+// is smaller. The result is deterministic for given inputs and Seed,
+// whatever Workers is.
+func PalettizeTensor(t *ir.Tensor, opt Options) (*ir.Tensor, Stats, error) {
+	j, err := newJob(t, opt)
+	if err != nil {
+		return nil, Stats{}, err
+	}
+	n := j.rows * j.cols
+	idx := make([]uint8, n)
+	pal := &ir.Palette{GroupSize: j.g, LUT: make([]uint16, j.ng*j.k)}
+	if opt.PerRowScale {
+		pal.Scales = make([]uint16, j.rows)
+	}
+	groups := make([]int, j.ng)
+	for g := range groups {
+		groups[g] = g
+	}
+	res := j.run(groups, opt.Workers, func(g int) groupOut {
+		r0, r1 := g*j.g, min((g+1)*j.g, j.rows)
+		o := groupOut{idx: idx[r0*j.cols : r1*j.cols], lut: pal.LUT[g*j.k : (g+1)*j.k]}
+		if pal.Scales != nil {
+			o.scales = pal.Scales[r0:r1]
+		}
+		return o
+	})
+	var st Stats
+	for _, r := range res {
+		if r.err != nil {
+			return nil, Stats{}, r.err
+		}
+		st.Damage += r.damage
+		st.MSE += r.sse
+	}
+	dt, ok := ir.LUTType(opt.Bits)
+	if !ok {
+		return nil, Stats{}, fmt.Errorf("palettize: tensor %q: no encoding for %d-bit indices", t.Name, opt.Bits)
+	}
+	out := &ir.Tensor{Name: t.Name, Shape: slices.Clone(t.Shape), Type: dt, Data: ir.PackIndices(opt.Bits, idx), Pal: pal}
+	st.Elems = int64(n)
+	st.MSE /= float64(n)
+	st.Bytes = out.Bytes()
+	st.BPW = 8 * float64(st.Bytes) / float64(n)
+	return out, st, nil
+}
+
+// EstimateDamage returns the damage (and plain squared error sum) that
+// PalettizeTensor would cause with opt, without building the tensor. When
+// maxGroups > 0 and the tensor has more LUT groups, only maxGroups evenly
+// spaced groups are clustered and the damage is scaled by rows / rows
+// clustered (an estimate; exact otherwise). The second result reports
+// whether it was estimated.
+func EstimateDamage(t *ir.Tensor, opt Options, maxGroups int) (damage, sse float64, sampled bool, err error) {
+	j, err := newJob(t, opt)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	groups := make([]int, 0, j.ng)
+	if maxGroups > 0 && j.ng > maxGroups {
+		sampled = true
+		for i := 0; i < maxGroups; i++ {
+			g := int((int64(i)*int64(j.ng) + int64(j.ng)/2) / int64(maxGroups))
+			groups = append(groups, min(g, j.ng-1))
+		}
+		groups = slices.Compact(groups)
+	} else {
+		for g := 0; g < j.ng; g++ {
+			groups = append(groups, g)
+		}
+	}
+	res := j.run(groups, opt.Workers, func(int) groupOut { return groupOut{} })
+	var rows int
+	for i, r := range res {
+		if r.err != nil {
+			return 0, 0, false, r.err
+		}
+		damage += r.damage
+		sse += r.sse
+		g := groups[i]
+		rows += min((g+1)*j.g, j.rows) - g*j.g
+	}
+	if sampled {
+		f := float64(j.rows) / float64(rows)
+		damage *= f
+		sse *= f
+	}
+	return damage, sse, sampled, nil
+}

@@ -15,6 +15,8 @@ type LoadOptions struct {
 	Tokenizer string
 	// Seed for synthetic models.
 	Seed uint64
+	// VerifyBundle checks every bundle section's SHA-256 on load.
+	VerifyBundle bool
 }
 
 // Load opens a model of any supported format, chosen by content: a

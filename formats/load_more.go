@@ -3,6 +3,7 @@ package formats
 import (
 	"fmt"
 
+	"github.com/squeeze-ml/squeeze/formats/bundle"
 	"github.com/squeeze-ml/squeeze/ir"
 )
 
@@ -11,6 +12,10 @@ import (
 func loadByMagic(path string, head []byte, opt LoadOptions) (*ir.Model, bool, error) {
 	if string(head[:min(4, len(head))]) == "GGUF" {
 		return nil, true, fmt.Errorf("%s: GGUF support is not built yet", path)
+	}
+	if bundle.Sniff(head) {
+		m, _, err := bundle.Load(path, bundle.Options{Verify: opt.VerifyBundle})
+		return m, true, err
 	}
 	return nil, false, nil
 }

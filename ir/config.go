@@ -4,20 +4,20 @@ import "fmt"
 
 // Config is the architecture of a Llama-family decoder.
 type Config struct {
-	Arch       string  `json:"arch"` // "llama" (Mistral and Qwen2 map onto it; Qwen2 sets QKVBias)
-	Dim        int     `json:"dim"`
-	Layers     int     `json:"layers"`
-	Heads      int     `json:"heads"`
-	KVHeads    int     `json:"kv_heads"`
-	HeadDim    int     `json:"head_dim"`
-	FFN        int     `json:"ffn"`
-	Vocab      int     `json:"vocab"`
-	SeqLen     int     `json:"seq_len"`
-	RopeTheta  float64 `json:"rope_theta"`
-	NormEps    float64 `json:"norm_eps"`
-	TiedEmbed  bool    `json:"tied_embeddings"`
-	QKVBias    bool    `json:"qkv_bias"`
-	RopeNeoX   bool    `json:"rope_neox"` // rotate halves (HF layout without permutation) instead of adjacent pairs
+	Arch      string  `json:"arch"` // "llama" (Mistral and Qwen2 map onto it; Qwen2 sets QKVBias)
+	Dim       int     `json:"dim"`
+	Layers    int     `json:"layers"`
+	Heads     int     `json:"heads"`
+	KVHeads   int     `json:"kv_heads"`
+	HeadDim   int     `json:"head_dim"`
+	FFN       int     `json:"ffn"`
+	Vocab     int     `json:"vocab"`
+	SeqLen    int     `json:"seq_len"`
+	RopeTheta float64 `json:"rope_theta"`
+	NormEps   float64 `json:"norm_eps"`
+	TiedEmbed bool    `json:"tied_embeddings"`
+	QKVBias   bool    `json:"qkv_bias"`
+	RopeNeoX  bool    `json:"rope_neox"` // rotate halves (HF layout without permutation) instead of adjacent pairs
 }
 
 // QDim is the width of the query projection output (heads x head dim).

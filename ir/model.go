@@ -17,8 +17,11 @@ type Model struct {
 	Format    string               // "llama2c", "gguf", "hf", "bundle", "synthetic"
 	Source    string               // path it was loaded from
 	// Meta carries format-specific facts worth showing (e.g. GGUF general.name).
-	Meta    map[string]string
-	closers []io.Closer
+	Meta map[string]string
+	// AdapterSets are LoRA adapter sets that travel with the model (a
+	// bundle may hold several); the runtime applies one on request.
+	AdapterSets []*AdapterSet
+	closers     []io.Closer
 }
 
 // AddCloser registers a resource (a mapping) to release on Close.

@@ -9,8 +9,8 @@ import (
 // SyntheticConfigs are the realistic shapes DESIGN.md names, for speed and
 // scale work on generated weights. Numbers measured on them are "synthetic".
 var SyntheticConfigs = map[string]Config{
-	"stories260K": {Arch: "llama", Dim: 64, Layers: 5, Heads: 8, KVHeads: 4, HeadDim: 8, FFN: 172, Vocab: 512, SeqLen: 512, RopeTheta: 10000, NormEps: 1e-5, TiedEmbed: true},
-	"stories110M": {Arch: "llama", Dim: 768, Layers: 12, Heads: 12, KVHeads: 12, HeadDim: 64, FFN: 2048, Vocab: 32000, SeqLen: 1024, RopeTheta: 10000, NormEps: 1e-5},
+	"stories260K":    {Arch: "llama", Dim: 64, Layers: 5, Heads: 8, KVHeads: 4, HeadDim: 8, FFN: 172, Vocab: 512, SeqLen: 512, RopeTheta: 10000, NormEps: 1e-5, TiedEmbed: true},
+	"stories110M":    {Arch: "llama", Dim: 768, Layers: 12, Heads: 12, KVHeads: 12, HeadDim: 64, FFN: 2048, Vocab: 32000, SeqLen: 1024, RopeTheta: 10000, NormEps: 1e-5},
 	"tinyllama-1.1b": {Arch: "llama", Dim: 2048, Layers: 22, Heads: 32, KVHeads: 4, HeadDim: 64, FFN: 5632, Vocab: 32000, SeqLen: 2048, RopeTheta: 10000, NormEps: 1e-5},
 	// Apple's on-device foundation model (2024): dim 3072, 26 layers, 24
 	// heads, 8 KV heads, head dim 128, vocab 49152, tied embeddings. The

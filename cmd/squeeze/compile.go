@@ -1,0 +1,353 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/squeeze-ml/squeeze/formats/bundle"
+	"github.com/squeeze-ml/squeeze/ir"
+	"github.com/squeeze-ml/squeeze/palettize"
+	"github.com/squeeze-ml/squeeze/reports"
+)
+
+func init() { extraCommands = append(extraCommands, newCompileCmd) }
+
+type compileOptions struct {
+	model         modelFlags
+	Target        string
+	Calib         string
+	CalibCtx      int
+	Bits          string
+	GroupSize     string
+	EmbeddingBits string
+	PerRowScale   bool
+	PlanIn        string
+	PlanOut       string
+	Method        string
+	Seed          uint64
+	Out           string
+	JSON          bool
+	Threads       int
+}
+
+func newCompileCmd(stdout, stderr io.Writer) *cobra.Command {
+	o := &compileOptions{}
+	c := &cobra.Command{
+		Use:   "compile MODEL --target 3.7bpw -o OUT.sqz",
+		Short: "Calibrate, allocate bits, palettize and write a bundle",
+		Long: `compile palettizes every linear weight (and the token embedding) of MODEL so that the
+average bits per palettized weight, LUT and scale overhead included, is at most --target, choosing
+each tensor's bits and LUT group size to minimise the importance-weighted squared error that
+calibration on --calib text predicts. It writes a bundle that squeeze run/eval/inspect take.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error { return runCompile(o, args, stdout, stderr) },
+	}
+	o.model.bind(c)
+	f := c.Flags()
+	f.StringVar(&o.Target, "target", "", "bits per palettized weight, overhead included, e.g. 3.7bpw (required unless --plan)")
+	f.StringVar(&o.Calib, "calib", "", "calibration text: importance of each input channel (without it, compression is data-free)")
+	f.IntVar(&o.CalibCtx, "calib-ctx", 256, "calibration window length in tokens")
+	f.StringVar(&o.Bits, "bits", "2,4", "candidate index widths, a subset of 1,2,3,4,6,8")
+	f.StringVar(&o.GroupSize, "group-size", "auto", "rows sharing one LUT: a number (16 as Apple), 'tensor' for one LUT per tensor, or 'auto' to let the allocator choose among 16,32,64,128,256 and per-tensor")
+	f.StringVar(&o.EmbeddingBits, "embedding-bits", "auto", "token embedding / tied classifier: 'auto' (allocated with the rest), a width from --bits' set, or 'keep' (left unpalettized, outside the target)")
+	f.BoolVar(&o.PerRowScale, "per-row-scale", false, "also try a float16 scale per output row before clustering")
+	f.StringVar(&o.PlanIn, "plan", "", "use this plan (JSON, e.g. edited from --write-plan) instead of allocating")
+	f.StringVar(&o.PlanOut, "write-plan", "", "also write the plan as JSON to this file")
+	f.StringVar(&o.Method, "method", "exact", "k-means solver: exact (optimal 1-D dynamic programming on a 1024-bin histogram) or lloyd (k-means++ and Lloyd)")
+	f.Uint64Var(&o.Seed, "seed", 1, "seed (Lloyd initialisation); same inputs and seed give a byte-identical bundle")
+	f.StringVarP(&o.Out, "output", "o", "", "output bundle path (required)")
+	f.BoolVar(&o.JSON, "json", false, "print JSON")
+	f.IntVar(&o.Threads, "threads", 0, "threads (0 = all CPUs)")
+	return c
+}
+
+// compileResult is the --json output of compile.
+type compileResult struct {
+	Path            string                `json:"path"`
+	BPW             float64               `json:"bpw"`       // bits per palettized weight, LUTs and scales included
+	BPWTotal        float64               `json:"bpw_total"` // bundle bits per model parameter
+	Bytes           int64                 `json:"bytes"`
+	Params          int64                 `json:"params"`
+	TargetBPW       float64               `json:"target_bpw"`
+	PredictedDamage float64               `json:"predicted_damage"`
+	RelGap          float64               `json:"optimality_gap"`
+	Calibrated      bool                  `json:"calibrated"`
+	Seconds         float64               `json:"seconds"`
+	BaseSHA256      string                `json:"base_sha256"`
+	Tensors         []palettize.PlanEntry `json:"tensors"`
+}
+
+func parseBPW(s string) (float64, error) {
+	v, err := strconv.ParseFloat(strings.TrimSuffix(strings.ToLower(strings.TrimSpace(s)), "bpw"), 64)
+	if err != nil || !(v > 0) || v > 32 {
+		return 0, fmt.Errorf("--target %q: expected bits per weight such as 3.7bpw", s)
+	}
+	return v, nil
+}
+
+func parseBits(s string) ([]int, error) {
+	var out []int
+	for _, p := range strings.Split(s, ",") {
+		b, err := strconv.Atoi(strings.TrimSpace(p))
+		if err != nil || !slices.Contains(ir.PaletteBits, b) {
+			return nil, fmt.Errorf("--bits %q: %q is not a supported width (supported: %v)", s, p, ir.PaletteBits)
+		}
+		if !slices.Contains(out, b) {
+			out = append(out, b)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func parseGroupSizes(s string, m *ir.Model) ([]int, error) {
+	switch s {
+	case "auto":
+		return []int{16, 32, 64, 128, 256, 0}, nil
+	case "tensor":
+		return []int{0}, nil
+	}
+	g, err := strconv.Atoi(s)
+	if err != nil || g <= 0 {
+		return nil, fmt.Errorf("--group-size %q: expected a positive number of rows, 'tensor' or 'auto'", s)
+	}
+	minRows := 0
+	for _, n := range palettize.PalettizableNames(m) {
+		if r := m.Tensors[n].Rows(); minRows == 0 || r < minRows {
+			minRows = r
+		}
+	}
+	if g > minRows {
+		return nil, fmt.Errorf("--group-size %d is larger than the %d rows of the smallest palettized tensor (use 'tensor' for one LUT per tensor)", g, minRows)
+	}
+	return []int{g}, nil
+}
+
+// compilePlan calibrates (if asked) and allocates a plan; shared by compile and sweep.
+type planner struct {
+	m       *ir.Model
+	imp     map[string][]float32
+	calib   *palettize.Calibration
+	cands   []palettize.TensorCandidates
+	bits    []int
+	method  string
+	seed    uint64
+	threads int
+}
+
+func newPlanner(m *ir.Model, calibPath string, calibCtx int, threads int, stderr io.Writer) (*planner, error) {
+	p := &planner{m: m, threads: threads}
+	if p.threads <= 0 {
+		p.threads = goruntime.NumCPU()
+	}
+	if calibPath == "" {
+		fmt.Fprintln(stderr, "squeeze: no --calib text: compressing without data (every input channel weighted alike)")
+		return p, nil
+	}
+	if err := needTokenizer(m); err != nil {
+		return nil, err
+	}
+	text, err := os.ReadFile(calibPath)
+	if err != nil {
+		return nil, fmt.Errorf("--calib: %w", err)
+	}
+	toks := m.Tokenizer.Encode(string(text), true)
+	if len(toks) < 2 {
+		return nil, fmt.Errorf("--calib %s: the text tokenizes to %d tokens, nothing to calibrate on", calibPath, len(toks)-1)
+	}
+	update, finish := reports.Progress(stderr, (len(toks)+calibCtx-1)/calibCtx, "calibrate")
+	c, err := palettize.Calibrate(m, toks, m.Tokenizer.BOS, calibCtx, p.threads, func(d, _ int) { update(d) })
+	finish()
+	if err != nil {
+		return nil, err
+	}
+	c.Source = filepath.Base(calibPath)
+	p.calib, p.imp = c, c.Importance
+	return p, nil
+}
+
+func (p *planner) candidates(bits, groups []int, scale bool, embBits string, stderr io.Writer) error {
+	p.bits = bits
+	scales := []bool{false}
+	if scale {
+		scales = []bool{false, true}
+	}
+	names := palettize.PalettizableNames(p.m)
+	var embName []string
+	switch embBits {
+	case "auto":
+	case "keep":
+		names = slices.DeleteFunc(names, func(n string) bool { return n == ir.NameTokenEmbd })
+	default:
+		b, err := strconv.Atoi(embBits)
+		if err != nil || !slices.Contains(ir.PaletteBits, b) {
+			return fmt.Errorf("--embedding-bits %q: expected auto, keep or one of %v", embBits, ir.PaletteBits)
+		}
+		names = slices.DeleteFunc(names, func(n string) bool { return n == ir.NameTokenEmbd })
+		embName = []string{ir.NameTokenEmbd}
+		update, finish := reports.Progress(stderr, 1, "embedding")
+		ec, err := palettize.Candidates(p.m, p.imp, palettize.CandidateOptions{Bits: []int{b}, GroupSizes: groups, PerRowScale: scales,
+			Tensors: embName, Method: p.method, Seed: p.seed, Workers: p.threads, Progress: func(d, _ int) { update(d) }})
+		finish()
+		if err != nil {
+			return err
+		}
+		p.cands = append(p.cands, ec...)
+	}
+	total := len(names) * len(bits) * len(groups) * len(scales)
+	update, finish := reports.Progress(stderr, total, "candidates")
+	c, err := palettize.Candidates(p.m, p.imp, palettize.CandidateOptions{Bits: bits, GroupSizes: groups, PerRowScale: scales,
+		Tensors: names, Method: p.method, Seed: p.seed, Workers: p.threads, Progress: func(d, _ int) { update(d) }})
+	finish()
+	if err != nil {
+		return err
+	}
+	p.cands = append(c, p.cands...)
+	return nil
+}
+
+func (p *planner) allocate(target float64) (*palettize.Plan, error) {
+	plan, err := palettize.Allocate(p.cands, target)
+	if err != nil {
+		return nil, err
+	}
+	plan.Method, plan.Seed = p.method, p.seed
+	if plan.CandidateBits == nil {
+		plan.CandidateBits = p.bits
+	}
+	return plan, nil
+}
+
+func (p *planner) apply(plan *palettize.Plan, stderr io.Writer) (*ir.Model, error) {
+	update, finish := reports.Progress(stderr, len(plan.Tensors), "palettize")
+	out, err := palettize.Apply(p.m, plan, p.imp, palettize.ApplyOptions{Workers: p.threads,
+		Progress: func(d, _ int, _ string, _ palettize.Stats) { update(d) }})
+	finish()
+	return out, err
+}
+
+func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) error {
+	start := time.Now()
+	if o.Out == "" {
+		return fmt.Errorf("-o OUT.sqz is required")
+	}
+	if d := filepath.Dir(o.Out); d != "" {
+		if st, err := os.Stat(d); err != nil || !st.IsDir() {
+			return fmt.Errorf("-o %s: directory %s does not exist", o.Out, d)
+		}
+	}
+	if o.Method != "exact" && o.Method != "lloyd" {
+		return fmt.Errorf("--method %q: expected exact or lloyd", o.Method)
+	}
+	var target float64
+	var err error
+	if o.PlanIn == "" {
+		if o.Target == "" {
+			return fmt.Errorf("--target is required (e.g. --target 3.7bpw), or give --plan FILE")
+		}
+		if target, err = parseBPW(o.Target); err != nil {
+			return err
+		}
+	}
+	bits, err := parseBits(o.Bits)
+	if err != nil {
+		return err
+	}
+	m, err := o.model.load(args)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	if m.Format == "bundle" {
+		return fmt.Errorf("%s is already a compiled bundle; compile the original model", m.Source)
+	}
+	groups, err := parseGroupSizes(o.GroupSize, m)
+	if err != nil {
+		return err
+	}
+	p, err := newPlanner(m, o.Calib, o.CalibCtx, o.Threads, stderr)
+	if err != nil {
+		return err
+	}
+	p.method, p.seed = o.Method, o.Seed
+	var plan *palettize.Plan
+	if o.PlanIn != "" {
+		f, err := os.Open(o.PlanIn)
+		if err != nil {
+			return fmt.Errorf("--plan: %w", err)
+		}
+		plan, err = palettize.ReadPlan(f, o.PlanIn)
+		f.Close()
+		if err != nil {
+			return err
+		}
+		if err := plan.Validate(m); err != nil {
+			return fmt.Errorf("--plan %s: %w", o.PlanIn, err)
+		}
+		target = plan.TargetBPW
+	} else {
+		if err := p.candidates(bits, groups, o.PerRowScale, o.EmbeddingBits, stderr); err != nil {
+			return err
+		}
+		if plan, err = p.allocate(target); err != nil {
+			return err
+		}
+	}
+	if o.PlanOut != "" {
+		f, err := os.Create(o.PlanOut)
+		if err != nil {
+			return fmt.Errorf("--write-plan: %w", err)
+		}
+		err = palettize.WritePlan(f, plan)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("--write-plan: %w", err)
+		}
+	}
+	pm, err := p.apply(plan, stderr)
+	if err != nil {
+		return err
+	}
+	ex := bundle.Extra{SqueezeVersion: version, Source: filepath.Base(m.Source), Plan: plan}
+	if p.calib != nil {
+		ex.Calibration = p.calib
+	}
+	info, err := bundle.Write(o.Out, pm, ex)
+	if err != nil {
+		return err
+	}
+	res := compileResult{Path: info.Path, BPW: plan.AchievedBPW, BPWTotal: 8 * float64(info.Bytes) / float64(m.NumParams()),
+		Bytes: info.Bytes, Params: m.NumParams(), TargetBPW: target, PredictedDamage: plan.PredictedDamage, RelGap: plan.RelGap,
+		Calibrated: p.calib != nil, Seconds: time.Since(start).Seconds(), BaseSHA256: info.BaseSHA256, Tensors: plan.Tensors}
+	if o.JSON {
+		e := json.NewEncoder(stdout)
+		e.SetIndent("", "  ")
+		return e.Encode(res)
+	}
+	var rows [][]string
+	for _, t := range plan.Tensors {
+		g := fmt.Sprint(t.GroupSize)
+		if len(t.Shape) > 0 && t.GroupSize == t.Shape[0] {
+			g = "tensor"
+		}
+		rows = append(rows, []string{t.Name, fmt.Sprint(t.Shape), fmt.Sprint(t.Bits), g, fmt.Sprintf("%.3f", t.BPW), fmt.Sprintf("%.4g", t.Damage)})
+	}
+	if err := reports.Table(stdout, []string{"tensor", "shape", "bits", "lut group", "bpw", "predicted damage"}, rows,
+		[]string{"total", "", "", "", fmt.Sprintf("%.3f", plan.AchievedBPW), fmt.Sprintf("%.4g", plan.PredictedDamage)}); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nwrote %s: %s, %.3f bits per palettized weight (target %.3g, overhead included), %.3f bits per parameter overall; allocation gap %.2f%%; %.1fs\n",
+		info.Path, reports.Bytes(info.Bytes), res.BPW, target, res.BPWTotal, 100*plan.RelGap, res.Seconds)
+	return nil
+}

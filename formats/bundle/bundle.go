@@ -1,0 +1,473 @@
+// Package bundle reads and writes the squeeze bundle (.sqz): everything a
+// device needs to run a compiled model, in one file that the runtime maps
+// without copying.
+//
+// Layout (all integers little-endian; docs/FORMAT.md is the full reference):
+//
+//	offset 0   [64]byte header: "SQZB", uint32 format version (1),
+//	           uint64 manifest offset, uint64 manifest length,
+//	           [32]byte SHA-256 of the manifest, zero padding
+//	offset 64  sections, each starting on a 64-byte boundary, zero padding
+//	           between them: tensor data (f32/f16 values or packed palette
+//	           indices), palette LUTs (float16), per-row scales (float16),
+//	           adapter A and B matrices (float16)
+//	at the end the manifest: JSON (model config, tokenizer, tensors with
+//	           their section numbers, every section's offset, size and
+//	           SHA-256, the plan, the calibration summary, adapter sets, the
+//	           squeeze version)
+//
+// The manifest is last so a writer can stream sections without knowing
+// their sizes in advance; the header points at it. Writes are atomic and
+// deterministic: the same model, plan and seed give the same bytes.
+package bundle
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"sort"
+	"unsafe"
+
+	"github.com/squeeze-ml/squeeze/formats/fileio"
+	"github.com/squeeze-ml/squeeze/formats/tokenizer"
+	"github.com/squeeze-ml/squeeze/ir"
+)
+
+// Magic starts every bundle.
+const Magic = "SQZB"
+
+// Version is the bundle format version this code writes and reads.
+const Version = 1
+
+const (
+	headerSize = 64
+	align      = 64
+)
+
+// Section is one aligned byte range of the bundle.
+type Section struct {
+	Name   string `json:"name"`
+	Offset int64  `json:"offset"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// TensorEntry describes one tensor and where its bytes are.
+type TensorEntry struct {
+	Name      string `json:"name"`
+	Shape     []int  `json:"shape"`
+	Type      string `json:"type"` // encoding name: f32, f16, bf16, q8_0, lut1..lut8
+	Data      int    `json:"data"` // section index
+	GroupSize int    `json:"group_size,omitempty"`
+	LUT       int    `json:"lut,omitempty"`    // section index of the float16 LUTs (palettized)
+	Scales    int    `json:"scales,omitempty"` // section index of float16 row scales, 0 = none
+}
+
+// TokenizerEntry is the vocabulary, embedded in the manifest.
+type TokenizerEntry struct {
+	Kind           string    `json:"kind"` // "spm" or "bpe"
+	Tokens         []string  `json:"tokens"`
+	Scores         []float32 `json:"scores,omitempty"`
+	Types          []int32   `json:"types"`
+	Merges         []string  `json:"merges,omitempty"`
+	BOS            int       `json:"bos"`
+	EOS            int       `json:"eos"`
+	UNK            int       `json:"unk"`
+	AddSpacePrefix bool      `json:"add_space_prefix"`
+}
+
+// AdapterEntry is one LoRA adapter; A and B are float16 sections.
+type AdapterEntry struct {
+	Target string  `json:"target"`
+	Rank   int     `json:"rank"`
+	In     int     `json:"in"`
+	Out    int     `json:"out"`
+	Scale  float32 `json:"scale"`
+	A      int     `json:"a"`
+	B      int     `json:"b"`
+}
+
+// AdapterSetEntry is a named adapter set.
+type AdapterSetEntry struct {
+	Name       string         `json:"name"`
+	BaseSHA256 string         `json:"base_sha256"`
+	Adapters   []AdapterEntry `json:"adapters"`
+}
+
+// Manifest is the bundle's table of contents.
+type Manifest struct {
+	Format         string            `json:"format"` // "squeeze-bundle"
+	FormatVersion  int               `json:"format_version"`
+	SqueezeVersion string            `json:"squeeze_version"`
+	Source         string            `json:"source"` // the model it was compiled from (base name)
+	Config         ir.Config         `json:"config"`
+	Tokenizer      *TokenizerEntry   `json:"tokenizer,omitempty"`
+	Tensors        []TensorEntry     `json:"tensors"`
+	Sections       []Section         `json:"sections"`
+	BaseSHA256     string            `json:"base_sha256"` // SHA-256 over the base tensors' section hashes
+	Plan           json.RawMessage   `json:"plan,omitempty"`
+	Calibration    json.RawMessage   `json:"calibration,omitempty"`
+	Adapters       []AdapterSetEntry `json:"adapters,omitempty"`
+	Extra          map[string]string `json:"extra,omitempty"`
+}
+
+// Extra is what Write stores beside the model.
+type Extra struct {
+	SqueezeVersion string
+	Source         string
+	Plan           any // marshalled into the manifest as is
+	Calibration    any
+	Meta           map[string]string
+}
+
+// Info summarises a written bundle.
+type Info struct {
+	Path       string `json:"path"`
+	Bytes      int64  `json:"bytes"`
+	BaseSHA256 string `json:"base_sha256"`
+}
+
+// sectionWriter streams aligned, hashed sections.
+type sectionWriter struct {
+	w        io.Writer
+	off      int64
+	sections []Section
+}
+
+func (s *sectionWriter) add(name string, parts ...[]byte) (int, error) {
+	if pad := (align - s.off%align) % align; pad > 0 {
+		if _, err := s.w.Write(make([]byte, pad)); err != nil {
+			return 0, err
+		}
+		s.off += pad
+	}
+	h := sha256.New()
+	start := s.off
+	for _, p := range parts {
+		if _, err := s.w.Write(p); err != nil {
+			return 0, err
+		}
+		h.Write(p)
+		s.off += int64(len(p))
+	}
+	s.sections = append(s.sections, Section{Name: name, Offset: start, Size: s.off - start, SHA256: hex.EncodeToString(h.Sum(nil))})
+	return len(s.sections) - 1, nil
+}
+
+func u16bytes(v []uint16) []byte {
+	b := make([]byte, 2*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint16(b[2*i:], x)
+	}
+	return b
+}
+
+func f16bytes(v []float32) []byte {
+	b := make([]byte, 2*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint16(b[2*i:], ir.F32ToF16(x))
+	}
+	return b
+}
+
+// Write writes m (any mix of encodings) and its adapter sets to path.
+func Write(path string, m *ir.Model, ex Extra) (Info, error) {
+	if err := m.Validate(); err != nil {
+		return Info{}, err
+	}
+	man := Manifest{Format: "squeeze-bundle", FormatVersion: Version, SqueezeVersion: ex.SqueezeVersion,
+		Source: ex.Source, Config: m.Config, Extra: ex.Meta}
+	if ex.Plan != nil {
+		b, err := json.Marshal(ex.Plan)
+		if err != nil {
+			return Info{}, fmt.Errorf("bundle: plan: %w", err)
+		}
+		man.Plan = b
+	}
+	if ex.Calibration != nil {
+		b, err := json.Marshal(ex.Calibration)
+		if err != nil {
+			return Info{}, fmt.Errorf("bundle: calibration: %w", err)
+		}
+		man.Calibration = b
+	}
+	if t := m.Tokenizer; t != nil {
+		te := &TokenizerEntry{Kind: t.Kind.String(), Tokens: t.Tokens, Scores: t.Scores, Merges: t.Merges,
+			BOS: t.BOS, EOS: t.EOS, UNK: t.UNK, AddSpacePrefix: t.AddSpacePrefix}
+		for _, ty := range t.Types {
+			te.Types = append(te.Types, int32(ty))
+		}
+		man.Tokenizer = te
+	}
+	var info Info
+	err := fileio.WriteAtomic(path, func(f *os.File) error {
+		if _, err := f.Write(make([]byte, headerSize)); err != nil {
+			return err
+		}
+		sw := &sectionWriter{w: f, off: headerSize}
+		base := sha256.New()
+		for _, name := range m.TensorNames() {
+			t := m.Tensors[name]
+			e := TensorEntry{Name: name, Shape: t.Shape, Type: ir.Encodings[t.Type].Name}
+			var err error
+			if e.Data, err = sw.add(name, t.Data); err != nil {
+				return err
+			}
+			base.Write([]byte(sw.sections[e.Data].SHA256))
+			if t.Pal != nil {
+				e.GroupSize = t.Pal.GroupSize
+				if e.LUT, err = sw.add(name+".lut", u16bytes(t.Pal.LUT)); err != nil {
+					return err
+				}
+				base.Write([]byte(sw.sections[e.LUT].SHA256))
+				if t.Pal.Scales != nil {
+					if e.Scales, err = sw.add(name+".scales", u16bytes(t.Pal.Scales)); err != nil {
+						return err
+					}
+					base.Write([]byte(sw.sections[e.Scales].SHA256))
+				}
+			}
+			man.Tensors = append(man.Tensors, e)
+		}
+		man.BaseSHA256 = hex.EncodeToString(base.Sum(nil))
+		for _, set := range m.AdapterSets {
+			se := AdapterSetEntry{Name: set.Name, BaseSHA256: set.BaseSHA256}
+			if se.BaseSHA256 == "" {
+				se.BaseSHA256 = man.BaseSHA256
+			}
+			if se.BaseSHA256 != man.BaseSHA256 {
+				return fmt.Errorf("bundle: adapter set %q was trained on base %s, this base is %s", set.Name, se.BaseSHA256, man.BaseSHA256)
+			}
+			targets := make([]string, 0, len(set.Adapters))
+			for n := range set.Adapters {
+				targets = append(targets, n)
+			}
+			sort.Strings(targets)
+			for _, n := range targets {
+				a := set.Adapters[n]
+				ae := AdapterEntry{Target: n, Rank: a.Rank, In: a.In, Out: a.Out, Scale: a.Scale}
+				var err error
+				if ae.A, err = sw.add("adapter."+set.Name+"."+n+".a", f16bytes(a.A)); err != nil {
+					return err
+				}
+				if ae.B, err = sw.add("adapter."+set.Name+"."+n+".b", f16bytes(a.B)); err != nil {
+					return err
+				}
+				se.Adapters = append(se.Adapters, ae)
+			}
+			man.Adapters = append(man.Adapters, se)
+		}
+		man.Sections = sw.sections
+		mj, err := json.Marshal(man)
+		if err != nil {
+			return err
+		}
+		if pad := (align - sw.off%align) % align; pad > 0 {
+			if _, err := f.Write(make([]byte, pad)); err != nil {
+				return err
+			}
+			sw.off += pad
+		}
+		manOff := sw.off
+		if _, err := f.Write(mj); err != nil {
+			return err
+		}
+		hdr := make([]byte, headerSize)
+		copy(hdr, Magic)
+		binary.LittleEndian.PutUint32(hdr[4:], Version)
+		binary.LittleEndian.PutUint64(hdr[8:], uint64(manOff))
+		binary.LittleEndian.PutUint64(hdr[16:], uint64(len(mj)))
+		sum := sha256.Sum256(mj)
+		copy(hdr[24:56], sum[:])
+		if _, err := f.WriteAt(hdr, 0); err != nil {
+			return err
+		}
+		info = Info{Path: path, Bytes: manOff + int64(len(mj)), BaseSHA256: man.BaseSHA256}
+		return nil
+	})
+	return info, err
+}
+
+// Sniff reports whether data starts with the bundle magic.
+func Sniff(head []byte) bool { return len(head) >= 4 && string(head[:4]) == Magic }
+
+// Options for Load.
+type Options struct {
+	// Verify checks every section's SHA-256 (reads the whole file).
+	Verify bool
+}
+
+// Load maps a bundle. Weight sections are used in place (f32 and the
+// palettes' float16 tables are views of the mapping); adapters are decoded
+// to float32.
+func Load(path string, opt Options) (*ir.Model, *Manifest, error) {
+	mp, err := fileio.MapFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("bundle: %w", err)
+	}
+	m, man, err := Parse(path, mp.Data, opt)
+	if err != nil {
+		mp.Close()
+		return nil, nil, err
+	}
+	m.AddCloser(mp)
+	return m, man, nil
+}
+
+// Parse reads a bundle held in data (normally a mapping).
+func Parse(name string, data []byte, opt Options) (*ir.Model, *Manifest, error) {
+	fail := func(f string, a ...any) error { return fmt.Errorf("bundle: %s: "+f, append([]any{name}, a...)...) }
+	if len(data) < headerSize {
+		return nil, nil, fail("file is %d bytes, shorter than the %d-byte header", len(data), headerSize)
+	}
+	if string(data[:4]) != Magic {
+		return nil, nil, fail("magic %q, expected %q", data[:4], Magic)
+	}
+	if v := binary.LittleEndian.Uint32(data[4:]); v != Version {
+		return nil, nil, fail("format version %d; this squeeze reads version %d", v, Version)
+	}
+	mo, ml := binary.LittleEndian.Uint64(data[8:]), binary.LittleEndian.Uint64(data[16:])
+	if mo < headerSize || mo > uint64(len(data)) || ml > uint64(len(data))-mo {
+		return nil, nil, fail("manifest at byte %d, %d bytes long, file has %d bytes (truncated?)", mo, ml, len(data))
+	}
+	mj := data[mo : mo+ml]
+	if sum := sha256.Sum256(mj); !bytes.Equal(sum[:], data[24:56]) {
+		return nil, nil, fail("manifest checksum mismatch (corrupted file)")
+	}
+	var man Manifest
+	if err := json.Unmarshal(mj, &man); err != nil {
+		return nil, nil, fail("manifest: %v", err)
+	}
+	if man.Format != "squeeze-bundle" {
+		return nil, nil, fail("manifest format %q, expected squeeze-bundle", man.Format)
+	}
+	for i, s := range man.Sections {
+		if s.Offset < headerSize || s.Offset%align != 0 || s.Size < 0 || s.Offset > int64(mo) || s.Size > int64(mo)-s.Offset {
+			return nil, nil, fail("section %d (%q): offset %d size %d outside the data area [64, %d) or unaligned", i, s.Name, s.Offset, s.Size, mo)
+		}
+		if opt.Verify {
+			sum := sha256.Sum256(data[s.Offset : s.Offset+s.Size])
+			if hex.EncodeToString(sum[:]) != s.SHA256 {
+				return nil, nil, fail("section %d (%q): SHA-256 mismatch (corrupted file)", i, s.Name)
+			}
+		}
+	}
+	sec := func(i int, what string) ([]byte, error) {
+		if i < 0 || i >= len(man.Sections) {
+			return nil, fail("%s: section %d does not exist (%d sections)", what, i, len(man.Sections))
+		}
+		s := man.Sections[i]
+		return data[s.Offset : s.Offset+s.Size : s.Offset+s.Size], nil
+	}
+	m := &ir.Model{Config: man.Config, Tensors: map[string]*ir.Tensor{}, Format: "bundle", Source: name,
+		Meta: map[string]string{"squeeze_version": man.SqueezeVersion, "compiled_from": man.Source, "base_sha256": man.BaseSHA256}}
+	if err := m.Config.Validate(); err != nil {
+		return nil, nil, fail("%v", err)
+	}
+	byName := map[string]ir.DType{}
+	for dt, e := range ir.Encodings {
+		byName[e.Name] = dt
+	}
+	for _, e := range man.Tensors {
+		dt, ok := byName[e.Type]
+		if !ok {
+			return nil, nil, fail("tensor %q: unknown encoding %q", e.Name, e.Type)
+		}
+		if _, dup := m.Tensors[e.Name]; dup {
+			return nil, nil, fail("tensor %q appears twice", e.Name)
+		}
+		d, err := sec(e.Data, "tensor "+e.Name)
+		if err != nil {
+			return nil, nil, err
+		}
+		t := &ir.Tensor{Name: e.Name, Shape: e.Shape, Type: dt, Data: d}
+		if ir.Encodings[dt].Bits > 0 {
+			lut, err := sec(e.LUT, "tensor "+e.Name+" LUT")
+			if err != nil {
+				return nil, nil, err
+			}
+			t.Pal = &ir.Palette{GroupSize: e.GroupSize, LUT: u16view(lut)}
+			if e.Scales > 0 {
+				sc, err := sec(e.Scales, "tensor "+e.Name+" scales")
+				if err != nil {
+					return nil, nil, err
+				}
+				t.Pal.Scales = u16view(sc)
+			}
+		}
+		if err := t.Check(); err != nil {
+			return nil, nil, fail("%v", err)
+		}
+		m.Tensors[e.Name] = t
+	}
+	if te := man.Tokenizer; te != nil {
+		tok := &tokenizer.Tokenizer{Tokens: te.Tokens, Scores: te.Scores, Merges: te.Merges, BOS: te.BOS, EOS: te.EOS,
+			UNK: te.UNK, AddSpacePrefix: te.AddSpacePrefix}
+		if te.Kind == "bpe" {
+			tok.Kind = tokenizer.ByteBPE
+		}
+		for _, ty := range te.Types {
+			tok.Types = append(tok.Types, tokenizer.TokenType(ty))
+		}
+		if err := tok.Init(); err != nil {
+			return nil, nil, fail("%v", err)
+		}
+		m.Tokenizer = tok
+	}
+	for _, se := range man.Adapters {
+		set := &ir.AdapterSet{Name: se.Name, BaseSHA256: se.BaseSHA256, Adapters: map[string]*ir.Adapter{}}
+		for _, ae := range se.Adapters {
+			a, err := sec(ae.A, "adapter "+se.Name+"/"+ae.Target+" A")
+			if err != nil {
+				return nil, nil, err
+			}
+			b, err := sec(ae.B, "adapter "+se.Name+"/"+ae.Target+" B")
+			if err != nil {
+				return nil, nil, err
+			}
+			if ae.Rank <= 0 || int64(len(a)) != 2*int64(ae.Rank)*int64(ae.In) || int64(len(b)) != 2*int64(ae.Rank)*int64(ae.Out) {
+				return nil, nil, fail("adapter %s/%s: rank %d, %dx%d does not match its sections (%d and %d bytes)", se.Name, ae.Target, ae.Rank, ae.Out, ae.In, len(a), len(b))
+			}
+			set.Adapters[ae.Target] = &ir.Adapter{Target: ae.Target, Rank: ae.Rank, In: ae.In, Out: ae.Out, Scale: ae.Scale,
+				A: f16decode(a), B: f16decode(b)}
+		}
+		m.AdapterSets = append(m.AdapterSets, set)
+	}
+	if err := m.Validate(); err != nil {
+		return nil, nil, err
+	}
+	return m, &man, nil
+}
+
+// u16view reinterprets 2-aligned little-endian bytes as uint16 values
+// without copying (sections are 64-byte aligned in a page-aligned mapping).
+func u16view(b []byte) []uint16 {
+	if len(b) == 0 {
+		return []uint16{}
+	}
+	if uintptr(unsafe.Pointer(&b[0]))%2 != 0 {
+		v := make([]uint16, len(b)/2)
+		for i := range v {
+			v[i] = binary.LittleEndian.Uint16(b[2*i:])
+		}
+		return v
+	}
+	return unsafe.Slice((*uint16)(unsafe.Pointer(&b[0])), len(b)/2)
+}
+
+func f16decode(b []byte) []float32 {
+	v := make([]float32, len(b)/2)
+	for i := range v {
+		v[i] = ir.F16ToF32(binary.LittleEndian.Uint16(b[2*i:]))
+		if math.IsNaN(float64(v[i])) {
+			v[i] = 0
+		}
+	}
+	return v
+}

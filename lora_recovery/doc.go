@@ -1,0 +1,32 @@
+// Package lorarecovery trains LoRA adapters that win back the accuracy a
+// palettized (compressed) model lost, by distillation from the original.
+//
+// It owns:
+//
+//   - a self-contained float32 trainer for Llama-family decoders: each layer
+//     is a _forward/_backward pair with the same argument order (as llm.c's
+//     train_gpt2.c): embedding, RMSNorm (weight frozen), linear with LoRA
+//     (base frozen; gradients for A, B and the input), RoPE (llama
+//     adjacent-pairs or NeoX halves), causal attention with grouped KV heads,
+//     SwiGLU, residual add, final RMSNorm + classifier, and the
+//     KL(teacher || student) loss with optional cross-entropy on the text;
+//   - initialisation of the adapters from the compression residual W - W_q,
+//     weighted by per-input-channel calibration importance (InitFromResidual);
+//   - Train: Adam with global-norm clipping, cosine schedule with warmup,
+//     a held-out split scored by KL, best-by-held-out selection,
+//     deterministic for a seed (bit-identical for any thread count:
+//     sequences of a batch are processed in parallel, and their gradients
+//     are reduced in sequence order);
+//   - RankForBudget: the largest rank whose float16 adapters fit a byte
+//     budget.
+//
+// Adapters are ir.Adapter values: y = W x + Scale * B (A x), with A
+// (rank x in) and B (out x rank) row-major float32 in memory. Storing them
+// (float16 in bundles) and applying them at inference belong to formats and
+// runtime; this package does not depend on runtime.
+//
+// Not done: for a big vocabulary the teacher distributions are recomputed
+// per batch (or cached in full when they fit Options.TeacherCacheBytes); a
+// top-k teacher cache is a TODO. QKV biases (Qwen2) are not supported by the
+// trainer yet: Train returns an error for a model with QKVBias.
+package lorarecovery

@@ -167,7 +167,15 @@ func WhatIf(opts Options, ovs []Override, dmg Damage) (*WhatIfResult, error) {
 	if err := opts.defaults(); err != nil {
 		return nil, err
 	}
-	names := TensorNames(opts.Config)
+	// Bit changes apply to the weight matrices (linears, embedding,
+	// classifier); a pattern such as blk.*.ffn_* must not turn a norm
+	// vector into a palette.
+	var names []string
+	for _, n := range TensorNames(opts.Config) {
+		if BPWEligible(n) {
+			names = append(names, n)
+		}
+	}
 	after, err := ApplyOverrides(names, opts.Plan, ovs)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+	"github.com/squeeze-ml/squeeze/ir"
+	"github.com/squeeze-ml/squeeze/palettize"
+	"github.com/squeeze-ml/squeeze/talaria"
+)
+
+func init() { extraCommands = append(extraCommands, newProfileCmd) }
+
+type profileOptions struct {
+	model        modelFlags
+	Device       string
+	PlanFile     string
+	BPW          float64
+	PromptTokens int
+	Context      int
+	Sort         string
+	By           string
+	Top          int
+	Phase        string
+	WhatIf       string
+	Calib        string
+	JSON         bool
+	Recalibrate  bool
+}
+
+func newProfileCmd(stdout, stderr io.Writer) *cobra.Command {
+	o := &profileOptions{}
+	c := &cobra.Command{
+		Use:   "profile MODEL|BUNDLE --device D [--plan FILE | --bpw X]",
+		Short: "Per-op latency, energy and memory on a device profile (Talaria), with what-if simulation",
+		Long: `profile predicts, for every op of the model, latency, energy and bytes on a device, for one
+decode step at context --context and for a prefill of --prompt-tokens tokens, and the totals: time
+to first token, ms per prompt token, decode tokens/s, energy per token, peak memory. The bit plan
+comes from a bundle's own tensors, from --plan (a plan written by compile --write-plan), or from
+--bpw (every palettizable weight at that rate). --what-if applies bit changes and shows the deltas.
+Devices: ` + fmt.Sprint(talaria.BuiltinNames()) + `, host (this machine, calibrated by micro-benchmarks
+and cached), or a JSON profile file (docs/TALARIA.md).`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error { return runProfile(o, args, stdout, stderr) },
+	}
+	o.model.bind(c)
+	f := c.Flags()
+	f.StringVar(&o.Device, "device", "host", "device profile: a built-in name, host, or a JSON file")
+	f.StringVar(&o.PlanFile, "plan", "", "bit plan (JSON from compile --write-plan)")
+	f.Float64Var(&o.BPW, "bpw", 0, "uniform bits per weight for every palettizable tensor (instead of --plan)")
+	f.IntVar(&o.PromptTokens, "prompt-tokens", 1024, "prefill length N")
+	f.IntVar(&o.Context, "context", 0, "decode context L (default N)")
+	f.StringVar(&o.Sort, "sort", "latency", "sort rows by latency, energy or bytes")
+	f.StringVar(&o.By, "by", "op", "group rows by op, layer or type")
+	f.IntVar(&o.Top, "top", 0, "show only the first rows (0 = all; totals cover every op)")
+	f.StringVar(&o.Phase, "phase", "decode", "per-op figures for the decode step or the whole prefill")
+	f.StringVar(&o.WhatIf, "what-if", "", "bit changes to simulate, e.g. 'blk.*.ffn_*=2,blk.0.*=4'")
+	f.StringVar(&o.Calib, "calib", "", "calibration text: what-if also shows predicted damage (real models only)")
+	f.BoolVar(&o.JSON, "json", false, "print JSON (schema in docs/TALARIA.md)")
+	f.BoolVar(&o.Recalibrate, "recalibrate", false, "re-measure the host profile instead of using the cache")
+	return c
+}
+
+// planFromModel reads the encodings of a (palettized) model's tensors.
+func planFromModel(m *ir.Model) talaria.Plan {
+	p := talaria.Plan{Tensors: map[string]talaria.TensorEncoding{}}
+	for n, t := range m.Tensors {
+		if len(t.Shape) != 2 {
+			continue
+		}
+		e := talaria.TensorEncoding{Bits: 32}
+		switch {
+		case t.Pal != nil:
+			e = talaria.TensorEncoding{Bits: ir.Encodings[t.Type].Bits, GroupSize: t.Pal.GroupSize, PerRowScale: t.Pal.Scales != nil}
+		case t.Type == ir.F16 || t.Type == ir.BF16:
+			e.Bits = 16
+		case t.Type == ir.Q8_0:
+			e.Bits = 8
+		}
+		p.Tensors[n] = e
+	}
+	return p
+}
+
+func planFromPalettize(pp *palettize.Plan) talaria.Plan {
+	p := talaria.Plan{Tensors: map[string]talaria.TensorEncoding{}}
+	for _, e := range pp.Tensors {
+		p.Tensors[e.Name] = talaria.TensorEncoding{Bits: e.Bits, GroupSize: e.GroupSize, PerRowScale: e.PerRowScale}
+	}
+	return p
+}
+
+func runProfile(o *profileOptions, args []string, stdout, stderr io.Writer) error {
+	if o.PlanFile != "" && o.BPW != 0 {
+		return fmt.Errorf("give --plan or --bpw, not both")
+	}
+	var cfg ir.Config
+	var label string
+	var m *ir.Model
+	if o.model.Synthetic != "" && len(args) == 0 {
+		// The profiler needs only the shape: no weights are generated.
+		c, err := ir.SyntheticConfig(o.model.Synthetic)
+		if err != nil {
+			return err
+		}
+		cfg, label = c, "synthetic:"+o.model.Synthetic
+	} else {
+		var err error
+		if m, err = o.model.load(args); err != nil {
+			return err
+		}
+		defer m.Close()
+		cfg, label = m.Config, m.Source
+	}
+	plan := talaria.Plan{}
+	switch {
+	case o.BPW != 0:
+		if !(o.BPW > 0 && o.BPW <= 32) {
+			return fmt.Errorf("--bpw %v: expected a rate in (0, 32]", o.BPW)
+		}
+		plan = talaria.UniformBPW(o.BPW)
+	case o.PlanFile != "":
+		f, err := os.Open(o.PlanFile)
+		if err != nil {
+			return fmt.Errorf("--plan: %w", err)
+		}
+		pp, err := palettize.ReadPlan(f, o.PlanFile)
+		f.Close()
+		if err != nil {
+			return err
+		}
+		if m != nil {
+			if err := pp.Validate(m); err != nil {
+				return fmt.Errorf("--plan %s: %w", o.PlanFile, err)
+			}
+		}
+		plan = planFromPalettize(pp)
+	case m != nil:
+		plan = planFromModel(m)
+	}
+	dev, err := talaria.ResolveDevice(o.Device, talaria.HostOptions{Recalibrate: o.Recalibrate, Log: stderr})
+	if err != nil {
+		return err
+	}
+	opts := talaria.Options{Config: cfg, Model: label, Device: dev, Plan: plan, PrefillTokens: o.PromptTokens,
+		DecodeContext: o.Context, Phase: o.Phase}
+	if o.WhatIf != "" {
+		ovs, err := talaria.ParseWhatIf(o.WhatIf)
+		if err != nil {
+			return err
+		}
+		var dmg talaria.Damage
+		if o.Calib != "" {
+			if m == nil || m.Format == "bundle" {
+				return fmt.Errorf("--calib needs the original model (damage is measured against its weights)")
+			}
+			if dmg, err = whatIfDamage(m, o.Calib, ovs, stderr); err != nil {
+				return err
+			}
+		}
+		res, err := talaria.WhatIf(opts, ovs, dmg)
+		if err != nil {
+			return err
+		}
+		if o.JSON {
+			return talaria.WriteJSON(stdout, res)
+		}
+		return talaria.RenderWhatIf(stdout, res)
+	}
+	res, err := talaria.Profile(opts)
+	if err != nil {
+		return err
+	}
+	if o.JSON {
+		return talaria.WriteJSON(stdout, res)
+	}
+	return talaria.RenderTable(stdout, res, talaria.TableOptions{SortBy: o.Sort, GroupBy: o.By, Top: o.Top})
+}
+
+// whatIfDamage computes the palettize damage of every palettizable tensor
+// at the bit widths the overrides name (and 2, 4, 8), per-tensor LUTs of 16
+// rows, with calibration importance.
+func whatIfDamage(m *ir.Model, calib string, ovs []talaria.Override, stderr io.Writer) (talaria.Damage, error) {
+	p, err := newPlanner(m, calib, 256, 0, stderr)
+	if err != nil {
+		return nil, err
+	}
+	bits := map[int]bool{2: true, 4: true, 8: true}
+	for _, ov := range ovs {
+		if ov.Bits > 0 && ov.Bits <= 8 {
+			bits[ov.Bits] = true
+		}
+	}
+	var bl []int
+	for _, b := range ir.PaletteBits {
+		if bits[b] {
+			bl = append(bl, b)
+		}
+	}
+	cands, err := palettize.Candidates(m, p.imp, palettize.CandidateOptions{Bits: bl, GroupSizes: []int{16}, Workers: p.threads})
+	if err != nil {
+		return nil, err
+	}
+	dmg := talaria.Damage{}
+	for name, byBits := range palettize.DamageTable(cands, 16) {
+		dmg[name] = map[int]float64{}
+		for b, cell := range byBits {
+			dmg[name][b] = cell.Damage
+		}
+	}
+	return dmg, nil
+}

@@ -1,0 +1,194 @@
+package bundle
+
+import (
+	"bytes"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/squeeze-ml/squeeze/formats/llama2c"
+	"github.com/squeeze-ml/squeeze/ir"
+)
+
+// palettized builds a small mixed model: stories260K with attn_q at 4 bits
+// (G=16, row scales) and ffn_down at 3 bits (one LUT), the rest f32.
+func palettized(t testing.TB) *ir.Model {
+	t.Helper()
+	m, err := llama2c.Load("../../testdata/stories260K/stories260K.bin", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	out := *m
+	out.Tensors = map[string]*ir.Tensor{}
+	for n, tt := range m.Tensors {
+		out.Tensors[n] = tt
+	}
+	mk := func(name string, bits, g int, scales bool) {
+		src := m.Tensors[name]
+		dt, _ := ir.LUTType(bits)
+		idx := make([]uint8, src.Elems())
+		for i := range idx {
+			idx[i] = uint8((i * 7) % (1 << bits))
+		}
+		ng := (src.Rows() + g - 1) / g
+		lut := make([]uint16, ng<<bits)
+		for i := range lut {
+			lut[i] = ir.F32ToF16(float32(i%(1<<bits)-(1<<(bits-1))) * 0.01)
+		}
+		p := &ir.Palette{GroupSize: g, LUT: lut}
+		if scales {
+			p.Scales = make([]uint16, src.Rows())
+			for i := range p.Scales {
+				p.Scales[i] = ir.F32ToF16(1 + float32(i)/100)
+			}
+		}
+		out.Tensors[name] = &ir.Tensor{Name: name, Shape: src.Shape, Type: dt, Data: ir.PackIndices(bits, idx), Pal: p}
+	}
+	mk("blk.0.attn_q", 4, 16, true)
+	mk("blk.1.ffn_down", 3, 64, false)
+	out.AdapterSets = []*ir.AdapterSet{{Name: "chat", Adapters: map[string]*ir.Adapter{
+		"blk.0.attn_v": {Target: "blk.0.attn_v", Rank: 2, In: 64, Out: 32, Scale: 0.5, A: make([]float32, 128), B: make([]float32, 64)},
+	}}}
+	out.AdapterSets[0].Adapters["blk.0.attn_v"].A[3] = 0.25
+	return &out
+}
+
+func TestRoundTripAndDeterminism(t *testing.T) {
+	m := palettized(t)
+	dir := t.TempDir()
+	p1, p2 := filepath.Join(dir, "a.sqz"), filepath.Join(dir, "b.sqz")
+	info, err := Write(p1, m, Extra{SqueezeVersion: "test", Plan: map[string]int{"x": 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Write(p2, m, Extra{SqueezeVersion: "test", Plan: map[string]int{"x": 1}}); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := os.ReadFile(p1)
+	b, _ := os.ReadFile(p2)
+	if !bytes.Equal(a, b) || int64(len(a)) != info.Bytes {
+		t.Fatalf("two writes differ (%d vs %d bytes, info %d)", len(a), len(b), info.Bytes)
+	}
+	got, man, err := Load(p1, Options{Verify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer got.Close()
+	for _, s := range man.Sections {
+		if s.Offset%64 != 0 {
+			t.Fatalf("section %s at unaligned offset %d", s.Name, s.Offset)
+		}
+	}
+	row1, row2 := make([]float32, 172), make([]float32, 172)
+	for n, tt := range m.Tensors {
+		g := got.Tensors[n]
+		if g == nil || g.Type != tt.Type || !bytes.Equal(g.Data, tt.Data) {
+			t.Fatalf("tensor %s differs after the round trip", n)
+		}
+		for r := 0; r < tt.Rows(); r++ {
+			tt.DecodeRow(r, row1[:tt.Cols()])
+			g.DecodeRow(r, row2[:tt.Cols()])
+			if !equalF(row1[:tt.Cols()], row2[:tt.Cols()]) {
+				t.Fatalf("tensor %s row %d decodes differently", n, r)
+			}
+		}
+	}
+	// zero copy: f32 sections are views of the mapping
+	e := got.Tensors[ir.NameTokenEmbd]
+	if &e.Data[0] != &a[0] && e.F32() == nil {
+		t.Fatal("no data")
+	}
+	if got.Tokenizer == nil || !equalI(got.Tokenizer.Encode("Once upon a time", true), []int{1, 403, 407, 261, 378}) {
+		t.Fatal("tokenizer did not survive the round trip")
+	}
+	if len(got.AdapterSets) != 1 || got.AdapterSets[0].Adapters["blk.0.attn_v"].A[3] != 0.25 || got.AdapterSets[0].BaseSHA256 != man.BaseSHA256 {
+		t.Fatalf("adapters did not survive the round trip: %+v", got.AdapterSets)
+	}
+	if got.Meta["base_sha256"] != info.BaseSHA256 {
+		t.Fatal("base hash not reported")
+	}
+}
+
+func TestCorruption(t *testing.T) {
+	m := palettized(t)
+	p := filepath.Join(t.TempDir(), "a.sqz")
+	if _, err := Write(p, m, Extra{}); err != nil {
+		t.Fatal(err)
+	}
+	good, _ := os.ReadFile(p)
+	for _, cut := range []int{0, 10, 63, 64, 1000, len(good) / 2, len(good) - 1} {
+		if _, _, err := Parse("cut.sqz", good[:cut], Options{}); err == nil || !strings.Contains(err.Error(), "cut.sqz") {
+			t.Errorf("truncated at %d: %v", cut, err)
+		}
+	}
+	flip := append([]byte(nil), good...)
+	flip[200] ^= 0xff // inside token_embd
+	if _, _, err := Parse("flip.sqz", flip, Options{Verify: true}); err == nil || !strings.Contains(err.Error(), "SHA-256") {
+		t.Errorf("flipped weight byte: %v", err)
+	}
+	man := append([]byte(nil), good...)
+	man[len(man)-5] ^= 0x01
+	if _, _, err := Parse("man.sqz", man, Options{}); err == nil || !strings.Contains(err.Error(), "manifest") {
+		t.Errorf("corrupted manifest: %v", err)
+	}
+	ver := append([]byte(nil), good...)
+	binary.LittleEndian.PutUint32(ver[4:], 99)
+	if _, _, err := Parse("ver.sqz", ver, Options{}); err == nil || !strings.Contains(err.Error(), "version 99") {
+		t.Errorf("future version: %v", err)
+	}
+	// a failed write leaves nothing behind
+	bad := *m
+	bad.Tensors = map[string]*ir.Tensor{}
+	for n, tt := range m.Tensors {
+		bad.Tensors[n] = tt
+	}
+	delete(bad.Tensors, "blk.2.attn_k")
+	dir := t.TempDir()
+	if _, err := Write(filepath.Join(dir, "x.sqz"), &bad, Extra{}); err == nil {
+		t.Fatal("model without blk.2.attn_k written")
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("failed write left %d files", len(ents))
+	}
+	if _, err := Write("/nonexistent-dir/x.sqz", m, Extra{}); err == nil {
+		t.Fatal("write into a missing directory succeeded")
+	}
+}
+
+func equalF(a, b []float32) bool {
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func equalI(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func FuzzParse(f *testing.F) {
+	m := palettized(f)
+	p := filepath.Join(f.TempDir(), "a.sqz")
+	if _, err := Write(p, m, Extra{}); err != nil {
+		f.Fatal(err)
+	}
+	good, _ := os.ReadFile(p)
+	f.Add(good[:64])
+	f.Add(good)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, _, _ = Parse("fuzz.sqz", data, Options{Verify: true})
+	})
+}

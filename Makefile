@@ -30,7 +30,7 @@ fuzz:
 	  pkg=./$$(dirname $$f); \
 	  for fn in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' $$f | sed 's/func //'); do \
 	    echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
-	    $(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) >/tmp/squeeze-fuzz.log 2>&1 || { cat /tmp/squeeze-fuzz.log; exit 1; }; \
+	    $(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s >/tmp/squeeze-fuzz.log 2>&1 || { cat /tmp/squeeze-fuzz.log; exit 1; }; \
 	  done; \
 	done
 

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
+	"github.com/squeeze-ml/squeeze/formats"
 	"github.com/squeeze-ml/squeeze/ir"
 	"github.com/squeeze-ml/squeeze/reports"
 )
@@ -13,6 +14,8 @@ import (
 type inspectOptions struct {
 	model        modelFlags
 	JSON         bool
+	Verify       bool
+	Original     string
 	PromptTokens int
 	Context      int
 }
@@ -27,6 +30,8 @@ func newInspectCmd(stdout, stderr io.Writer) *cobra.Command {
 	}
 	o.model.bind(c)
 	c.Flags().BoolVar(&o.JSON, "json", false, "print JSON")
+	c.Flags().BoolVar(&o.Verify, "verify", false, "bundles: check every section's SHA-256")
+	c.Flags().StringVar(&o.Original, "original", "", "bundles: the original model, to show each tensor's relative error")
 	c.Flags().IntVar(&o.PromptTokens, "prompt-tokens", 128, "prefill length for the op costs")
 	c.Flags().IntVar(&o.Context, "context", 256, "decode context for the op costs")
 	return c
@@ -39,6 +44,12 @@ type inspectTensor struct {
 	Bytes int64   `json:"bytes"`
 	BPW   float64 `json:"bpw"`
 	Group int     `json:"group_size,omitempty"`
+	// Palettized tensors: number of LUTs, their value range, row scales.
+	LUTs     int      `json:"luts,omitempty"`
+	LUTMin   float32  `json:"lut_min,omitempty"`
+	LUTMax   float32  `json:"lut_max,omitempty"`
+	Scales   bool     `json:"row_scales,omitempty"`
+	RelError *float64 `json:"rel_error,omitempty"` // ||W - W'||^2 / ||W||^2 against --original
 }
 
 type inspectOp struct {
@@ -61,11 +72,24 @@ type inspectReport struct {
 }
 
 func runInspect(o *inspectOptions, args []string, stdout io.Writer) error {
-	m, err := o.model.load(args)
+	var m *ir.Model
+	var err error
+	if o.Verify && len(args) == 1 {
+		m, err = formats.Load(args[0], formats.LoadOptions{Tokenizer: o.model.Tokenizer, VerifyBundle: true})
+	} else {
+		m, err = o.model.load(args)
+	}
 	if err != nil {
 		return err
 	}
 	defer m.Close()
+	var orig *ir.Model
+	if o.Original != "" {
+		if orig, err = formats.Load(o.Original, formats.LoadOptions{Tokenizer: o.model.Tokenizer}); err != nil {
+			return fmt.Errorf("--original: %w", err)
+		}
+		defer orig.Close()
+	}
 	rep := inspectReport{Source: m.Source, Format: m.Format, Config: m.Config, Params: m.NumParams(),
 		WeightBytes: m.WeightBytes(), PromptTokens: o.PromptTokens, Context: o.Context, Tokenizer: "none"}
 	if m.Tokenizer != nil {
@@ -77,6 +101,32 @@ func runInspect(o *inspectOptions, args []string, stdout io.Writer) error {
 			BPW: 8 * float64(t.Bytes()) / float64(t.Elems())}
 		if t.Pal != nil {
 			it.Group = t.Pal.GroupSize
+			it.LUTs = t.NumGroups()
+			it.Scales = t.Pal.Scales != nil
+			for i, h := range t.Pal.LUT {
+				v := ir.F16ToF32(h)
+				if i == 0 || v < it.LUTMin {
+					it.LUTMin = v
+				}
+				if i == 0 || v > it.LUTMax {
+					it.LUTMax = v
+				}
+			}
+		}
+		if orig != nil {
+			if ot, ok := orig.Tensors[n]; ok && ot.Elems() == t.Elems() {
+				a, b := ot.F32(), t.F32()
+				var num, den float64
+				for i := range a {
+					d := float64(a[i] - b[i])
+					num += d * d
+					den += float64(a[i]) * float64(a[i])
+				}
+				if den > 0 {
+					r := num / den
+					it.RelError = &r
+				}
+			}
 		}
 		rep.Tensors = append(rep.Tensors, it)
 	}
@@ -102,14 +152,21 @@ func runInspect(o *inspectOptions, args []string, stdout io.Writer) error {
 	fmt.Fprintln(stdout)
 	var rows [][]string
 	for _, t := range rep.Tensors {
-		g := ""
+		g, luts, rel := "", "", ""
 		if t.Group > 0 {
 			g = fmt.Sprint(t.Group)
+			luts = fmt.Sprintf("%d in [%.3g, %.3g]", t.LUTs, t.LUTMin, t.LUTMax)
+			if t.Scales {
+				luts += " + row scales"
+			}
 		}
-		rows = append(rows, []string{t.Name, fmt.Sprint(t.Shape), t.Type, g, reports.Bytes(t.Bytes), fmt.Sprintf("%.2f", t.BPW)})
+		if t.RelError != nil {
+			rel = fmt.Sprintf("%.2e", *t.RelError)
+		}
+		rows = append(rows, []string{t.Name, fmt.Sprint(t.Shape), t.Type, g, luts, reports.Bytes(t.Bytes), fmt.Sprintf("%.2f", t.BPW), rel})
 	}
-	if err := reports.Table(stdout, []string{"tensor", "shape", "type", "lut group", "bytes", "bits/weight"}, rows,
-		[]string{"total", "", "", "", reports.Bytes(rep.WeightBytes), fmt.Sprintf("%.2f", 8*float64(rep.WeightBytes)/float64(rep.Params))}); err != nil {
+	if err := reports.Table(stdout, []string{"tensor", "shape", "type", "lut group", "luts", "bytes", "bits/weight", "rel. error"}, rows,
+		[]string{"total", "", "", "", "", reports.Bytes(rep.WeightBytes), fmt.Sprintf("%.2f", 8*float64(rep.WeightBytes)/float64(rep.Params)), ""}); err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout)

@@ -15,8 +15,8 @@ func TestProfileAFMOnIPhone(t *testing.T) {
 		t.Fatal(err)
 	}
 	var r struct {
-		Totals map[string]any `json:"totals"`
-		Ops    []map[string]any   `json:"ops"`
+		Totals map[string]any   `json:"totals"`
+		Ops    []map[string]any `json:"ops"`
 	}
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatal(err)

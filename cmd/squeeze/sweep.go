@@ -1,0 +1,174 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/squeeze-ml/squeeze/eval"
+	"github.com/squeeze-ml/squeeze/formats/bundle"
+	"github.com/squeeze-ml/squeeze/reports"
+	"github.com/squeeze-ml/squeeze/runtime"
+)
+
+func init() { extraCommands = append(extraCommands, newSweepCmd) }
+
+type sweepOptions struct {
+	compile    compileOptions
+	Targets    string
+	Text       string
+	Ctx        int
+	MaxWindows int
+}
+
+func newSweepCmd(stdout, stderr io.Writer) *cobra.Command {
+	o := &sweepOptions{}
+	c := &cobra.Command{
+		Use:   "sweep MODEL --targets 2.5,3,3.5,3.7,4,4.5 --calib FILE --text FILE",
+		Short: "The rate-quality curve: compile at several targets and evaluate each against the original",
+		Args:  cobra.MaximumNArgs(1),
+		RunE:  func(c *cobra.Command, args []string) error { return runSweep(o, args, stdout, stderr) },
+	}
+	co := &o.compile
+	co.model.bind(c)
+	f := c.Flags()
+	f.StringVar(&o.Targets, "targets", "2.5,3,3.5,3.7,4,4.5", "bits per palettized weight to compile at")
+	f.StringVar(&o.Text, "text", "", "evaluation text (required)")
+	f.IntVar(&o.Ctx, "ctx", 256, "evaluation window")
+	f.IntVar(&o.MaxWindows, "max-windows", 0, "evaluate at most this many windows (0 = all)")
+	f.StringVar(&co.Calib, "calib", "", "calibration text")
+	f.IntVar(&co.CalibCtx, "calib-ctx", 256, "calibration window length in tokens")
+	f.StringVar(&co.Bits, "bits", "2,4", "candidate index widths")
+	f.StringVar(&co.GroupSize, "group-size", "auto", "rows sharing one LUT (see compile)")
+	f.StringVar(&co.EmbeddingBits, "embedding-bits", "auto", "token embedding handling (see compile)")
+	f.BoolVar(&co.PerRowScale, "per-row-scale", false, "also try per-row scales")
+	f.StringVar(&co.Method, "method", "exact", "k-means solver")
+	f.Uint64Var(&co.Seed, "seed", 1, "seed")
+	f.BoolVar(&co.JSON, "json", false, "print JSON")
+	f.IntVar(&co.Threads, "threads", 0, "threads (0 = all CPUs)")
+	return c
+}
+
+type sweepPoint struct {
+	TargetBPW float64 `json:"target_bpw"`
+	BPW       float64 `json:"bpw"`
+	BPWTotal  float64 `json:"bpw_total"`
+	Bytes     int64   `json:"bytes"`
+	PPL       float64 `json:"ppl"`
+	KLDMean   float64 `json:"kld_mean"`
+	KLDP99    float64 `json:"kld_p99"`
+	Top1Agree float64 `json:"top1_agree"`
+	Damage    float64 `json:"predicted_damage"`
+}
+
+type sweepResult struct {
+	Model   string       `json:"model"`
+	Text    string       `json:"text"`
+	RefPPL  float64      `json:"ref_ppl"`
+	Points  []sweepPoint `json:"points"`
+	Windows int          `json:"windows"`
+}
+
+func runSweep(o *sweepOptions, args []string, stdout, stderr io.Writer) error {
+	co := &o.compile
+	if o.Text == "" {
+		return fmt.Errorf("--text FILE is required")
+	}
+	text, err := os.ReadFile(o.Text)
+	if err != nil {
+		return fmt.Errorf("--text: %w", err)
+	}
+	var targets []float64
+	for _, s := range strings.Split(o.Targets, ",") {
+		v, err := parseBPW(s)
+		if err != nil {
+			return fmt.Errorf("--targets: %w", err)
+		}
+		targets = append(targets, v)
+	}
+	bits, err := parseBits(co.Bits)
+	if err != nil {
+		return err
+	}
+	m, err := co.model.load(args)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	if err := needTokenizer(m); err != nil {
+		return err
+	}
+	groups, err := parseGroupSizes(co.GroupSize, m)
+	if err != nil {
+		return err
+	}
+	p, err := newPlanner(m, co.Calib, co.CalibCtx, co.Threads, stderr)
+	if err != nil {
+		return err
+	}
+	p.method, p.seed = co.Method, co.Seed
+	if err := p.candidates(bits, groups, co.PerRowScale, co.EmbeddingBits, stderr); err != nil {
+		return err
+	}
+	ref, err := runtime.New(m, runtime.Options{Threads: 1})
+	if err != nil {
+		return err
+	}
+	toks := m.Tokenizer.Encode(string(text), true)
+	eo := eval.Options{Ctx: o.Ctx, Workers: p.threads, MaxWindows: o.MaxWindows}
+	base, err := eval.Evaluate(ref, nil, toks, m.Tokenizer.BOS, eo)
+	if err != nil {
+		return err
+	}
+	res := sweepResult{Model: m.Source, Text: o.Text, RefPPL: base.PPL, Windows: base.Windows}
+	tmp, err := os.MkdirTemp("", "squeeze-sweep-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	for i, t := range targets {
+		plan, err := p.allocate(t)
+		if err != nil {
+			return fmt.Errorf("target %.3g: %w", t, err)
+		}
+		pm, err := p.apply(plan, stderr)
+		if err != nil {
+			return err
+		}
+		info, err := bundle.Write(filepath.Join(tmp, strconv.Itoa(i)+".sqz"), pm, bundle.Extra{SqueezeVersion: version, Plan: plan})
+		if err != nil {
+			return err
+		}
+		rt, err := runtime.New(pm, runtime.Options{Threads: 1})
+		if err != nil {
+			return err
+		}
+		update, finish := reports.Progress(stderr, base.Windows, fmt.Sprintf("eval %.3g bpw", t))
+		eo.Progress = func(d, _ int) { update(d) }
+		r, err := eval.Evaluate(rt, ref, toks, m.Tokenizer.BOS, eo)
+		finish()
+		if err != nil {
+			return err
+		}
+		res.Points = append(res.Points, sweepPoint{TargetBPW: t, BPW: plan.AchievedBPW, BPWTotal: 8 * float64(info.Bytes) / float64(m.NumParams()),
+			Bytes: info.Bytes, PPL: r.PPL, KLDMean: *r.KLDMean, KLDP99: *r.KLDP99, Top1Agree: *r.Top1Agree, Damage: plan.PredictedDamage})
+	}
+	if co.JSON {
+		e := json.NewEncoder(stdout)
+		e.SetIndent("", "  ")
+		return e.Encode(res)
+	}
+	var rows [][]string
+	for _, pt := range res.Points {
+		rows = append(rows, []string{fmt.Sprintf("%.3g", pt.TargetBPW), fmt.Sprintf("%.3f", pt.BPW), fmt.Sprintf("%.3f", pt.BPWTotal),
+			reports.Bytes(pt.Bytes), fmt.Sprintf("%.4f", pt.PPL), fmt.Sprintf("%.4f", pt.KLDMean), fmt.Sprintf("%.3f", pt.KLDP99),
+			fmt.Sprintf("%.2f%%", 100*pt.Top1Agree)})
+	}
+	fmt.Fprintf(stdout, "%s on %s (%d windows of %d): original PPL %.4f\n", m.Source, o.Text, base.Windows, o.Ctx, base.PPL)
+	return reports.Table(stdout, []string{"target", "bpw", "bpw total", "bundle", "PPL", "mean KLD", "KLD p99", "same top"}, rows, nil)
+}

@@ -5,6 +5,7 @@ import (
 	"math"
 	goruntime "runtime"
 	"sync"
+	"time"
 
 	"github.com/squeeze-ml/squeeze/ir"
 	"github.com/squeeze-ml/squeeze/runtime/kernels"
@@ -19,6 +20,9 @@ type Options struct {
 	LinearHook func(weight string, x []float32, n int)
 	// Adapters are applied unmerged on top of the base weights.
 	Adapters *ir.AdapterSet
+	// OpTimer, when set, receives the wall time of every op of the forward
+	// pass under its ir op name (ir.Config.Ops), for measured profiling.
+	OpTimer func(op string, d time.Duration)
 }
 
 type layer struct {
@@ -38,6 +42,7 @@ type Model struct {
 	layers   []layer
 	threads  int
 	hook     func(string, []float32, int)
+	timer    func(string, time.Duration)
 	adapters map[string]*ir.Adapter
 }
 
@@ -48,7 +53,7 @@ func New(m *ir.Model, opt Options) (*Model, error) {
 	}
 	c := m.Config
 	r := &Model{Cfg: c, IR: m, embed: m.Tensors[ir.NameTokenEmbd], cls: m.Classifier(),
-		outNorm: vec(m.Tensors[ir.NameOutputNorm]), threads: opt.Threads, hook: opt.LinearHook}
+		outNorm: vec(m.Tensors[ir.NameOutputNorm]), threads: opt.Threads, hook: opt.LinearHook, timer: opt.OpTimer}
 	if r.threads <= 0 {
 		r.threads = goruntime.NumCPU()
 	}
@@ -173,25 +178,45 @@ func (r *Model) Forward(s *State, tokens []int, logits []float32, all bool) erro
 	}
 	b := s.ensure(c, n)
 	dim, qd, kvd := c.Dim, c.QDim(), c.KVDim()
+	// lap reports the time since the previous lap under an op name.
+	var t0 time.Time
+	lap := func(string) {}
+	if r.timer != nil {
+		t0 = time.Now()
+		lap = func(op string) {
+			now := time.Now()
+			r.timer(op, now.Sub(t0))
+			t0 = now
+		}
+	}
 	x := b.x[:n*dim]
 	for i, t := range tokens {
 		r.embed.DecodeRow(t, x[i*dim:(i+1)*dim])
 	}
+	lap(ir.NameTokenEmbd)
 	for l := range r.layers {
 		ly := &r.layers[l]
 		xb := b.xb[:n*dim]
 		for i := 0; i < n; i++ {
 			rmsnorm(xb[i*dim:(i+1)*dim], x[i*dim:(i+1)*dim], ly.attnNorm, float32(c.NormEps))
 		}
+		lap(ir.Blk(l, ir.AttnNorm))
 		q, k, v := b.q[:n*qd], b.k[:n*kvd], b.v[:n*kvd]
 		r.linear(ir.Blk(l, ir.AttnQ), ly.q, xb, q, n)
-		r.linear(ir.Blk(l, ir.AttnK), ly.k, xb, k, n)
-		r.linear(ir.Blk(l, ir.AttnV), ly.v, xb, v, n)
 		if c.QKVBias {
 			addBias(q, ly.qb, n)
+		}
+		lap(ir.Blk(l, ir.AttnQ))
+		r.linear(ir.Blk(l, ir.AttnK), ly.k, xb, k, n)
+		if c.QKVBias {
 			addBias(k, ly.kb, n)
+		}
+		lap(ir.Blk(l, ir.AttnK))
+		r.linear(ir.Blk(l, ir.AttnV), ly.v, xb, v, n)
+		if c.QKVBias {
 			addBias(v, ly.vb, n)
 		}
+		lap(ir.Blk(l, ir.AttnV))
 		for i := 0; i < n; i++ {
 			pos := s.Pos + i
 			rope(q[i*qd:(i+1)*qd], c.HeadDim, pos, c.RopeTheta, c.RopeNeoX)
@@ -199,26 +224,36 @@ func (r *Model) Forward(s *State, tokens []int, logits []float32, all bool) erro
 			copy(s.keys[l][pos*kvd:(pos+1)*kvd], k[i*kvd:(i+1)*kvd])
 			copy(s.vals[l][pos*kvd:(pos+1)*kvd], v[i*kvd:(i+1)*kvd])
 		}
+		lap(ir.Blk(l, "rope"))
 		att := b.att[:n*qd]
 		r.attention(s, l, q, att, n, b.scores)
+		lap(ir.Blk(l, "attention"))
 		tmp := b.tmp[:n*dim]
 		r.linear(ir.Blk(l, ir.AttnOut), ly.o, att, tmp, n)
+		lap(ir.Blk(l, ir.AttnOut))
 		for i := range x {
 			x[i] += tmp[i]
 		}
+		lap(ir.Blk(l, "attn_residual"))
 		for i := 0; i < n; i++ {
 			rmsnorm(xb[i*dim:(i+1)*dim], x[i*dim:(i+1)*dim], ly.ffnNorm, float32(c.NormEps))
 		}
+		lap(ir.Blk(l, ir.FFNNorm))
 		hb, hb2 := b.hb[:n*c.FFN], b.hb2[:n*c.FFN]
 		r.linear(ir.Blk(l, ir.FFNGate), ly.gate, xb, hb, n)
+		lap(ir.Blk(l, ir.FFNGate))
 		r.linear(ir.Blk(l, ir.FFNUp), ly.up, xb, hb2, n)
+		lap(ir.Blk(l, ir.FFNUp))
 		for i, g := range hb {
 			hb[i] = g * (1 / (1 + float32(math.Exp(float64(-g))))) * hb2[i]
 		}
+		lap(ir.Blk(l, "swiglu"))
 		r.linear(ir.Blk(l, ir.FFNDown), ly.down, hb, tmp, n)
+		lap(ir.Blk(l, ir.FFNDown))
 		for i := range x {
 			x[i] += tmp[i]
 		}
+		lap(ir.Blk(l, "ffn_residual"))
 	}
 	first := 0
 	if !all {
@@ -228,7 +263,9 @@ func (r *Model) Forward(s *State, tokens []int, logits []float32, all bool) erro
 	for i := first; i < n; i++ {
 		rmsnorm(xb[i*dim:(i+1)*dim], x[i*dim:(i+1)*dim], r.outNorm, float32(c.NormEps))
 	}
+	lap(ir.NameOutputNorm)
 	r.linear(ir.NameOutput, r.cls, xb[first*dim:n*dim], logits[:(n-first)*c.Vocab], n-first)
+	lap(ir.NameOutput)
 	s.Pos += n
 	return nil
 }

@@ -26,6 +26,7 @@ type Options struct {
 }
 
 type layer struct {
+	names                      [14]string // op names, in ir.Config.Ops order within a block
 	attnNorm, ffnNorm          []float32
 	q, k, v, o, gate, up, down *ir.Tensor
 	qb, kb, vb                 []float32
@@ -65,6 +66,9 @@ func New(m *ir.Model, opt Options) (*Model, error) {
 		if c.QKVBias {
 			ly.qb, ly.kb, ly.vb = vec(t(ir.AttnQB)), vec(t(ir.AttnKB)), vec(t(ir.AttnVB))
 		}
+		for i, k := range opKinds {
+			ly.names[i] = ir.Blk(l, k)
+		}
 		r.layers = append(r.layers, ly)
 	}
 	if err := r.SetAdapters(opt.Adapters); err != nil {
@@ -93,6 +97,27 @@ func (r *Model) SetAdapters(s *ir.AdapterSet) error {
 	r.adapters = s.Adapters
 	return nil
 }
+
+// opKinds are the per-block op name suffixes; the indices below name them.
+var opKinds = [14]string{ir.AttnNorm, ir.AttnQ, ir.AttnK, ir.AttnV, "rope", "attention", ir.AttnOut,
+	"attn_residual", ir.FFNNorm, ir.FFNGate, ir.FFNUp, "swiglu", ir.FFNDown, "ffn_residual"}
+
+const (
+	nAttnNorm = iota
+	nQ
+	nK
+	nV
+	nRope
+	nAttention
+	nAttnOut
+	nAttnResidual
+	nFFNNorm
+	nGate
+	nUp
+	nSwiGLU
+	nDown
+	nFFNResidual
+)
 
 func vec(t *ir.Tensor) []float32 {
 	if t == nil {
@@ -200,23 +225,23 @@ func (r *Model) Forward(s *State, tokens []int, logits []float32, all bool) erro
 		for i := 0; i < n; i++ {
 			rmsnorm(xb[i*dim:(i+1)*dim], x[i*dim:(i+1)*dim], ly.attnNorm, float32(c.NormEps))
 		}
-		lap(ir.Blk(l, ir.AttnNorm))
+		lap(ly.names[nAttnNorm])
 		q, k, v := b.q[:n*qd], b.k[:n*kvd], b.v[:n*kvd]
-		r.linear(ir.Blk(l, ir.AttnQ), ly.q, xb, q, n)
+		r.linear(ly.names[nQ], ly.q, xb, q, n)
 		if c.QKVBias {
 			addBias(q, ly.qb, n)
 		}
-		lap(ir.Blk(l, ir.AttnQ))
-		r.linear(ir.Blk(l, ir.AttnK), ly.k, xb, k, n)
+		lap(ly.names[nQ])
+		r.linear(ly.names[nK], ly.k, xb, k, n)
 		if c.QKVBias {
 			addBias(k, ly.kb, n)
 		}
-		lap(ir.Blk(l, ir.AttnK))
-		r.linear(ir.Blk(l, ir.AttnV), ly.v, xb, v, n)
+		lap(ly.names[nK])
+		r.linear(ly.names[nV], ly.v, xb, v, n)
 		if c.QKVBias {
 			addBias(v, ly.vb, n)
 		}
-		lap(ir.Blk(l, ir.AttnV))
+		lap(ly.names[nV])
 		for i := 0; i < n; i++ {
 			pos := s.Pos + i
 			rope(q[i*qd:(i+1)*qd], c.HeadDim, pos, c.RopeTheta, c.RopeNeoX)
@@ -224,36 +249,36 @@ func (r *Model) Forward(s *State, tokens []int, logits []float32, all bool) erro
 			copy(s.keys[l][pos*kvd:(pos+1)*kvd], k[i*kvd:(i+1)*kvd])
 			copy(s.vals[l][pos*kvd:(pos+1)*kvd], v[i*kvd:(i+1)*kvd])
 		}
-		lap(ir.Blk(l, "rope"))
+		lap(ly.names[nRope])
 		att := b.att[:n*qd]
 		r.attention(s, l, q, att, n, b.scores)
-		lap(ir.Blk(l, "attention"))
+		lap(ly.names[nAttention])
 		tmp := b.tmp[:n*dim]
-		r.linear(ir.Blk(l, ir.AttnOut), ly.o, att, tmp, n)
-		lap(ir.Blk(l, ir.AttnOut))
+		r.linear(ly.names[nAttnOut], ly.o, att, tmp, n)
+		lap(ly.names[nAttnOut])
 		for i := range x {
 			x[i] += tmp[i]
 		}
-		lap(ir.Blk(l, "attn_residual"))
+		lap(ly.names[nAttnResidual])
 		for i := 0; i < n; i++ {
 			rmsnorm(xb[i*dim:(i+1)*dim], x[i*dim:(i+1)*dim], ly.ffnNorm, float32(c.NormEps))
 		}
-		lap(ir.Blk(l, ir.FFNNorm))
+		lap(ly.names[nFFNNorm])
 		hb, hb2 := b.hb[:n*c.FFN], b.hb2[:n*c.FFN]
-		r.linear(ir.Blk(l, ir.FFNGate), ly.gate, xb, hb, n)
-		lap(ir.Blk(l, ir.FFNGate))
-		r.linear(ir.Blk(l, ir.FFNUp), ly.up, xb, hb2, n)
-		lap(ir.Blk(l, ir.FFNUp))
+		r.linear(ly.names[nGate], ly.gate, xb, hb, n)
+		lap(ly.names[nGate])
+		r.linear(ly.names[nUp], ly.up, xb, hb2, n)
+		lap(ly.names[nUp])
 		for i, g := range hb {
 			hb[i] = g * (1 / (1 + float32(math.Exp(float64(-g))))) * hb2[i]
 		}
-		lap(ir.Blk(l, "swiglu"))
-		r.linear(ir.Blk(l, ir.FFNDown), ly.down, hb, tmp, n)
-		lap(ir.Blk(l, ir.FFNDown))
+		lap(ly.names[nSwiGLU])
+		r.linear(ly.names[nDown], ly.down, hb, tmp, n)
+		lap(ly.names[nDown])
 		for i := range x {
 			x[i] += tmp[i]
 		}
-		lap(ir.Blk(l, "ffn_residual"))
+		lap(ly.names[nFFNResidual])
 	}
 	first := 0
 	if !all {
@@ -377,7 +402,16 @@ func (r *Model) attention(s *State, l int, q, out []float32, n int, scores []flo
 		sc := scores[(i*c.Heads+h)*s.MaxSeq : (i*c.Heads+h)*s.MaxSeq+pos+1]
 		kh := (h / group) * hd
 		for t := 0; t <= pos; t++ {
-			sc[t] = kernels.Dot(qh, keys[t*kvd+kh:t*kvd+kh+hd]) * scale
+			kt := keys[t*kvd+kh : t*kvd+kh+hd]
+			if hd < 32 { // a call into the SIMD kernel costs more than it saves
+				var d float32
+				for j, qv := range qh {
+					d += qv * kt[j]
+				}
+				sc[t] = d * scale
+			} else {
+				sc[t] = kernels.Dot(qh, kt) * scale
+			}
 		}
 		softmax(sc)
 		o := out[i*qd+h*hd : i*qd+(h+1)*hd]

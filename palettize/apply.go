@@ -12,7 +12,11 @@ type ApplyOptions struct {
 	Method  string // overrides plan.Method when set
 	Seed    uint64 // overrides plan.Seed when non-zero
 	MaxBins int    // see Options.MaxBins
-	Workers int    // goroutines over the LUT groups of one tensor; 0 = runtime.NumCPU()
+	// Calib weights the k-means (and, with the plan's ErrorFeedback, holds
+	// the Gram matrices); see CandidateOptions.Calib. imp is ignored when
+	// it holds OutputFisher.
+	Calib   *Calibration
+	Workers int // goroutines over the LUT groups of one tensor; 0 = runtime.NumCPU()
 	// Progress, if set, is called after each tensor with the running count,
 	// the total and the tensor's stats.
 	Progress func(done, total int, name string, st Stats)
@@ -43,10 +47,18 @@ func Apply(m *ir.Model, plan *Plan, imp map[string][]float32, opt ApplyOptions) 
 	}
 	out := &ir.Model{Config: m.Config, Tensors: maps.Clone(m.Tensors), Tokenizer: m.Tokenizer,
 		Format: m.Format, Source: m.Source, Meta: maps.Clone(m.Meta)}
+	tw, err := newWeighter(m, imp, opt.Calib, plan.ErrorFeedback)
+	if err != nil {
+		return nil, fmt.Errorf("apply plan: %w", err)
+	}
 	for i, e := range plan.Tensors {
 		t := m.Tensors[e.Name]
-		pt, st, err := PalettizeTensor(t, Options{Bits: e.Bits, GroupSize: e.GroupSize, PerRowScale: e.PerRowScale,
-			Method: method, Seed: seed, Importance: ImportanceFor(m, e.Name, imp), MaxBins: opt.MaxBins, Workers: opt.Workers})
+		o := Options{Bits: e.Bits, GroupSize: e.GroupSize, PerRowScale: e.PerRowScale,
+			Method: method, Seed: seed, MaxBins: opt.MaxBins, Workers: opt.Workers, RefitLUT: plan.RefitLUT}
+		if err := tw.fill(e.Name, &o); err != nil {
+			return nil, fmt.Errorf("apply plan: %w", err)
+		}
+		pt, st, err := PalettizeTensor(t, o)
 		if err != nil {
 			return nil, fmt.Errorf("apply plan: %w", err)
 		}

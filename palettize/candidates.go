@@ -2,6 +2,7 @@ package palettize
 
 import (
 	"fmt"
+	"math"
 	"runtime"
 	"slices"
 	"sync"
@@ -46,7 +47,16 @@ type CandidateOptions struct {
 	// per tensor and option and extrapolates the damage (see
 	// EstimateDamage); bytes are always exact. 0 clusters everything.
 	SampleGroups int
-	Workers      int // goroutines over (tensor, option) pairs; 0 = runtime.NumCPU()
+	// Calib, when it holds OutputFisher (CalibrateWith with Sensitivity),
+	// weights the damage by output sensitivity too (see TensorWeights),
+	// which makes damage comparable across tensors; imp is then ignored.
+	Calib *Calibration
+	// ErrorFeedback rounds with GPTQ-style error feedback on the Gram
+	// matrices of Calib (which must hold them), RefitLUT rounds of LUT
+	// least-squares refit after it.
+	ErrorFeedback bool
+	RefitLUT      int
+	Workers       int // goroutines over (tensor, option) pairs; 0 = runtime.NumCPU()
 	// Progress, if set, is called after each (tensor, option) pair, from
 	// one goroutine at a time.
 	Progress func(done, total int)
@@ -137,6 +147,10 @@ func Candidates(m *ir.Model, imp map[string][]float32, opt CandidateOptions) ([]
 	if names == nil {
 		names = PalettizableNames(m)
 	}
+	tw, err := newWeighter(m, imp, opt.Calib, opt.ErrorFeedback)
+	if err != nil {
+		return nil, err
+	}
 	type pair struct{ t, o int }
 	var jobs []pair
 	out := make([]TensorCandidates, len(names))
@@ -198,8 +212,14 @@ func Candidates(m *ir.Model, imp map[string][]float32, opt CandidateOptions) ([]
 				tc := &out[jb.t]
 				c := &tc.Options[jb.o]
 				t := m.Tensors[tc.Name]
-				d, sse, sampled, err := EstimateDamage(t, Options{Bits: c.Bits, GroupSize: c.GroupSize, PerRowScale: c.PerRowScale,
-					Method: opt.Method, Seed: opt.Seed, Importance: ImportanceFor(m, tc.Name, imp), MaxBins: opt.MaxBins, Workers: 1}, opt.SampleGroups)
+				o := Options{Bits: c.Bits, GroupSize: c.GroupSize, PerRowScale: c.PerRowScale,
+					Method: opt.Method, Seed: opt.Seed, MaxBins: opt.MaxBins, Workers: 1, RefitLUT: opt.RefitLUT}
+				var d, sse float64
+				var sampled bool
+				err := tw.fill(tc.Name, &o)
+				if err == nil {
+					d, sse, sampled, err = EstimateDamage(t, o, opt.SampleGroups)
+				}
 				mu.Lock()
 				if err != nil && firstErr == nil {
 					firstErr = err
@@ -286,4 +306,71 @@ func DamageTable(cands []TensorCandidates, groupSize int) map[string]map[int]Dam
 		out[tc.Name] = row
 	}
 	return out
+}
+
+// weighter resolves the damage weighting of each tensor, and prepares each
+// distinct Gram matrix's Hessian once.
+type weighter struct {
+	m     *ir.Model
+	imp   map[string][]float32
+	calib *Calibration
+	ef    bool
+	mu    sync.Mutex
+	hess  map[*float64]*Hessian
+}
+
+func newWeighter(m *ir.Model, imp map[string][]float32, c *Calibration, ef bool) (*weighter, error) {
+	if ef && (c == nil || c.Gram == nil) {
+		return nil, fmt.Errorf("palettize: error feedback needs calibration with Gram matrices (CalibrateOptions.Gram)")
+	}
+	return &weighter{m: m, imp: imp, calib: c, ef: ef, hess: map[*float64]*Hessian{}}, nil
+}
+
+func (w *weighter) fill(name string, o *Options) error {
+	imp, row, extra := TensorWeights(w.m, name, w.imp, w.calib)
+	o.Importance, o.RowImportance, o.Extra = imp, row, extra
+	if !w.ef || extra != nil {
+		return nil
+	}
+	g := w.calib.Gram[name]
+	if g == nil {
+		if name == ir.NameTokenEmbd {
+			return nil // a lookup: no input second moment
+		}
+		return fmt.Errorf("palettize: tensor %q: calibration has no Gram matrix", name)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	h, ok := w.hess[&g[0]]
+	if !ok {
+		n := int(math.Round(math.Sqrt(float64(len(g)))))
+		var err error
+		if h, err = NewHessian(g, n, DefaultDamp); err != nil {
+			return fmt.Errorf("palettize: tensor %q: %w", name, err)
+		}
+		w.hess[&g[0]] = h
+	}
+	o.Hessian = h
+	return nil
+}
+
+// TensorWeights returns how errors in tensor name are weighted. Without a
+// sensitivity calibration (c nil or without OutputFisher) it is
+// ImportanceFor(m, name, imp) per column only. With one, an error at (r,
+// c) of a linear costs OutputFisher[name][r] * Importance[name][c] (see
+// sensitivity.go: twice the predicted KL divergence per position); the
+// token embedding costs EmbedRowFisher[r] * EmbedColFisher[c] as a
+// lookup, plus the classifier's term when it is tied.
+func TensorWeights(m *ir.Model, name string, imp map[string][]float32, c *Calibration) (col, row []float32, extra []WeightTerm) {
+	if c == nil || c.OutputFisher == nil {
+		return ImportanceFor(m, name, imp), nil, nil
+	}
+	if name == ir.NameTokenEmbd {
+		look := WeightTerm{Row: c.EmbedRowFisher, Col: c.EmbedColFisher}
+		if m.Config.TiedEmbed {
+			return c.Importance[ir.NameOutput], c.OutputFisher[ir.NameOutput], []WeightTerm{look}
+		}
+		return look.Col, look.Row, nil
+	}
+	return c.Importance[name], c.OutputFisher[name], nil
 }

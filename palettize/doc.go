@@ -12,6 +12,14 @@
 // calibration text (uniform when none is given): a diagonal approximation
 // of the layer's output error E||(W - Q) x||^2.
 //
+// With a sensitivity calibration (CalibrateWith, Sensitivity: a forward and
+// backward pass in sensitivity.go) the damage is instead sum_ij F_i H_jj
+// e_ij^2, F_i the Fisher of output channel i: twice the predicted KL
+// divergence per position, comparable across tensors (TensorWeights). With
+// Gram matrices, rounding uses GPTQ-style error feedback onto the k-means
+// LUT, then a least-squares LUT refit (gptq.go), and the damage uses the
+// full input second moment: sum_i F_i e_i H e_i^T.
+//
 // Layout: a tensor of rows x cols with group size G has ceil(rows/G) LUTs of
 // 1<<bits float16 entries (row r uses LUT r/G; the last group may be
 // smaller), optional float16 scales per row, and indices packed by

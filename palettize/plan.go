@@ -31,6 +31,10 @@ type Plan struct {
 	// Method and Seed are what Apply uses unless told otherwise.
 	Method string `json:"method,omitempty"`
 	Seed   uint64 `json:"seed"`
+	// ErrorFeedback: Apply rounds with GPTQ-style error feedback (needs a
+	// calibration with Gram matrices), re-fitting the LUTs RefitLUT times.
+	ErrorFeedback bool `json:"error_feedback,omitempty"`
+	RefitLUT      int  `json:"refit_lut,omitempty"`
 	// Tensors lists the per-tensor choices, in model order.
 	Tensors []PlanEntry `json:"tensors"`
 	// TotalWeights and TotalBits sum over Tensors; AchievedBPW =

@@ -35,12 +35,35 @@ type Options struct {
 	// calibration; nil means uniform. The damage of an error e at column c
 	// is Importance[c] * e^2.
 	Importance []float32
+	// RowImportance holds one non-negative weight per row (len = rows),
+	// e.g. Calibration.OutputFisher: an error at (r, c) costs
+	// RowImportance[r] * Importance[c] * e^2. nil means 1.
+	RowImportance []float32
+	// Extra adds rank-one weight terms: the cost of an error at (r, c) is
+	// increased by Row[r] * Col[c] * e^2 for each term (the tied token
+	// embedding is both a lookup and the classifier). Not with Hessian.
+	Extra []WeightTerm
+	// Hessian, when set, rounds with error feedback (see gptq.go) onto the
+	// k-means LUT, and the damage is sum_r RowImportance[r] (w_r - q_r) H
+	// (w_r - q_r)^T with the full input second moment H (Importance is
+	// then only used for the LUT's k-means weights, and should be H's
+	// diagonal).
+	Hessian *Hessian
+	// RefitLUT (with Hessian) re-solves the LUT entries by weighted least
+	// squares for the rounded assignments, then rounds again, RefitLUT
+	// times.
+	RefitLUT int
 	// MaxBins: groups with more values than this are clustered on a
 	// histogram (exact method only). 0 means DefaultMaxBins, < 0 never bins.
 	MaxBins int
 	// Workers is the number of goroutines over LUT groups; 0 means
 	// runtime.NumCPU(). Results do not depend on it.
 	Workers int
+}
+
+// WeightTerm is a rank-one element weight: Row[r] * Col[c] (nil: 1).
+type WeightTerm struct {
+	Row, Col []float32
 }
 
 // Stats measures what palettization did to one tensor.
@@ -75,6 +98,8 @@ type job struct {
 	g, ng      int
 	k          int
 	imp        []float64 // per column, nil = uniform
+	rowW       []float64 // per row, nil = 1
+	extra      [][2][]float64
 	view       []float32 // the whole tensor when it is f32 and viewable
 }
 
@@ -120,10 +145,71 @@ func newJob(t *ir.Tensor, opt Options) (*job, error) {
 			j.imp[c] = float64(v)
 		}
 	}
+	vec := func(what string, v []float32, n int) ([]float64, error) {
+		if v == nil {
+			return nil, nil
+		}
+		if len(v) != n {
+			return nil, fmt.Errorf("palettize: tensor %q: %s has %d values, expected %d", t.Name, what, len(v), n)
+		}
+		out := make([]float64, n)
+		for i, x := range v {
+			if !(x >= 0) || math.IsInf(float64(x), 0) {
+				return nil, fmt.Errorf("palettize: tensor %q: %s[%d] = %v, expected a finite value >= 0", t.Name, what, i, x)
+			}
+			out[i] = float64(x)
+		}
+		return out, nil
+	}
+	var err error
+	if j.rowW, err = vec("row importance", opt.RowImportance, j.rows); err != nil {
+		return nil, err
+	}
+	for i, e := range opt.Extra {
+		r, err := vec(fmt.Sprintf("extra[%d].row", i), e.Row, j.rows)
+		if err != nil {
+			return nil, err
+		}
+		c, err := vec(fmt.Sprintf("extra[%d].col", i), e.Col, j.cols)
+		if err != nil {
+			return nil, err
+		}
+		j.extra = append(j.extra, [2][]float64{r, c})
+	}
+	if opt.Hessian != nil {
+		if opt.Hessian.N != j.cols {
+			return nil, fmt.Errorf("palettize: tensor %q: hessian is %d x %d, expected %d x %d (its cols)", t.Name, opt.Hessian.N, opt.Hessian.N, j.cols, j.cols)
+		}
+		if len(opt.Extra) > 0 {
+			return nil, fmt.Errorf("palettize: tensor %q: a hessian and extra weight terms cannot be combined", t.Name)
+		}
+	}
 	if t.Type == ir.F32 && len(t.Data) > 0 && uintptr(unsafe.Pointer(&t.Data[0]))%4 == 0 {
 		j.view = t.F32()
 	}
 	return j, nil
+}
+
+// weight returns the cost weight of an error at row r (absolute), col c.
+func (j *job) weight(r, c int) float64 {
+	w := 1.0
+	if j.imp != nil {
+		w = j.imp[c]
+	}
+	if j.rowW != nil {
+		w *= j.rowW[r]
+	}
+	for _, e := range j.extra {
+		a := 1.0
+		if e[0] != nil {
+			a = e[0][r]
+		}
+		if e[1] != nil {
+			a *= e[1][c]
+		}
+		w += a
+	}
+	return w
 }
 
 // groupOut receives the encoding of one group (nil slices: not stored).
@@ -199,10 +285,7 @@ func (j *job) group(g int, out groupOut, buf *[]float32) groupResult {
 			inv, s2 := 1/s, s*s
 			row := src[r*cols : (r+1)*cols]
 			for c, v := range row {
-				w := s2
-				if j.imp != nil {
-					w *= j.imp[c]
-				}
+				w := s2 * j.weight(r0+r, c)
 				if !yield(float64(v)*inv, w) {
 					return
 				}
@@ -265,25 +348,70 @@ func (j *job) group(g int, out groupOut, buf *[]float32) groupResult {
 		return 0
 	})
 	// Re-assign every weight to the LUT entry nearest after decoding
-	// exactly as ir's decoder does (f16 -> f32, times the f32 scale).
+	// exactly as ir's decoder does (f16 -> f32, times the f32 scale), or
+	// round with error feedback when there is a Hessian.
+	idx := out.idx
+	if idx == nil {
+		idx = make([]uint8, nr*cols)
+	}
 	dec := make([]float64, j.k)
-	var res groupResult
-	for r := 0; r < nr; r++ {
+	decode := func(r int) {
 		for i, h := range lut {
 			dec[i] = float64(ir.F16ToF32(h) * scale[r])
 		}
-		row := src[r*cols : (r+1)*cols]
-		for c, v := range row {
-			a := nearest(dec, float64(v))
-			if out.idx != nil {
-				out.idx[r*cols+c] = uint8(a)
+	}
+	var res groupResult
+	if hs := j.opt.Hessian; hs != nil {
+		buf := make([]float64, cols)
+		var rw []float64
+		if j.rowW != nil {
+			rw = j.rowW[r0:r1]
+		}
+		for round := 0; ; round++ {
+			for r := 0; r < nr; r++ {
+				decode(r)
+				hs.roundRow(src[r*cols:(r+1)*cols], dec, idx[r*cols:(r+1)*cols], buf)
 			}
-			d := float64(v) - dec[a]
-			res.sse += d * d
-			if j.imp != nil {
-				res.damage += j.imp[c] * d * d
-			} else {
-				res.damage += d * d
+			if round >= j.opt.RefitLUT {
+				break
+			}
+			old := make([]float64, j.k)
+			for i, h := range lut {
+				old[i] = float64(ir.F16ToF32(h))
+			}
+			c := hs.refitLUT(src, nr, scale, rw, idx, old)
+			for i, v := range c {
+				lut[i] = ir.F32ToF16(float32(v))
+				if f := ir.F16ToF32(lut[i]); math.IsInf(float64(f), 0) || math.IsNaN(float64(f)) {
+					lut[i] = ir.F32ToF16(float32(old[i]))
+				}
+			}
+			sortLUT(lut, idx)
+		}
+		e := buf
+		for r := 0; r < nr; r++ {
+			decode(r)
+			row := src[r*cols : (r+1)*cols]
+			for c, v := range row {
+				e[c] = float64(v) - dec[idx[r*cols+c]]
+				res.sse += e[c] * e[c]
+			}
+			f := 1.0
+			if rw != nil {
+				f = rw[r]
+			}
+			res.damage += f * hs.quadForm(e)
+		}
+	} else {
+		for r := 0; r < nr; r++ {
+			decode(r)
+			row := src[r*cols : (r+1)*cols]
+			for c, v := range row {
+				a := nearest(dec, float64(v))
+				idx[r*cols+c] = uint8(a)
+				d := float64(v) - dec[a]
+				res.sse += d * d
+				res.damage += j.weight(r0+r, c) * d * d
 			}
 		}
 	}
@@ -420,4 +548,34 @@ func EstimateDamage(t *ir.Tensor, opt Options, maxGroups int) (damage, sse float
 		sse *= f
 	}
 	return damage, sse, sampled, nil
+}
+
+// sortLUT sorts the LUT ascending (by decoded value, stable) and remaps
+// the indices that point into it.
+func sortLUT(lut []uint16, idx []uint8) {
+	k := len(lut)
+	order := make([]int, k)
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		fa, fb := ir.F16ToF32(lut[a]), ir.F16ToF32(lut[b])
+		switch {
+		case fa < fb:
+			return -1
+		case fa > fb:
+			return 1
+		}
+		return 0
+	})
+	where := make([]uint8, k)
+	sorted := make([]uint16, k)
+	for newPos, o := range order {
+		where[o] = uint8(newPos)
+		sorted[newPos] = lut[o]
+	}
+	copy(lut, sorted)
+	for i, a := range idx {
+		idx[i] = where[a]
+	}
 }

@@ -30,6 +30,10 @@ type compileOptions struct {
 	GroupSize     string
 	EmbeddingBits string
 	PerRowScale   bool
+	Proxy         string
+	ErrorFeedback bool
+	RefitLUT      int
+	CalibWindows  int
 	PlanIn        string
 	PlanOut       string
 	Method        string
@@ -56,10 +60,14 @@ calibration on --calib text predicts. It writes a bundle that squeeze run/eval/i
 	f.StringVar(&o.Target, "target", "", "bits per palettized weight, overhead included, e.g. 3.7bpw (required unless --plan)")
 	f.StringVar(&o.Calib, "calib", "", "calibration text: importance of each input channel (without it, compression is data-free)")
 	f.IntVar(&o.CalibCtx, "calib-ctx", 256, "calibration window length in tokens")
-	f.StringVar(&o.Bits, "bits", "2,4", "candidate index widths, a subset of 1,2,3,4,6,8")
+	f.StringVar(&o.Bits, "bits", "2,3,4,6", "candidate index widths, a subset of 1,2,3,4,6,8")
 	f.StringVar(&o.GroupSize, "group-size", "auto", "rows sharing one LUT: a number (16 as Apple), 'tensor' for one LUT per tensor, or 'auto' to let the allocator choose among 16,32,64,128,256 and per-tensor")
 	f.StringVar(&o.EmbeddingBits, "embedding-bits", "auto", "token embedding / tied classifier: 'auto' (allocated with the rest), a width from --bits' set, or 'keep' (left unpalettized, outside the target)")
-	f.BoolVar(&o.PerRowScale, "per-row-scale", false, "also try a float16 scale per output row before clustering")
+	f.BoolVar(&o.PerRowScale, "per-row-scale", true, "also try a float16 scale per output row before clustering (the allocator picks per tensor)")
+	f.StringVar(&o.Proxy, "proxy", "fisher", "damage proxy: fisher (output sensitivity from a backward pass x input mean square: predicted KL divergence, comparable across tensors) or input (input mean square only)")
+	f.BoolVar(&o.ErrorFeedback, "error-feedback", true, "round with GPTQ-style error feedback on each linear's input Gram matrix (needs --calib)")
+	f.IntVar(&o.RefitLUT, "refit-lut", 1, "with --error-feedback: rounds of least-squares LUT refit")
+	f.IntVar(&o.CalibWindows, "calib-windows", 16, "run the calibration (forward and backward) pass on at most this many evenly spaced windows (0 = all)")
 	f.StringVar(&o.PlanIn, "plan", "", "use this plan (JSON, e.g. edited from --write-plan) instead of allocating")
 	f.StringVar(&o.PlanOut, "write-plan", "", "also write the plan as JSON to this file")
 	f.StringVar(&o.Method, "method", "exact", "k-means solver: exact (optimal 1-D dynamic programming on a 1024-bin histogram) or lloyd (k-means++ and Lloyd)")
@@ -142,9 +150,18 @@ type planner struct {
 	method  string
 	seed    uint64
 	threads int
+	ef      bool
+	refit   int
 }
 
 func newPlanner(m *ir.Model, calibPath string, calibCtx int, threads int, stderr io.Writer) (*planner, error) {
+	return newPlannerWith(m, calibPath, palettize.CalibrateOptions{Ctx: calibCtx, Workers: threads}, stderr)
+}
+
+// newPlannerWith calibrates with the given options (Ctx, Sensitivity, Gram,
+// MaxWindows); Workers 0 means all CPUs.
+func newPlannerWith(m *ir.Model, calibPath string, copt palettize.CalibrateOptions, stderr io.Writer) (*planner, error) {
+	calibCtx, threads := copt.Ctx, copt.Workers
 	p := &planner{m: m, threads: threads}
 	if p.threads <= 0 {
 		p.threads = goruntime.NumCPU()
@@ -164,8 +181,14 @@ func newPlanner(m *ir.Model, calibPath string, calibCtx int, threads int, stderr
 	if len(toks) < 2 {
 		return nil, fmt.Errorf("--calib %s: the text tokenizes to %d tokens, nothing to calibrate on", calibPath, len(toks)-1)
 	}
-	update, finish := reports.Progress(stderr, (len(toks)+calibCtx-1)/calibCtx, "calibrate")
-	c, err := palettize.Calibrate(m, toks, m.Tokenizer.BOS, calibCtx, p.threads, func(d, _ int) { update(d) })
+	nw := (len(toks) + calibCtx - 1) / calibCtx
+	if copt.MaxWindows > 0 {
+		nw = min(nw, copt.MaxWindows)
+	}
+	update, finish := reports.Progress(stderr, nw, "calibrate")
+	copt.Workers = p.threads
+	copt.Progress = func(d, _ int) { update(d) }
+	c, err := palettize.CalibrateWith(m, toks, m.Tokenizer.BOS, copt)
 	finish()
 	if err != nil {
 		return nil, err
@@ -196,7 +219,7 @@ func (p *planner) candidates(bits, groups []int, scale bool, embBits string, std
 		embName = []string{ir.NameTokenEmbd}
 		update, finish := reports.Progress(stderr, 1, "embedding")
 		ec, err := palettize.Candidates(p.m, p.imp, palettize.CandidateOptions{Bits: []int{b}, GroupSizes: groups, PerRowScale: scales,
-			Tensors: embName, Method: p.method, Seed: p.seed, Workers: p.threads, Progress: func(d, _ int) { update(d) }})
+			Tensors: embName, Method: p.method, Seed: p.seed, Workers: p.threads, Calib: p.calib, ErrorFeedback: p.ef, RefitLUT: p.refit, Progress: func(d, _ int) { update(d) }})
 		finish()
 		if err != nil {
 			return err
@@ -206,7 +229,7 @@ func (p *planner) candidates(bits, groups []int, scale bool, embBits string, std
 	total := len(names) * len(bits) * len(groups) * len(scales)
 	update, finish := reports.Progress(stderr, total, "candidates")
 	c, err := palettize.Candidates(p.m, p.imp, palettize.CandidateOptions{Bits: bits, GroupSizes: groups, PerRowScale: scales,
-		Tensors: names, Method: p.method, Seed: p.seed, Workers: p.threads, Progress: func(d, _ int) { update(d) }})
+		Tensors: names, Method: p.method, Seed: p.seed, Workers: p.threads, Calib: p.calib, ErrorFeedback: p.ef, RefitLUT: p.refit, Progress: func(d, _ int) { update(d) }})
 	finish()
 	if err != nil {
 		return err
@@ -221,6 +244,7 @@ func (p *planner) allocate(target float64) (*palettize.Plan, error) {
 		return nil, err
 	}
 	plan.Method, plan.Seed = p.method, p.seed
+	plan.ErrorFeedback, plan.RefitLUT = p.ef, p.refit
 	if plan.CandidateBits == nil {
 		plan.CandidateBits = p.bits
 	}
@@ -229,7 +253,7 @@ func (p *planner) allocate(target float64) (*palettize.Plan, error) {
 
 func (p *planner) apply(plan *palettize.Plan, stderr io.Writer) (*ir.Model, error) {
 	update, finish := reports.Progress(stderr, len(plan.Tensors), "palettize")
-	out, err := palettize.Apply(p.m, plan, p.imp, palettize.ApplyOptions{Workers: p.threads,
+	out, err := palettize.Apply(p.m, plan, p.imp, palettize.ApplyOptions{Workers: p.threads, Calib: p.calib,
 		Progress: func(d, _ int, _ string, _ palettize.Stats) { update(d) }})
 	finish()
 	return out, err
@@ -274,9 +298,25 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	p, err := newPlanner(m, o.Calib, o.CalibCtx, o.Threads, stderr)
+	switch o.Proxy {
+	case "fisher", "input":
+	default:
+		return fmt.Errorf("--proxy %q: expected fisher or input", o.Proxy)
+	}
+	if o.RefitLUT < 0 {
+		return fmt.Errorf("--refit-lut %d: expected >= 0", o.RefitLUT)
+	}
+	ef := o.ErrorFeedback && o.Calib != ""
+	p, err := newPlannerWith(m, o.Calib, palettize.CalibrateOptions{Ctx: o.CalibCtx, Workers: o.Threads,
+		Sensitivity: o.Proxy == "fisher", Gram: ef, MaxWindows: o.CalibWindows, Seed: o.Seed}, stderr)
 	if err != nil {
 		return err
+	}
+	if ef {
+		p.ef, p.refit = true, o.RefitLUT
+	}
+	if o.Proxy == "input" && p.calib != nil {
+		p.calib.OutputFisher = nil // weigh by input mean squares only
 	}
 	p.method, p.seed = o.Method, o.Seed
 	var plan *palettize.Plan

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+const calibText = "../../testdata/tinystories/calib.txt"
+
+// compileJSON runs squeeze compile with args and returns its --json result.
+func compileJSON(t *testing.T, out string, args ...string) compileResult {
+	t.Helper()
+	args = append([]string{"compile", stories, "--calib", calibText, "--calib-windows", "4", "-o", out, "--json"}, args...)
+	so, se, err := squeeze(t, args...)
+	if err != nil {
+		t.Fatalf("squeeze %v: %v\n%s", args, err, se)
+	}
+	var r compileResult
+	if err := json.Unmarshal([]byte(so), &r); err != nil {
+		t.Fatalf("compile --json: %v\n%s", err, so)
+	}
+	return r
+}
+
+// Same inputs and seed give a byte-identical bundle, whatever the number
+// of threads (calibration, candidates and palettization are parallel).
+func TestCompileDeterministic(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.sqz"), filepath.Join(dir, "b.sqz")
+	compileJSON(t, a, "--target", "3.7bpw", "--threads", "1")
+	compileJSON(t, b, "--target", "3.7bpw", "--threads", "2")
+	da, err := os.ReadFile(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := os.ReadFile(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(da, db) {
+		t.Fatalf("two compiles with the same inputs and seed differ: %d and %d bytes", len(da), len(db))
+	}
+}
+
+// The allocation meets the target and leaves little of it unused.
+func TestCompileMeetsTarget(t *testing.T) {
+	dir := t.TempDir()
+	for _, target := range []float64{2.5, 3.7} {
+		r := compileJSON(t, filepath.Join(dir, "x.sqz"), "--target", jsonFloat(target), "--group-size", "tensor")
+		if r.BPW > target || r.BPW < target-0.02 {
+			t.Errorf("--target %g: achieved %.4f bits per palettized weight, want in [%g, %g]", target, r.BPW, target-0.02, target)
+		}
+		var sum float64
+		for _, e := range r.Tensors {
+			sum += e.Damage
+		}
+		if !(r.PredictedDamage > 0) || abs(sum-r.PredictedDamage) > 1e-9*r.PredictedDamage {
+			t.Errorf("--target %g: predicted damage %g, tensors sum to %g", target, r.PredictedDamage, sum)
+		}
+	}
+}
+
+func jsonFloat(v float64) string { b, _ := json.Marshal(v); return string(b) }
+
+func abs(x float64) float64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}

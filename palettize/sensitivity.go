@@ -1,0 +1,511 @@
+package palettize
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"github.com/squeeze-ml/squeeze/ir"
+	"github.com/squeeze-ml/squeeze/runtime/kernels"
+)
+
+// This file holds a minimal forward and backward pass of the Llama block
+// (the same arithmetic as runtime.Model.Forward, written out with its
+// activations kept), used by calibration to measure how sensitive the
+// model's output distribution is to each output channel of each linear.
+//
+// For a linear y = W x at every position t, the gradient g_t = dL/dy_t of
+// the summed next-token log-loss, with each label drawn from the model's own
+// predictive distribution, has E[g g^T] = the Fisher information of the
+// output distribution with respect to y, which is the Hessian of
+// KL(p_original || p_perturbed) at the original weights. With the
+// Kronecker-factored, diagonal approximation
+//
+//	KL ≈ 1/2 sum_t (g_t^T dW x_t)^2 / N ≈ 1/2 sum_i F_i (dW_i H dW_i^T)
+//
+// where F_i = mean_t g_ti^2 (OutputFisher) and H = mean_t x_t x_t^T (the
+// Gram matrix, whose diagonal is the per-input-channel importance). That
+// is the damage palettize uses when calibration measured F: it is in
+// nats of KL divergence per position (times 2), so it is comparable across
+// tensors, which the input-only importance is not.
+//
+// The token embedding is also a lookup: an error in row v moves the
+// residual stream at every position whose token is v. EmbedRowFisher[v] is
+// (1/N) sum_{t: token_t = v} |dL/dx0_t|^2 / dim and EmbedColFisher[j] is
+// mean_t (dL/dx0_tj)^2 normalised to mean 1: their product approximates
+// the diagonal Fisher of the lookup.
+
+// wT is a linear weight decoded once to float32, transposed ([cols][rows]),
+// for the backward products dX = dY W.
+type wT struct {
+	rows, cols int
+	t          []float32 // cols x rows
+}
+
+func transposeOf(t *ir.Tensor) *wT {
+	rows, cols := t.Rows(), t.Cols()
+	out := &wT{rows: rows, cols: cols, t: make([]float32, rows*cols)}
+	row := make([]float32, cols)
+	for r := 0; r < rows; r++ {
+		t.DecodeRow(r, row)
+		for c, v := range row {
+			out.t[c*rows+r] = v
+		}
+	}
+	return out
+}
+
+// backMul adds dy (n x rows) W (rows x cols) to dx (n x cols).
+func (w *wT) backMul(dy, dx []float32, n int) {
+	for i := 0; i < n; i++ {
+		dyi := dy[i*w.rows : (i+1)*w.rows]
+		dxi := dx[i*w.cols : (i+1)*w.cols]
+		for c := range dxi {
+			dxi[c] += kernels.Dot(w.t[c*w.rows:(c+1)*w.rows], dyi)
+		}
+	}
+}
+
+// sensModel is the model prepared for the forward/backward pass. It is
+// read-only and shared by workers.
+type sensModel struct {
+	m       *ir.Model
+	c       ir.Config
+	norms   [][2][]float32 // per layer: attn_norm, ffn_norm
+	outNorm []float32
+	qb      [][3][]float32
+	w       map[string]*ir.Tensor // linear name -> weight (output: the classifier)
+	wt      map[string]*wT
+	ropeCos []float32 // [pos][headDim/2]
+	ropeSin []float32
+}
+
+func newSensModel(m *ir.Model, maxPos int) (*sensModel, error) {
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	c := m.Config
+	s := &sensModel{m: m, c: c, w: map[string]*ir.Tensor{}, wt: map[string]*wT{}}
+	f32 := func(name string) []float32 {
+		t := m.Tensors[name]
+		if t == nil {
+			return nil
+		}
+		v := make([]float32, t.Elems())
+		t.DecodeRow(0, v)
+		return v
+	}
+	for l := 0; l < c.Layers; l++ {
+		s.norms = append(s.norms, [2][]float32{f32(ir.Blk(l, ir.AttnNorm)), f32(ir.Blk(l, ir.FFNNorm))})
+		if c.QKVBias {
+			s.qb = append(s.qb, [3][]float32{f32(ir.Blk(l, ir.AttnQB)), f32(ir.Blk(l, ir.AttnKB)), f32(ir.Blk(l, ir.AttnVB))})
+		}
+		for _, k := range ir.LinearKinds {
+			n := ir.Blk(l, k)
+			s.w[n] = m.Tensors[n]
+			s.wt[n] = transposeOf(m.Tensors[n])
+		}
+	}
+	s.outNorm = f32(ir.NameOutputNorm)
+	s.w[ir.NameOutput] = m.Classifier()
+	s.wt[ir.NameOutput] = transposeOf(m.Classifier())
+	half := c.HeadDim / 2
+	s.ropeCos = make([]float32, maxPos*half)
+	s.ropeSin = make([]float32, maxPos*half)
+	for p := 0; p < maxPos; p++ {
+		for i := 0; i < half; i++ {
+			freq := 1.0 / math.Pow(c.RopeTheta, float64(2*i)/float64(c.HeadDim))
+			val := float64(float32(p) * float32(freq))
+			s.ropeCos[p*half+i] = float32(math.Cos(val))
+			s.ropeSin[p*half+i] = float32(math.Sin(val))
+		}
+	}
+	return s, nil
+}
+
+// rope rotates (sign = +1) or un-rotates (sign = -1, the transpose, used
+// for gradients) the n x width vectors at positions 0..n-1.
+func (s *sensModel) rope(v []float32, n, width int, sign float32) {
+	hd, half := s.c.HeadDim, s.c.HeadDim/2
+	for p := 0; p < n; p++ {
+		vec := v[p*width : (p+1)*width]
+		for h := 0; h+hd <= width; h += hd {
+			for i := 0; i < half; i++ {
+				fcr, fci := s.ropeCos[p*half+i], sign*s.ropeSin[p*half+i]
+				a, b := h+2*i, h+2*i+1
+				if s.c.RopeNeoX {
+					a, b = h+i, h+i+half
+				}
+				v0, v1 := vec[a], vec[b]
+				vec[a] = v0*fcr - v1*fci
+				vec[b] = v0*fci + v1*fcr
+			}
+		}
+	}
+}
+
+// sensAcc accumulates one worker's statistics (sums, not means).
+type sensAcc struct {
+	positions int
+	sumSq     map[string][]float64 // per linear: sum_t x_tj^2
+	gram      map[string][]float64 // per input site (first linear name): sum_t x x^T
+	fisher    map[string][]float64 // per linear: sum_t g_ti^2
+	embRow    []float64            // per token: sum |dL/dx0|^2
+	embCol    []float64            // per dim: sum (dL/dx0_j)^2
+	trace     *sensTrace           // tests: keep the raw gradients
+}
+
+// sensTrace keeps one window's labels and, per linear, its input and
+// output gradient (tests check them against finite differences).
+type sensTrace struct {
+	labels      []int
+	input, grad map[string][]float32
+}
+
+func newSensAcc() *sensAcc {
+	return &sensAcc{sumSq: map[string][]float64{}, gram: map[string][]float64{}, fisher: map[string][]float64{}}
+}
+
+func (a *sensAcc) fish(name string, g []float32, n int) {
+	addSq(a.fisher, name, g, n)
+	if a.trace != nil {
+		a.trace.grad[name] = append([]float32(nil), g...)
+	}
+}
+
+func addSq(dst map[string][]float64, name string, x []float32, n int) {
+	w := len(x) / n
+	s := dst[name]
+	if s == nil {
+		s = make([]float64, w)
+		dst[name] = s
+	}
+	for i := 0; i < n; i++ {
+		for j, v := range x[i*w : (i+1)*w] {
+			s[j] += float64(v) * float64(v)
+		}
+	}
+}
+
+func addGram(dst map[string][]float64, name string, x []float32, n int) {
+	w := len(x) / n
+	g := dst[name]
+	if g == nil {
+		g = make([]float64, w*w)
+		dst[name] = g
+	}
+	for i := 0; i < n; i++ {
+		xi := x[i*w : (i+1)*w]
+		for a, va := range xi {
+			if va == 0 {
+				continue
+			}
+			row := g[a*w : (a+1)*w]
+			fa := float64(va)
+			for b, vb := range xi {
+				row[b] += fa * float64(vb)
+			}
+		}
+	}
+}
+
+type layerActs struct {
+	xin, xa, q, k, v, att, xmid, xf, g, u, a []float32
+	ra, rf                                   []float32 // rms inverse per position
+}
+
+func rmsFwd(o, x, w []float32, eps float32, rinv []float32, n int) {
+	d := len(w)
+	for i := 0; i < n; i++ {
+		xi := x[i*d : (i+1)*d]
+		var ss float32
+		for _, v := range xi {
+			ss += v * v
+		}
+		ss /= float32(d)
+		ss += eps
+		r := 1 / float32(math.Sqrt(float64(ss)))
+		rinv[i] = r
+		oi := o[i*d : (i+1)*d]
+		for j := range oi {
+			oi[j] = w[j] * (r * xi[j])
+		}
+	}
+}
+
+// rmsBack adds to dx the gradient through o = w * x * r(x).
+func rmsBack(dx, dy, x, w, rinv []float32, n int) {
+	d := len(w)
+	for i := 0; i < n; i++ {
+		xi, dyi, dxi := x[i*d:(i+1)*d], dy[i*d:(i+1)*d], dx[i*d:(i+1)*d]
+		r := rinv[i]
+		var dot float32
+		for j := range xi {
+			dot += w[j] * dyi[j] * xi[j]
+		}
+		c := r * r * r * dot / float32(d)
+		for j := range xi {
+			dxi[j] += r*w[j]*dyi[j] - c*xi[j]
+		}
+	}
+}
+
+func (s *sensModel) lin(name string, x, out []float32, n int) {
+	w := s.w[name]
+	kernels.MatMul(w, x, out, n, 0, w.Rows())
+}
+
+// window runs forward and backward on one window and adds its statistics
+// to acc. gram selects whether Gram matrices are collected.
+func (s *sensModel) window(tokens []int, acc *sensAcc, rng *rand.Rand, gram bool) error {
+	c := s.c
+	n := len(tokens)
+	dim, qd, kvd, ffn := c.Dim, c.QDim(), c.KVDim(), c.FFN
+	eps := float32(c.NormEps)
+	for _, t := range tokens {
+		if t < 0 || t >= c.Vocab {
+			return fmt.Errorf("token id %d outside vocabulary of %d", t, c.Vocab)
+		}
+	}
+	x := make([]float32, n*dim)
+	for i, t := range tokens {
+		s.m.Tensors[ir.NameTokenEmbd].DecodeRow(t, x[i*dim:(i+1)*dim])
+	}
+	acts := make([]layerActs, c.Layers)
+	stat := func(name string, site string, in []float32) {
+		addSq(acc.sumSq, name, in, n)
+		if acc.trace != nil {
+			acc.trace.input[name] = append([]float32(nil), in...)
+		}
+		if gram && site != "" {
+			addGram(acc.gram, site, in, n)
+		}
+	}
+	hd := c.HeadDim
+	group := c.Heads / c.KVHeads
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	probs := make([]float32, n*n) // per head, recomputed
+	for l := 0; l < c.Layers; l++ {
+		a := &acts[l]
+		a.xin = append([]float32(nil), x...)
+		a.xa, a.ra = make([]float32, n*dim), make([]float32, n)
+		rmsFwd(a.xa, x, s.norms[l][0], eps, a.ra, n)
+		a.q, a.k, a.v = make([]float32, n*qd), make([]float32, n*kvd), make([]float32, n*kvd)
+		nq, nk, nv := ir.Blk(l, ir.AttnQ), ir.Blk(l, ir.AttnK), ir.Blk(l, ir.AttnV)
+		stat(nq, nq, a.xa)
+		stat(nk, "", a.xa)
+		stat(nv, "", a.xa)
+		s.lin(nq, a.xa, a.q, n)
+		s.lin(nk, a.xa, a.k, n)
+		s.lin(nv, a.xa, a.v, n)
+		if c.QKVBias {
+			addBias(a.q, s.qb[l][0], n)
+			addBias(a.k, s.qb[l][1], n)
+			addBias(a.v, s.qb[l][2], n)
+		}
+		s.rope(a.q, n, qd, 1)
+		s.rope(a.k, n, kvd, 1)
+		a.att = make([]float32, n*qd)
+		for h := 0; h < c.Heads; h++ {
+			s.attnProbs(a, h, probs, n, scale, group)
+			kh := (h / group) * hd
+			for i := 0; i < n; i++ {
+				o := a.att[i*qd+h*hd : i*qd+(h+1)*hd]
+				for t := 0; t <= i; t++ {
+					p := probs[i*n+t]
+					vt := a.v[t*kvd+kh : t*kvd+kh+hd]
+					for j := range o {
+						o[j] += p * vt[j]
+					}
+				}
+			}
+		}
+		no := ir.Blk(l, ir.AttnOut)
+		stat(no, no, a.att)
+		tmp := make([]float32, n*dim)
+		s.lin(no, a.att, tmp, n)
+		for i := range x {
+			x[i] += tmp[i]
+		}
+		a.xmid = append([]float32(nil), x...)
+		a.xf, a.rf = make([]float32, n*dim), make([]float32, n)
+		rmsFwd(a.xf, x, s.norms[l][1], eps, a.rf, n)
+		ng, nu, nd := ir.Blk(l, ir.FFNGate), ir.Blk(l, ir.FFNUp), ir.Blk(l, ir.FFNDown)
+		stat(ng, ng, a.xf)
+		stat(nu, "", a.xf)
+		a.g, a.u, a.a = make([]float32, n*ffn), make([]float32, n*ffn), make([]float32, n*ffn)
+		s.lin(ng, a.xf, a.g, n)
+		s.lin(nu, a.xf, a.u, n)
+		for i, g := range a.g {
+			a.a[i] = g * (1 / (1 + float32(math.Exp(float64(-g))))) * a.u[i]
+		}
+		stat(nd, nd, a.a)
+		s.lin(nd, a.a, tmp, n)
+		for i := range x {
+			x[i] += tmp[i]
+		}
+	}
+	xo, ro := make([]float32, n*dim), make([]float32, n)
+	rmsFwd(xo, x, s.outNorm, eps, ro, n)
+	stat(ir.NameOutput, ir.NameOutput, xo)
+	logits := make([]float32, n*c.Vocab)
+	s.lin(ir.NameOutput, xo, logits, n)
+	// dL/dlogits = p - onehot(label), label ~ p.
+	for i := 0; i < n; i++ {
+		row := logits[i*c.Vocab : (i+1)*c.Vocab]
+		softmax32(row)
+		u := rng.Float64()
+		lab := len(row) - 1
+		for j, p := range row {
+			u -= float64(p)
+			if u < 0 {
+				lab = j
+				break
+			}
+		}
+		row[lab]--
+		if acc.trace != nil {
+			acc.trace.labels = append(acc.trace.labels, lab)
+		}
+	}
+	acc.fish(ir.NameOutput, logits, n)
+	dxo := make([]float32, n*dim)
+	s.wt[ir.NameOutput].backMul(logits, dxo, n)
+	dx := make([]float32, n*dim)
+	rmsBack(dx, dxo, x, s.outNorm, ro, n)
+	dxf := make([]float32, n*dim)
+	da := make([]float32, n*ffn)
+	dg, du := make([]float32, n*ffn), make([]float32, n*ffn)
+	dxa := make([]float32, n*dim)
+	datt := make([]float32, n*qd)
+	dq, dk, dv := make([]float32, n*qd), make([]float32, n*kvd), make([]float32, n*kvd)
+	dp := make([]float32, n)
+	for l := c.Layers - 1; l >= 0; l-- {
+		a := &acts[l]
+		ng, nu, nd := ir.Blk(l, ir.FFNGate), ir.Blk(l, ir.FFNUp), ir.Blk(l, ir.FFNDown)
+		acc.fish(nd, dx, n)
+		clear(da)
+		s.wt[nd].backMul(dx, da, n)
+		for i, g := range a.g {
+			sg := 1 / (1 + float32(math.Exp(float64(-g))))
+			du[i] = da[i] * g * sg
+			dg[i] = da[i] * a.u[i] * sg * (1 + g*(1-sg))
+		}
+		acc.fish(ng, dg, n)
+		acc.fish(nu, du, n)
+		clear(dxf)
+		s.wt[ng].backMul(dg, dxf, n)
+		s.wt[nu].backMul(du, dxf, n)
+		rmsBack(dx, dxf, a.xmid, s.norms[l][1], a.rf, n) // dx is now dL/dxmid
+		no := ir.Blk(l, ir.AttnOut)
+		acc.fish(no, dx, n)
+		clear(datt)
+		s.wt[no].backMul(dx, datt, n)
+		clear(dq)
+		clear(dk)
+		clear(dv)
+		for h := 0; h < c.Heads; h++ {
+			s.attnProbs(a, h, probs, n, scale, group)
+			kh := (h / group) * hd
+			for i := 0; i < n; i++ {
+				do := datt[i*qd+h*hd : i*qd+(h+1)*hd]
+				var sum float32
+				for t := 0; t <= i; t++ {
+					p := probs[i*n+t]
+					vt := a.v[t*kvd+kh : t*kvd+kh+hd]
+					dvt := dv[t*kvd+kh : t*kvd+kh+hd]
+					var d float32
+					for j, g := range do {
+						d += g * vt[j]
+						dvt[j] += p * g
+					}
+					dp[t] = d
+					sum += p * d
+				}
+				qi := a.q[i*qd+h*hd : i*qd+(h+1)*hd]
+				dqi := dq[i*qd+h*hd : i*qd+(h+1)*hd]
+				for t := 0; t <= i; t++ {
+					ds := probs[i*n+t] * (dp[t] - sum) * scale
+					if ds == 0 {
+						continue
+					}
+					kt := a.k[t*kvd+kh : t*kvd+kh+hd]
+					dkt := dk[t*kvd+kh : t*kvd+kh+hd]
+					for j := range dqi {
+						dqi[j] += ds * kt[j]
+						dkt[j] += ds * qi[j]
+					}
+				}
+			}
+		}
+		s.rope(dq, n, qd, -1)
+		s.rope(dk, n, kvd, -1)
+		nq, nk, nv := ir.Blk(l, ir.AttnQ), ir.Blk(l, ir.AttnK), ir.Blk(l, ir.AttnV)
+		acc.fish(nq, dq, n)
+		acc.fish(nk, dk, n)
+		acc.fish(nv, dv, n)
+		clear(dxa)
+		s.wt[nq].backMul(dq, dxa, n)
+		s.wt[nk].backMul(dk, dxa, n)
+		s.wt[nv].backMul(dv, dxa, n)
+		rmsBack(dx, dxa, a.xin, s.norms[l][0], a.ra, n) // dx is now dL/dxin
+	}
+	if acc.embRow == nil {
+		acc.embRow = make([]float64, c.Vocab)
+		acc.embCol = make([]float64, dim)
+	}
+	for i, t := range tokens {
+		var ss float64
+		for j, v := range dx[i*dim : (i+1)*dim] {
+			f := float64(v) * float64(v)
+			ss += f
+			acc.embCol[j] += f
+		}
+		acc.embRow[t] += ss / float64(dim)
+	}
+	acc.positions += n
+	return nil
+}
+
+// attnProbs fills probs (n x n, row i valid for t <= i) with head h's
+// attention probabilities.
+func (s *sensModel) attnProbs(a *layerActs, h int, probs []float32, n int, scale float32, group int) {
+	hd, qd, kvd := s.c.HeadDim, s.c.QDim(), s.c.KVDim()
+	kh := (h / group) * hd
+	for i := 0; i < n; i++ {
+		qh := a.q[i*qd+h*hd : i*qd+(h+1)*hd]
+		sc := probs[i*n : i*n+i+1]
+		for t := 0; t <= i; t++ {
+			sc[t] = kernels.Dot(qh, a.k[t*kvd+kh:t*kvd+kh+hd]) * scale
+		}
+		softmax32(sc)
+	}
+}
+
+func addBias(x, b []float32, n int) {
+	d := len(b)
+	for i := 0; i < n; i++ {
+		for j, v := range b {
+			x[i*d+j] += v
+		}
+	}
+}
+
+// softmax32 is runtime's softmax (max-subtracted, float32).
+func softmax32(x []float32) {
+	mx := x[0]
+	for _, v := range x[1:] {
+		if v > mx {
+			mx = v
+		}
+	}
+	var sum float32
+	for i, v := range x {
+		e := float32(math.Exp(float64(v - mx)))
+		x[i] = e
+		sum += e
+	}
+	for i := range x {
+		x[i] /= sum
+	}
+}

@@ -52,6 +52,12 @@ type Plan struct {
 	RelGap          float64 `json:"rel_gap"`
 	// Lambda is the damage per bit at which the Lagrangian walk stopped.
 	Lambda float64 `json:"lambda"`
+	// Device and Predicted record a Talaria-guided allocation (compile
+	// --device with budgets): the device profile and what it predicts for
+	// this plan (decode_ms_per_token, prefill_ms_per_token,
+	// energy_mj_per_token, weight_bytes).
+	Device    string             `json:"device,omitempty"`
+	Predicted map[string]float64 `json:"predicted,omitempty"`
 }
 
 // PlanEntry is the choice for one tensor.

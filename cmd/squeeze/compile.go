@@ -17,6 +17,7 @@ import (
 	"github.com/squeeze-ml/squeeze/ir"
 	"github.com/squeeze-ml/squeeze/palettize"
 	"github.com/squeeze-ml/squeeze/reports"
+	"github.com/squeeze-ml/squeeze/talaria"
 )
 
 func init() { extraCommands = append(extraCommands, newCompileCmd) }
@@ -41,6 +42,7 @@ type compileOptions struct {
 	Out           string
 	JSON          bool
 	Threads       int
+	budget        budgetFlags
 }
 
 func newCompileCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -56,6 +58,7 @@ calibration on --calib text predicts. It writes a bundle that squeeze run/eval/i
 		RunE: func(c *cobra.Command, args []string) error { return runCompile(o, args, stdout, stderr) },
 	}
 	o.model.bind(c)
+	o.budget.bind(c)
 	f := c.Flags()
 	f.StringVar(&o.Target, "target", "", "bits per palettized weight, overhead included, e.g. 3.7bpw (required unless --plan)")
 	f.StringVar(&o.Calib, "calib", "", "calibration text: importance of each input channel (without it, compression is data-free)")
@@ -92,6 +95,8 @@ type compileResult struct {
 	Seconds         float64               `json:"seconds"`
 	BaseSHA256      string                `json:"base_sha256"`
 	Tensors         []palettize.PlanEntry `json:"tensors"`
+	Device          string                `json:"device,omitempty"`
+	Predicted       map[string]float64    `json:"predicted,omitempty"`
 }
 
 func parseBPW(s string) (float64, error) {
@@ -274,6 +279,9 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 	}
 	var target float64
 	var err error
+	if err := o.budget.check(); err != nil {
+		return err
+	}
 	if o.PlanIn == "" {
 		if o.Target == "" {
 			return fmt.Errorf("--target is required (e.g. --target 3.7bpw), or give --plan FILE")
@@ -338,7 +346,18 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 		if err := p.candidates(bits, groups, o.PerRowScale, o.EmbeddingBits, stderr); err != nil {
 			return err
 		}
-		if plan, err = p.allocate(target); err != nil {
+		if o.budget.active() {
+			var br *talaria.BudgetResult
+			if plan, br, err = allocateWithBudgets(m, p.cands, target, &o.budget, stderr); err != nil {
+				return err
+			}
+			plan.Seed, plan.CandidateBits = o.Seed, bits
+			plan.Method = o.Method
+			plan.Device = o.budget.Device
+			plan.Predicted = map[string]float64{"decode_ms_per_token": br.Figures.DecodeMsPerToken,
+				"prefill_ms_per_token": br.Figures.PrefillMsPerToken, "energy_mj_per_token": br.Figures.EnergyMJPerToken,
+				"weight_bytes": float64(br.Figures.WeightBytes)}
+		} else if plan, err = p.allocate(target); err != nil {
 			return err
 		}
 	}
@@ -369,7 +388,8 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 	}
 	res := compileResult{Path: info.Path, BPW: plan.AchievedBPW, BPWTotal: 8 * float64(info.Bytes) / float64(m.NumParams()),
 		Bytes: info.Bytes, Params: m.NumParams(), TargetBPW: target, PredictedDamage: plan.PredictedDamage, RelGap: plan.RelGap,
-		Calibrated: p.calib != nil, Seconds: time.Since(start).Seconds(), BaseSHA256: info.BaseSHA256, Tensors: plan.Tensors}
+		Calibrated: p.calib != nil, Seconds: time.Since(start).Seconds(), BaseSHA256: info.BaseSHA256, Tensors: plan.Tensors,
+		Device: plan.Device, Predicted: plan.Predicted}
 	if o.JSON {
 		e := json.NewEncoder(stdout)
 		e.SetIndent("", "  ")

@@ -1,0 +1,44 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// A budget that can be met gives a plan that meets it, with the predicted
+// figures recorded; one that cannot fails with the best achievable figures
+// and writes nothing.
+func TestCompileBudgets(t *testing.T) {
+	dir := t.TempDir()
+	ok := filepath.Join(dir, "ok.sqz")
+	out, _, err := squeeze(t, "compile", stories, "--target", "3.7bpw", "--device", "rpi5", "--max-decode-ms", "0.45",
+		"--bits", "2,4", "--group-size", "tensor", "--proxy", "input", "--error-feedback=false", "-o", ok, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r compileResult
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Device != "rpi5" || r.Predicted["decode_ms_per_token"] <= 0 || r.Predicted["decode_ms_per_token"] > 0.45 {
+		t.Errorf("predicted figures %v on %q do not meet the 0.45 ms budget", r.Predicted, r.Device)
+	}
+	if r.BPW > 3.7 {
+		t.Errorf("bpw %.4f above the target", r.BPW)
+	}
+	bad := filepath.Join(dir, "bad.sqz")
+	_, _, err = squeeze(t, "compile", stories, "--target", "3.7bpw", "--device", "rpi5", "--max-decode-ms", "0.01",
+		"--bits", "2,4", "--group-size", "tensor", "--proxy", "input", "--error-feedback=false", "-o", bad)
+	if err == nil || !strings.Contains(err.Error(), "cannot be met") || !strings.Contains(err.Error(), "best achievable") {
+		t.Fatalf("impossible budget: %v", err)
+	}
+	if _, err := os.Stat(bad); err == nil {
+		t.Error("an infeasible compile wrote a bundle")
+	}
+	if _, _, err := squeeze(t, "compile", stories, "--target", "3.7bpw", "--max-decode-ms", "1", "-o", bad); err == nil || !strings.Contains(err.Error(), "--device") {
+		t.Errorf("budget without --device: %v", err)
+	}
+}

@@ -3,7 +3,11 @@ package ir
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"sort"
+	"sync"
+	"sync/atomic"
+	"unsafe"
 )
 
 // SyntheticConfigs are the realistic shapes DESIGN.md names, for speed and
@@ -39,30 +43,71 @@ func SyntheticConfig(name string) (Config, error) {
 
 // Synthetic builds a model of the named shape with float32 weights drawn
 // from N(0, 0.02) (norm weights 1) with a fixed seed: for speed and memory
-// work only, never for quality. It has no tokenizer.
+// work only, never for quality. It has no tokenizer. Weights are generated
+// straight into each tensor's bytes, in parallel over chunks of
+// syntheticChunk elements, each chunk from its own PCG stream seeded by
+// (seed, tensor, chunk): the result does not depend on the CPU count.
 func Synthetic(name string, seed uint64) (*Model, error) {
 	c, err := SyntheticConfig(name)
 	if err != nil {
 		return nil, err
 	}
 	m := &Model{Config: c, Tensors: map[string]*Tensor{}, Format: "synthetic", Source: "synthetic:" + name}
-	rng := rand.New(rand.NewPCG(seed, 0x5eed))
-	for _, ns := range ExpectedShapes(c) {
+	var jobs []chunkJob
+	for ti, ns := range ExpectedShapes(c) {
 		n := 1
 		for _, d := range ns.Shape {
 			n *= d
 		}
-		v := make([]float32, n)
-		if len(ns.Shape) == 1 {
-			for i := range v {
-				v[i] = 1
-			}
-		} else {
-			for i := range v {
-				v[i] = float32(rng.NormFloat64() * 0.02)
-			}
+		t := &Tensor{Name: ns.Name, Shape: append([]int(nil), ns.Shape...), Type: F32, Data: make([]byte, 4*n)}
+		m.Tensors[ns.Name] = t
+		v := unsafe.Slice((*float32)(unsafe.Pointer(&t.Data[0])), n)
+		vector := len(ns.Shape) == 1
+		for c0 := 0; c0 < n; c0 += syntheticChunk {
+			jobs = append(jobs, chunkJob{v: v[c0:min(n, c0+syntheticChunk)], ti: ti, ci: c0 / syntheticChunk, one: vector})
 		}
-		m.Tensors[ns.Name] = NewF32(ns.Name, v, ns.Shape...)
 	}
+	parallelChunks(jobs, func(j chunkJob) {
+		if j.one {
+			for i := range j.v {
+				j.v[i] = 1
+			}
+			return
+		}
+		rng := rand.New(rand.NewPCG(seed^uint64(j.ti)<<32^uint64(j.ci), 0x5eed))
+		for i := range j.v {
+			j.v[i] = float32(rng.NormFloat64() * 0.02)
+		}
+	})
 	return m, nil
+}
+
+// syntheticChunk is the unit of parallel, deterministic generation.
+const syntheticChunk = 1 << 16
+
+type chunkJob struct {
+	v   []float32
+	ti  int // tensor index in ExpectedShapes
+	ci  int // chunk index within the tensor
+	one bool
+}
+
+// parallelChunks runs f over jobs on all CPUs.
+func parallelChunks(jobs []chunkJob, f func(chunkJob)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < runtime.NumCPU(); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(jobs) {
+					return
+				}
+				f(jobs[i])
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -371,11 +371,21 @@ func rmsnorm(o, x, w []float32, eps float32) {
 // NeoX: pairs (i, i+headDim/2) (Hugging Face checkpoints, qwen2).
 func rope(vec []float32, headDim, pos int, theta float64, neox bool) {
 	half := headDim / 2
+	// The rotation depends on (pos, i) only: compute it once per call, not
+	// once per head (same values as before, so results are unchanged).
+	var buf [512]float32
+	cr, ci := buf[:256], buf[256:]
+	if half > 256 {
+		cr, ci = make([]float32, half), make([]float32, half)
+	}
+	for i := 0; i < half; i++ {
+		freq := 1.0 / math.Pow(theta, float64(2*i)/float64(headDim))
+		val := float64(float32(pos) * float32(freq))
+		cr[i], ci[i] = float32(math.Cos(val)), float32(math.Sin(val))
+	}
 	for h := 0; h+headDim <= len(vec); h += headDim {
 		for i := 0; i < half; i++ {
-			freq := 1.0 / math.Pow(theta, float64(2*i)/float64(headDim))
-			val := float64(float32(pos) * float32(freq))
-			fcr, fci := float32(math.Cos(val)), float32(math.Sin(val))
+			fcr, fci := cr[i], ci[i]
 			a, b := h+2*i, h+2*i+1
 			if neox {
 				a, b = h+i, h+i+half

@@ -133,4 +133,3 @@ func (r *Model) Generate(s *State, prompt []int, n int, smp *Sampler, stop []int
 	}
 	return out, nil
 }
-

@@ -98,8 +98,16 @@ func BenchmarkMatVec(b *testing.B) {
 	types := []ir.DType{ir.F32, ir.F16, ir.LUT4, ir.LUT3, ir.LUT2, ir.LUT1, ir.LUT6, ir.LUT8}
 	for _, dt := range types {
 		for _, s := range benchShapes {
-			name := fmt.Sprintf("%s/%dx%d", ir.Encodings[dt].Name, s[0], s[1])
-			b.Run(name, func(b *testing.B) { benchMatVec(b, dt, s[0], s[1]) })
+			for _, m := range []Mode{ModeFloat, ModeInt8} {
+				if m == ModeInt8 && !i8Aligned(ir.Encodings[dt].Bits, s[1]) {
+					continue
+				}
+				name := fmt.Sprintf("%s/%dx%d/%v", ir.Encodings[dt].Name, s[0], s[1], m)
+				b.Run(name, func(b *testing.B) {
+					defer SetMode(SetMode(m))
+					benchMatVec(b, dt, s[0], s[1])
+				})
+			}
 		}
 	}
 }

@@ -214,3 +214,54 @@ func setAsm(on bool) bool {
 
 // asmBuilt reports whether this build contains assembly kernels.
 const asmBuilt = true
+
+//go:noescape
+func i8Lut4Rows(idx *byte, rowBytes, nrows, n64 int, xq *int8, sc *float32, tab *byte, gs, first int, out *float32)
+
+//go:noescape
+func i8Lut2Rows(idx *byte, rowBytes, nrows, n128 int, xq *int8, sc *float32, tab *byte, gs, first int, out *float32)
+
+//go:noescape
+func i8Lut3Rows(p0 *byte, rowBytes0 int, p1 *byte, rowBytes1, nrows, n128 int, xq *int8, sc *float32, tab *byte, gs, first int, out *float32)
+
+// i8Asm reports whether the int8 kernels can run.
+func i8Asm() bool { return useAVX2 }
+
+// i8Rows runs the int8 row kernel over nrows rows starting at p0/p1 (the
+// first row's bytes; later rows follow at rowB strides, which layoutOf
+// has checked lie inside the tensor), the table of the first row's group
+// at tab[0:16], first rows left in that group, out[:nrows] receiving the
+// raw sums.
+func i8Rows(bits int, p0, p1 []byte, rowB [2]int, nrows int, q *qx, tab []byte, gs, first int, out []float32) {
+	if nrows <= 0 {
+		return
+	}
+	_ = out[nrows-1]
+	_ = tab[15]
+	n := q.n
+	switch bits {
+	case 4:
+		i8Lut4Rows(&p0[0], rowB[0], nrows, n/64, &q.perm[0], &q.sc[0], &tab[0], gs, first, &out[0])
+	case 2:
+		i8Lut2Rows(&p0[0], rowB[0], nrows, n/128, &q.perm[0], &q.sc[0], &tab[0], gs, first, &out[0])
+	case 3:
+		i8Lut3Rows(&p0[0], rowB[0], &p1[0], rowB[1], nrows, n/128, &q.perm[0], &q.sc[0], &tab[0], gs, first, &out[0])
+	default:
+		panic("kernels: no int8 kernel for this width")
+	}
+}
+
+//go:noescape
+func quantQ8AVX2(x *float32, nb int, qn *int8, d *float32, isum *int32)
+
+// quantQ8 quantizes len(x)/32 blocks (see qx.quantize); ok is false
+// without the assembly.
+func quantQ8(x []float32, qn []int8, d []float32, isum []int32) bool {
+	nb := len(x) / 32
+	if !useAVX2 || nb == 0 {
+		return false
+	}
+	_, _, _ = qn[32*nb-1], d[nb-1], isum[nb-1]
+	quantQ8AVX2(&x[0], nb, &qn[0], &d[0], &isum[0])
+	return true
+}

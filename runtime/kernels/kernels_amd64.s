@@ -582,3 +582,310 @@ bpdone:
 	VZEROUPPER
 	MOVSS X6, ret+32(FP)
 	RET
+
+// ---- int8 path (ModeInt8): 7-bit unsigned LUT x int8 activations ----
+// Each row's group table (16 bytes, entries u in 0..127) is broadcast to
+// both lanes of Y13; VPSHUFB turns 32 indices into 32 table bytes, whose
+// products with 32 int8 activations VPMADDUBSW sums in pairs (|pair| <=
+// 2*127*127 < 32767, no saturation) and VPMADDWD with ones widens to int32.
+// Two such vectors (64 elements) are added, converted to float and FMA'd
+// with 8 block scales (lane 0 and lane 1 belong to two different blocks of
+// 32). The caller lays out the activations (qx.permute) in the order the
+// indices decode: per 64 elements for lut4, per 128 for lut2/lut3.
+// Rows loop here; the table advances every gs rows (first rows for the
+// first group). Each row's float sum goes to out; Go applies s, m, scale.
+
+// I8MAC(a, b, xo, so, acc): a, b hold 32 table bytes each, meeting the
+// activations at xo(DI)(BX*xs) ... (macro users spell the addresses).
+#define I8MAC(a, b, xa, xb, sa, acc) \
+	VPMADDUBSW xa, a, a; \
+	VPMADDUBSW xb, b, b; \
+	VPMADDWD Y14, a, a; \
+	VPMADDWD Y14, b, b; \
+	VPADDD b, a, a; \
+	VCVTDQ2PS a, a; \
+	VFMADD231PS sa, a, acc
+
+// horizontal sum of Y2+Y3 stored to (DX) as float32
+#define I8STORE \
+	VADDPS Y3, Y2, Y2; \
+	VEXTRACTF128 $1, Y2, X3; \
+	VADDPS X3, X2, X2; \
+	VHADDPS X2, X2, X2; \
+	VHADDPS X2, X2, X2; \
+	VMOVSS X2, (DX)
+
+// next row: out, table (every gs rows)
+#define I8NEXT(lbl) \
+	ADDQ $4, DX; \
+	DECQ R12; \
+	JNZ  lbl; \
+	ADDQ $16, AX; \
+	MOVQ R11, R12; \
+lbl:
+
+#define BCAST8(val, reg, x) \
+	MOVL val, R13; \
+	VMOVD R13, x; \
+	VPBROADCASTD x, reg
+
+// 4-bit unit (64 elements, 32 index bytes at off(SI)(BX*1)).
+#define I8U4(io, xo1, xo2, acc, a, b) \
+	VMOVDQU io(SI)(BX*1), a; \
+	VPSRLW $4, a, b; \
+	VPAND Y15, a, a; \
+	VPAND Y15, b, b; \
+	VPSHUFB a, Y13, a; \
+	VPSHUFB b, Y13, b; \
+	I8MAC(a, b, xo1(DI)(BX*2), xo2(DI)(BX*2), io(R8)(BX*1), acc)
+
+// func i8Lut4Rows(idx *byte, rowBytes, nrows, n64 int, xq *int8, sc *float32, tab *byte, gs, first int, out *float32)
+TEXT ·i8Lut4Rows(SB), NOSPLIT, $0-80
+	MOVQ idx+0(FP), SI
+	MOVQ rowBytes+8(FP), R9
+	MOVQ nrows+16(FP), CX
+	MOVQ n64+24(FP), R10
+	MOVQ xq+32(FP), DI
+	MOVQ sc+40(FP), R8
+	MOVQ tab+48(FP), AX
+	MOVQ gs+56(FP), R11
+	MOVQ first+64(FP), R12
+	MOVQ out+72(FP), DX
+	SHLQ $5, R10
+	BCAST8($0x0f0f0f0f, Y15, X15)
+	BCAST8($0x00010001, Y14, X14)
+	TESTQ CX, CX
+	JZ   i4done
+i4row:
+	VBROADCASTI128 (AX), Y13
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ BX, BX
+i4pair:
+	LEAQ 64(BX), R13
+	CMPQ R13, R10
+	JG   i4single
+	I8U4(0, 0, 32, Y2, Y4, Y5)
+	I8U4(32, 64, 96, Y3, Y6, Y7)
+	ADDQ $64, BX
+	JMP  i4pair
+i4single:
+	CMPQ BX, R10
+	JGE  i4rowdone
+	I8U4(0, 0, 32, Y2, Y4, Y5)
+i4rowdone:
+	I8STORE
+	ADDQ R9, SI
+	I8NEXT(i4next)
+	DECQ CX
+	JNZ  i4row
+i4done:
+	VZEROUPPER
+	RET
+
+// 2-bit unit (128 elements, 32 index bytes at (SI)(BX*1); activations at
+// (DI)(BX*4), 128 bytes; scales at (R8)(BX*2), 64 bytes).
+// func i8Lut2Rows(idx *byte, rowBytes, nrows, n128 int, xq *int8, sc *float32, tab *byte, gs, first int, out *float32)
+TEXT ·i8Lut2Rows(SB), NOSPLIT, $0-80
+	MOVQ idx+0(FP), SI
+	MOVQ rowBytes+8(FP), R9
+	MOVQ nrows+16(FP), CX
+	MOVQ n128+24(FP), R10
+	MOVQ xq+32(FP), DI
+	MOVQ sc+40(FP), R8
+	MOVQ tab+48(FP), AX
+	MOVQ gs+56(FP), R11
+	MOVQ first+64(FP), R12
+	MOVQ out+72(FP), DX
+	SHLQ $5, R10
+	BCAST8($0x03030303, Y15, X15)
+	BCAST8($0x00010001, Y14, X14)
+	TESTQ CX, CX
+	JZ   i2done
+i2row:
+	VBROADCASTI128 (AX), Y13
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ BX, BX
+	TESTQ R10, R10
+	JZ   i2rowdone
+i2loop:
+	VMOVDQU (SI)(BX*1), Y8
+	VPAND Y15, Y8, Y4
+	VPSRLW $2, Y8, Y5
+	VPAND Y15, Y5, Y5
+	VPSRLW $4, Y8, Y6
+	VPAND Y15, Y6, Y6
+	VPSRLW $6, Y8, Y7
+	VPAND Y15, Y7, Y7
+	VPSHUFB Y4, Y13, Y4
+	VPSHUFB Y5, Y13, Y5
+	VPSHUFB Y6, Y13, Y6
+	VPSHUFB Y7, Y13, Y7
+	I8MAC(Y4, Y5, (DI)(BX*4), 32(DI)(BX*4), (R8)(BX*2), Y2)
+	I8MAC(Y6, Y7, 64(DI)(BX*4), 96(DI)(BX*4), 32(R8)(BX*2), Y3)
+	ADDQ $32, BX
+	CMPQ BX, R10
+	JL   i2loop
+i2rowdone:
+	I8STORE
+	ADDQ R9, SI
+	I8NEXT(i2next)
+	DECQ CX
+	JNZ  i2row
+i2done:
+	VZEROUPPER
+	RET
+
+// 3-bit unit (128 elements): plane 0 (2-bit) 32 bytes at (SI)(BX*2),
+// plane 1 (1-bit) 16 bytes at (R9)(BX*1), activations (DI)(BX*8), scales
+// (R8)(BX*4); BX steps 16. Plane 1 is broadcast to both lanes and lane 1
+// shifted right by 4 so bit k of byte j is the high bit of element 16k+j
+// of the lane's index block; it is moved to bit 2 and OR'd in.
+// func i8Lut3Rows(p0 *byte, rowBytes0 int, p1 *byte, rowBytes1, nrows, n128 int, xq *int8, sc *float32, tab *byte, gs, first int, out *float32)
+TEXT ·i8Lut3Rows(SB), NOSPLIT, $0-96
+	MOVQ p0+0(FP), SI
+	MOVQ p1+16(FP), R9
+	MOVQ nrows+32(FP), CX
+	MOVQ n128+40(FP), R10
+	MOVQ xq+48(FP), DI
+	MOVQ sc+56(FP), R8
+	MOVQ tab+64(FP), AX
+	MOVQ gs+72(FP), R11
+	MOVQ first+80(FP), R12
+	MOVQ out+88(FP), DX
+	SHLQ $4, R10
+	BCAST8($0x03030303, Y15, X15)
+	BCAST8($0x00010001, Y14, X14)
+	BCAST8($0x04040404, Y12, X12)
+	VMOVDQU nibshift<>(SB), Y11 // qword shifts 0,0,4,4
+	TESTQ CX, CX
+	JZ   i3done
+i3row:
+	VBROADCASTI128 (AX), Y13
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ BX, BX
+	TESTQ R10, R10
+	JZ   i3rowdone
+i3loop:
+	VMOVDQU (SI)(BX*2), Y8
+	VBROADCASTI128 (R9)(BX*1), Y9
+	VPSRLVQ Y11, Y9, Y9
+	VPAND Y15, Y8, Y4
+	VPSLLW $2, Y9, Y10
+	VPAND Y12, Y10, Y10
+	VPOR Y10, Y4, Y4
+	VPSRLW $2, Y8, Y5
+	VPAND Y15, Y5, Y5
+	VPSLLW $1, Y9, Y10
+	VPAND Y12, Y10, Y10
+	VPOR Y10, Y5, Y5
+	VPSRLW $4, Y8, Y6
+	VPAND Y15, Y6, Y6
+	VPAND Y12, Y9, Y10
+	VPOR Y10, Y6, Y6
+	VPSRLW $6, Y8, Y7
+	VPAND Y15, Y7, Y7
+	VPSRLW $1, Y9, Y10
+	VPAND Y12, Y10, Y10
+	VPOR Y10, Y7, Y7
+	VPSHUFB Y4, Y13, Y4
+	VPSHUFB Y5, Y13, Y5
+	VPSHUFB Y6, Y13, Y6
+	VPSHUFB Y7, Y13, Y7
+	I8MAC(Y4, Y5, (DI)(BX*8), 32(DI)(BX*8), (R8)(BX*4), Y2)
+	I8MAC(Y6, Y7, 64(DI)(BX*8), 96(DI)(BX*8), 32(R8)(BX*4), Y3)
+	ADDQ $16, BX
+	CMPQ BX, R10
+	JL   i3loop
+i3rowdone:
+	I8STORE
+	ADDQ rowBytes0+8(FP), SI
+	ADDQ rowBytes1+24(FP), R9
+	I8NEXT(i3next)
+	DECQ CX
+	JNZ  i3row
+i3done:
+	VZEROUPPER
+	RET
+
+DATA q8perm<>+0(SB)/8, $0x0000000400000000
+DATA q8perm<>+8(SB)/8, $0x0000000500000001
+DATA q8perm<>+16(SB)/8, $0x0000000600000002
+DATA q8perm<>+24(SB)/8, $0x0000000700000003
+GLOBL q8perm<>(SB), RODATA|NOPTR, $32
+
+// func quantQ8AVX2(x *float32, nb int, qn *int8, d *float32, isum *int32)
+// Q8_0-style quantization of nb blocks of 32: d = amax/127, q =
+// round-to-even(x * (127/amax)) (0 when amax is 0), isum = sum of q.
+TEXT ·quantQ8AVX2(SB), NOSPLIT, $0-40
+	MOVQ x+0(FP), SI
+	MOVQ nb+8(FP), CX
+	MOVQ qn+16(FP), DI
+	MOVQ d+24(FP), R8
+	MOVQ isum+32(FP), R9
+	BCAST8($0x7fffffff, Y15, X15)
+	MOVL $0x42fe0000, R13
+	VMOVD R13, X14
+	VMOVDQU q8perm<>(SB), Y13
+	TESTQ CX, CX
+	JZ   qdone
+qloop:
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), Y1
+	VMOVUPS 64(SI), Y2
+	VMOVUPS 96(SI), Y3
+	VANDPS Y15, Y0, Y4
+	VANDPS Y15, Y1, Y5
+	VANDPS Y15, Y2, Y6
+	VANDPS Y15, Y3, Y7
+	VMAXPS Y5, Y4, Y4
+	VMAXPS Y7, Y6, Y6
+	VMAXPS Y6, Y4, Y4
+	VEXTRACTF128 $1, Y4, X5
+	VMAXPS X5, X4, X4
+	VPERMILPS $0x4e, X4, X5
+	VMAXPS X5, X4, X4
+	VPERMILPS $0xb1, X4, X5
+	VMAXPS X5, X4, X4
+	VDIVSS X14, X4, X5
+	VMOVSS X5, (R8)
+	VXORPS X6, X6, X6
+	VUCOMISS X6, X4
+	JE   qzero
+	VDIVSS X4, X14, X6
+qzero:
+	VBROADCASTSS X6, Y6
+	VMULPS Y6, Y0, Y0
+	VMULPS Y6, Y1, Y1
+	VMULPS Y6, Y2, Y2
+	VMULPS Y6, Y3, Y3
+	VCVTPS2DQ Y0, Y0
+	VCVTPS2DQ Y1, Y1
+	VCVTPS2DQ Y2, Y2
+	VCVTPS2DQ Y3, Y3
+	VPADDD Y1, Y0, Y8
+	VPADDD Y3, Y2, Y9
+	VPADDD Y9, Y8, Y8
+	VEXTRACTI128 $1, Y8, X9
+	VPADDD X9, X8, X8
+	VPSHUFD $0x4e, X8, X9
+	VPADDD X9, X8, X8
+	VPSHUFD $0xb1, X8, X9
+	VPADDD X9, X8, X8
+	VMOVD X8, (R9)
+	VPACKSSDW Y1, Y0, Y0
+	VPACKSSDW Y3, Y2, Y2
+	VPACKSSWB Y2, Y0, Y0
+	VPERMD Y0, Y13, Y0
+	VMOVDQU Y0, (DI)
+	ADDQ $128, SI
+	ADDQ $32, DI
+	ADDQ $4, R8
+	ADDQ $4, R9
+	DECQ CX
+	JNZ  qloop
+qdone:
+	VZEROUPPER
+	RET

@@ -54,3 +54,11 @@ func setAsm(on bool) bool { return false }
 
 // asmBuilt reports whether this build contains assembly kernels.
 const asmBuilt = false
+
+func i8Asm() bool { return false }
+
+func i8Rows(bits int, p0, p1 []byte, rowB [2]int, nrows int, q *qx, tab []byte, gs, first int, out []float32) {
+	panic("kernels: int8 kernels need the amd64 assembly")
+}
+
+func quantQ8(x []float32, qn []int8, d []float32, isum []int32) bool { return false }

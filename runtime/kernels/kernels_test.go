@@ -12,7 +12,9 @@ import (
 
 // withPaths runs f once with the assembly paths (when this machine has
 // them) and once with the pure-Go fast paths.
+// The float parity tests run in ModeFloat; int8_test.go covers ModeInt8.
 func withPaths(t *testing.T, f func(t *testing.T)) {
+	defer SetMode(SetMode(ModeFloat))
 	for _, asm := range []bool{true, false} {
 		prev := setAsm(asm)
 		t.Run(fmt.Sprintf("asm=%v", asm), f)

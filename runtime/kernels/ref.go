@@ -36,6 +36,9 @@ func MatVec(w *ir.Tensor, x, out []float32, r0, r1 int) {
 		}
 	case ir.LUT1, ir.LUT2, ir.LUT3, ir.LUT4, ir.LUT6, ir.LUT8:
 		if L, ok := layoutOf(w); ok {
+			if CurrentMode() == ModeInt8 && matVecLUTI8(w, &L, x, out, r0, r1) {
+				return
+			}
 			matVecLUT(w, &L, x, out, r0, r1)
 			return
 		}
@@ -63,6 +66,9 @@ func MatMul(w *ir.Tensor, x, out []float32, n, r0, r1 int) {
 	isLUT := false
 	if !isF32 {
 		L, isLUT = layoutOf(w)
+	}
+	if isLUT && CurrentMode() == ModeInt8 && matMulLUTI8(w, &L, x, out, n, r0, r1) {
+		return
 	}
 	bp := getBuf(cols)
 	defer putBuf(bp)

@@ -1,0 +1,252 @@
+package kernels
+
+import (
+	"math"
+	"math/rand"
+	"testing"
+
+	"github.com/squeeze-ml/squeeze/ir"
+)
+
+// i8Expect computes, for rows [r0, r1), the int8 arithmetic with the
+// scalar reference (i8RowRef), a bound on its float rounding (ref) and a
+// worst-case bound on its distance from the float reference (quant):
+// sum_i |w_i| d_b(i)/2 + |x^_i| s/2, times the row scale.
+func i8Expect(w *ir.Tensor, x []float32, r0, r1 int) (want, ref, quant []float32) {
+	bits := ir.Encodings[w.Type].Bits
+	rows, cols := w.Rows(), w.Cols()
+	tab := buildI8Tab(w.Pal.LUT, bits)
+	q := new(qx)
+	q.quantize(x)
+	idx := ir.UnpackIndices(bits, w.Data, w.Elems())
+	want, ref, quant = make([]float32, rows), make([]float32, rows), make([]float32, rows)
+	wrow := make([]float32, cols)
+	for r := r0; r < r1; r++ {
+		g := r / w.Pal.GroupSize
+		u := tab.u[16*g : 16*g+16]
+		ri := idx[r*cols : (r+1)*cols]
+		sc := float32(1)
+		if w.Pal.Scales != nil {
+			sc = f16(w.Pal.Scales[r])
+		}
+		want[r] = (tab.s[g]*i8RowRef(ri, u, q) + tab.m[g]*q.xsum) * sc
+		w.DecodeRow(r, wrow)
+		var a, b, xa float64
+		for i, v := range ri {
+			d := float64(q.d[i/32])
+			xq := d * float64(q.qn[i])
+			a += d * math.Abs(float64(u[v])*float64(q.qn[i]))
+			xa += math.Abs(float64(x[i]))
+			b += math.Abs(float64(wrow[i]))*d/2 + math.Abs(xq)*float64(tab.s[g])/2/float64(sc)*float64(sc)
+		}
+		ref[r] = float32((float64(tab.s[g])*a + math.Abs(float64(tab.m[g]))*xa) * float64(sc))
+		quant[r] = float32(b)
+	}
+	return want, ref, quant
+}
+
+func TestMatVecInt8Parity(t *testing.T) {
+	if !i8Asm() {
+		t.Skip("no int8 kernels in this build or on this CPU")
+	}
+	defer SetMode(SetMode(ModeInt8))
+	rng := rand.New(rand.NewSource(11))
+	for _, bits := range []int{2, 3, 4} {
+		for _, cols := range []int{64, 128, 192, 256, 384, 2048} {
+			if !i8Aligned(bits, cols) {
+				continue
+			}
+			for _, rows := range []int{1, 5, 16, 37} {
+				for _, gs := range []int{1, 16, rows, 7} {
+					for _, scales := range []bool{false, true} {
+						w := lutTensor(rng, bits, rows, cols, gs, scales)
+						x := randVec(rng, cols)
+						for _, rr := range [][2]int{{0, rows}, {rows / 3, rows}, {rows / 2, rows/2 + 1}} {
+							r0, r1 := rr[0], rr[1]
+							got := make([]float32, rows)
+							for i := range got {
+								got[i] = -7
+							}
+							MatVec(w, x, got, r0, r1)
+							want, ref, quant := i8Expect(w, x, r0, r1)
+							fl := make([]float32, rows)
+							matVecRef(w, x, fl, r0, r1)
+							for r := 0; r < rows; r++ {
+								if r < r0 || r >= r1 {
+									if got[r] != -7 {
+										t.Fatalf("lut%d %dx%d: row %d outside [%d,%d) written", bits, rows, cols, r, r0, r1)
+									}
+									continue
+								}
+								if d := math.Abs(float64(got[r] - want[r])); d > 1e-5*float64(ref[r])+1e-6 {
+									t.Fatalf("lut%d %dx%d gs %d scales %v row %d: %v, int8 reference %v (tol %g)",
+										bits, rows, cols, gs, scales, r, got[r], want[r], 1e-5*ref[r])
+								}
+								if d := math.Abs(float64(got[r] - fl[r])); d > 1.001*float64(quant[r])+1e-5*float64(ref[r])+1e-6 {
+									t.Fatalf("lut%d %dx%d row %d: int8 %v vs float %v: error %g above the quantization bound %g",
+										bits, rows, cols, r, got[r], fl[r], d, quant[r])
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestMatVecInt8Accuracy checks the typical (not worst-case) error on a
+// realistic shape: relative RMS error over rows under 2% (measured: lut2
+// 0.65%, lut3 0.64%, lut4 1.39% with N(0,1) LUT entries; the 7-bit LUT
+// step (max-min)/127 dominates for 16-entry tables).
+func TestMatVecInt8Accuracy(t *testing.T) {
+	if !i8Asm() {
+		t.Skip("no int8 kernels")
+	}
+	defer SetMode(SetMode(ModeInt8))
+	rng := rand.New(rand.NewSource(12))
+	for _, bits := range []int{2, 3, 4} {
+		w := lutTensor(rng, bits, 64, 1024, 16, true)
+		x := randVec(rng, 1024)
+		got, want := make([]float32, 64), make([]float32, 64)
+		MatVec(w, x, got, 0, 64)
+		matVecRef(w, x, want, 0, 64)
+		var e, n float64
+		for r := range got {
+			e += float64((got[r] - want[r]) * (got[r] - want[r]))
+			n += float64(want[r] * want[r])
+		}
+		if rel := math.Sqrt(e / n); rel > 0.02 {
+			t.Errorf("lut%d: relative RMS error of the int8 path %.4f > 2%%", bits, rel)
+		} else {
+			t.Logf("lut%d: relative RMS error %.5f", bits, rel)
+		}
+	}
+}
+
+// TestMatMulInt8 holds MatMul in ModeInt8 to MatVec in ModeInt8, token by
+// token, and checks that unaligned shapes fall back to the float path.
+func TestMatMulInt8(t *testing.T) {
+	if !i8Asm() {
+		t.Skip("no int8 kernels")
+	}
+	defer SetMode(SetMode(ModeInt8))
+	rng := rand.New(rand.NewSource(13))
+	for _, bits := range []int{2, 3, 4} {
+		for _, cols := range []int{256, 96} {
+			w := lutTensor(rng, bits, 23, cols, 4, true)
+			n := 5
+			x := randVec(rng, n*cols)
+			got := make([]float32, n*23)
+			MatMul(w, x, got, n, 3, 23)
+			for i := 0; i < n; i++ {
+				want := make([]float32, 23)
+				MatVec(w, x[i*cols:(i+1)*cols], want, 3, 23)
+				if !i8Aligned(bits, cols) {
+					ref := make([]float32, 23)
+					matVecRef(w, x[i*cols:(i+1)*cols], ref, 3, 23)
+					sc := absScale(w, x[i*cols:(i+1)*cols])
+					for r := 3; r < 23; r++ {
+						if !closeTo(want[r], ref[r], sc[r]) {
+							t.Fatalf("lut%d cols %d: unaligned int8 mode row %d = %v, float reference %v", bits, cols, r, want[r], ref[r])
+						}
+					}
+				}
+				for r := 3; r < 23; r++ {
+					if g := got[i*23+r]; math.Abs(float64(g-want[r])) > 1e-4*math.Abs(float64(want[r]))+1e-4 {
+						t.Fatalf("lut%d cols %d token %d row %d: MatMul %v, MatVec %v", bits, cols, i, r, g, want[r])
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestI8TableCache(t *testing.T) {
+	rng := rand.New(rand.NewSource(14))
+	w := lutTensor(rng, 4, 32, 128, 8, false)
+	a := i8TableOf(w, 4)
+	if b := i8TableOf(w, 4); a != b {
+		t.Fatal("second lookup rebuilt the table")
+	}
+	// A new LUT slice invalidates the cached tables.
+	w.Pal.LUT = append([]uint16(nil), w.Pal.LUT...)
+	w.Pal.LUT[0] ^= 0x0400
+	c := i8TableOf(w, 4)
+	if c == a {
+		t.Fatal("a replaced LUT kept the stale tables")
+	}
+	if want := buildI8Tab(w.Pal.LUT, 4); c.u[0] != want.u[0] || c.s[0] != want.s[0] || c.m[0] != want.m[0] {
+		t.Fatal("rebuilt tables differ from buildI8Tab")
+	}
+	Forget(w)
+	if d := i8TableOf(w, 4); d == c {
+		t.Fatal("Forget kept the tables")
+	}
+	// Entries are 7-bit and reproduce the LUT within s/2.
+	for g := 0; g < 4; g++ {
+		for i := 0; i < 16; i++ {
+			v := f16(w.Pal.LUT[16*g+i])
+			u := c.u[16*g+i]
+			if u > 127 || math.Abs(float64(c.s[g]*float32(u)+c.m[g]-v)) > float64(c.s[g])/2*1.0001+1e-7 {
+				t.Fatalf("group %d entry %d: u=%d s=%v m=%v does not reproduce %v", g, i, u, c.s[g], c.m[g], v)
+			}
+		}
+	}
+}
+
+func TestQuantQ8(t *testing.T) {
+	rng := rand.New(rand.NewSource(15))
+	for _, n := range []int{32, 64, 96, 2048} {
+		x := randVec(rng, n)
+		for i := 0; i < 32 && i < n; i++ {
+			x[i] = 0 // an all-zero block
+		}
+		x[n-1] = 1e-30
+		nb := n / 32
+		qa, qb := make([]int8, n), make([]int8, n)
+		da, db := make([]float32, nb), make([]float32, nb)
+		ia, ib := make([]int32, nb), make([]int32, nb)
+		quantQ8Go(x, qb, db, ib)
+		if !quantQ8(x, qa, da, ia) {
+			t.Skip("no assembly quantizer")
+		}
+		for i := range qa {
+			if qa[i] != qb[i] {
+				t.Fatalf("n=%d element %d (x=%v): asm %d, reference %d", n, i, x[i], qa[i], qb[i])
+			}
+		}
+		for b := range da {
+			if da[b] != db[b] || ia[b] != ib[b] {
+				t.Fatalf("n=%d block %d: asm d=%v sum=%d, reference d=%v sum=%d", n, b, da[b], ia[b], db[b], ib[b])
+			}
+			for i := 0; i < 32; i++ {
+				if e := math.Abs(float64(da[b]*float32(qa[32*b+i]) - x[32*b+i])); e > float64(da[b])/2*1.0001 {
+					t.Fatalf("n=%d element %d: error %g above d/2 = %g", n, 32*b+i, e, da[b]/2)
+				}
+			}
+		}
+	}
+}
+
+// TestI8TableConcurrent asks for a new palette's tables from many
+// goroutines at once: all must get the same, built tables.
+func TestI8TableConcurrent(t *testing.T) {
+	rng := rand.New(rand.NewSource(16))
+	for iter := 0; iter < 20; iter++ {
+		w := lutTensor(rng, 4, 16, 64, 4, false)
+		got := make([]*i8Tab, 8)
+		done := make(chan int)
+		for g := range got {
+			go func() { got[g] = i8TableOf(w, 4); done <- g }()
+		}
+		for range got {
+			<-done
+		}
+		for _, tb := range got {
+			if tb == nil || tb != got[0] || len(tb.u) != 64 {
+				t.Fatal("concurrent lookups returned different or empty tables")
+			}
+		}
+	}
+}

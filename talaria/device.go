@@ -66,6 +66,21 @@ type Device struct {
 	// Fixed cost of dispatching one op (µs).
 	OpOverheadUs float64 `json:"op_overhead_us"`
 
+	// Optional: achieved FLOP rate (1e9 FLOP/s, ir's FLOP count) of the
+	// attention op, when it runs far below the matmul peak (a CPU runtime's
+	// scalar softmax and weighted sum over a KV cache read one head's row
+	// at a time). 0: attention is costed like any op, at peak_tflops x
+	// compute_efficiency. The host profile measures it.
+	AttentionGFLOPs float64 `json:"attention_gflops,omitempty"`
+
+	// Optional: extra fixed cost (µs) of an op the squeeze CPU runtime
+	// splits over worker goroutines (a linear or classifier op with
+	// in x out x tokens >= 65536, attention with heads x context x head_dim
+	// >= 32768, when the device runs more than one thread): starting the
+	// workers on the other cores and waiting for the slowest. Added to
+	// op_overhead_us for those ops. The host profile measures it.
+	ParallelOpOverheadUs float64 `json:"parallel_op_overhead_us,omitempty"`
+
 	// Energy: per byte moved to or from DRAM, per byte moved on chip, per
 	// floating-point operation (pJ).
 	DRAMPJPerByte   float64 `json:"dram_pj_per_byte"`
@@ -87,6 +102,10 @@ var NumericFields = []string{
 	"peak_tflops", "compute_efficiency", "onchip_bytes", "lut_decode_gelem_s",
 	"lut_group_overhead_ns", "op_overhead_us", "dram_pj_per_byte", "onchip_pj_per_byte", "pj_per_flop",
 }
+
+// OptionalNumericFields are numeric fields that may be absent (zero); when
+// set they need a source in a built-in profile like the others.
+var OptionalNumericFields = []string{"attention_gflops", "parallel_op_overhead_us"}
 
 // Efficiency is the pair of achieved fractions of a device class.
 type Efficiency struct {
@@ -195,6 +214,8 @@ func (d *Device) Validate(where string) error {
 		nonneg("onchip_bytes", float64(d.OnChipBytes)),
 		nonneg("lut_group_overhead_ns", d.LUTGroupOverheadNs),
 		nonneg("op_overhead_us", d.OpOverheadUs),
+		nonneg("attention_gflops", d.AttentionGFLOPs),
+		nonneg("parallel_op_overhead_us", d.ParallelOpOverheadUs),
 		nonneg("dram_pj_per_byte", d.DRAMPJPerByte),
 		nonneg("onchip_pj_per_byte", d.OnChipPJPerByte),
 		nonneg("pj_per_flop", d.PJPerFLOP),
@@ -220,22 +241,29 @@ func (d *Device) Validate(where string) error {
 		}
 	}
 	known := map[string]bool{}
-	for _, f := range NumericFields {
+	for _, f := range append(append([]string(nil), NumericFields...), OptionalNumericFields...) {
 		known[f] = true
 	}
 	for k := range d.Sources {
 		if !known[k] {
-			return bad("sources", fmt.Sprintf("keys among %v", NumericFields), fmt.Sprintf("key %q", k))
+			return bad("sources", fmt.Sprintf("keys among %v and %v", NumericFields, OptionalNumericFields), fmt.Sprintf("key %q", k))
 		}
 	}
 	return nil
 }
 
-// MissingSources lists the numeric fields without a source.
+// MissingSources lists the numeric fields without a source (optional
+// fields only when set).
 func (d *Device) MissingSources() []string {
 	var m []string
 	for _, f := range NumericFields {
 		if strings.TrimSpace(d.Sources[f]) == "" {
+			m = append(m, f)
+		}
+	}
+	opt := map[string]float64{"attention_gflops": d.AttentionGFLOPs, "parallel_op_overhead_us": d.ParallelOpOverheadUs}
+	for _, f := range OptionalNumericFields {
+		if opt[f] != 0 && strings.TrimSpace(d.Sources[f]) == "" {
 			m = append(m, f)
 		}
 	}

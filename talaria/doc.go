@@ -20,8 +20,9 @@
 //   - Views: RenderTable (tablewriter) and WriteJSON (schema in
 //     docs/TALARIA.md); what-if overrides (ParseWhatIf, WhatIf); and
 //     budgeted bit allocation (SolveBudgets).
-//
-// Not yet: measured mode (`squeeze profile --measure`, comparing each
-// runtime op's measured time with the model) waits for the runtime's
-// forward pass; see the TODO in CalibrateHost.
+//   - Measured mode (Measure, RenderMeasure; `squeeze profile --measure`):
+//     runs the squeeze runtime on a model with every op timed
+//     (runtime.Options.OpTimer) and pairs each op's measured time (median
+//     over decode steps) with the host profile's prediction;
+//     EncodeForPlan builds a synthetic model stored as a plan says.
 package talaria

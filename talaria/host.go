@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -23,7 +24,7 @@ import (
 // ProbeVersion names the calibration probes; a cached host profile made by
 // other probes is recalibrated. Bump it when the probes or the runtime
 // kernels they call change.
-const ProbeVersion = "probe-v2:kernels.MatVec(f32,lut)+kernels.Sum"
+const ProbeVersion = "probe-v10:kernels.MatVec(f32 ring>LLC,f32,lut),runtime.linear split"
 
 // HostOptions control the host calibration.
 type HostOptions struct {
@@ -95,25 +96,33 @@ func HostDevice(opt HostOptions) (*Device, error) {
 }
 
 // CalibrateHost measures this machine with short micro-benchmarks that call
-// what the runtime's kernels call:
-//   - streaming memory bandwidth: kernels.StreamSum (one thread) or the
-//     same SIMD kernels.Sum over contiguous slices (several threads) of a
-//     float32 array much larger than the caches;
-//   - float32 FMA throughput: kernels.MatVec on a cache-resident f32 matrix;
-//   - LUT-decode throughput per index width: kernels.MatVec on a
-//     cache-resident palettized tensor packed with ir.PackIndices;
+// what the runtime's kernels call, with rows split over goroutines exactly
+// as runtime.linear splits a linear op (linearSplit):
+//   - DRAM bandwidth: kernels.MatVec over a ring of 2048x768 float32
+//     matrices (the stories110M FFN shape class, 6 MiB each) whose total is
+//     at least 4x the last-level cache, so every matrix comes from DRAM as
+//     a decode step's weights do; the rate is bytes over the median time
+//     of one MatVec (minus the dispatch overhead);
+//   - float32 FMA throughput: kernels.MatVec on a cache-resident 256x768
+//     f32 matrix on one goroutine, times the threads;
+//   - LUT-decode throughput per index width: kernels.MatVec on a 2048x768
+//     palettized tensor packed with ir.PackIndices (the decode ops' shape
+//     class; LUT decoding, not DRAM, bounds it);
 //   - LUT group overhead: the same 4-bit MatVec with one LUT per row
 //     against one LUT for the whole tensor;
 //   - per-op dispatch overhead: fanning a tiny MatVec out to the worker
-//     goroutines and waiting for them.
+//     goroutines and waiting for them;
+//   - split-op overhead: what a real split costs beyond that (the workers
+//     must run on the other cores): a cache-resident 256x768 MatVec split
+//     as runtime.linear splits it, against 1/T of its one-goroutine time;
+//   - attention FLOP rate: the runtime's decode attention (kernels.Dot
+//     scores, float32 softmax, weighted sum; heads interleaved over the
+//     threads) for 12 heads of 64 at context 256, over a ring of KV caches
+//     larger than the LLC, so the cache is cold as in a decode step.
 //
 // Measured figures are achieved rates, so the efficiency factors are 1.
-//
-// TODO(measured mode): `squeeze profile --measure` should run each op of
-// the runtime's forward pass instrumented and compare with this model
-// (target: median absolute error within 20% over ops >= 50 us, synthetic
-// stories110M at f32 and 4-bit). The runtime does not exist yet; this is
-// not implemented.
+// Measure (`squeeze profile --measure`) checks the result against the
+// runtime's own per-op times.
 func CalibrateHost(opt HostOptions) (*Device, error) {
 	if opt.Threads <= 0 {
 		opt.Threads = runtime.GOMAXPROCS(0)
@@ -124,37 +133,72 @@ func CalibrateHost(opt HostOptions) (*Device, error) {
 			fmt.Fprintf(opt.Log, format+"\n", a...)
 		}
 	}
-	streamBytes, minDur := 256<<20, 60*time.Millisecond
+	// The probes that stand in for decode ops (the split overhead, the
+	// DRAM ring, the LUT widths, attention) take one sample each in turn,
+	// round after round, for window: each median then spans the same few
+	// seconds of a shared machine's load, as a measured decode run does.
+	minDur, window := 60*time.Millisecond, 3*time.Second
+	ringBytes := max(4*cacheBytes(), 64<<20)
+	lutRows := 2048 // the stories110M FFN shape class, as the decode ops run it
 	if opt.Quick {
-		streamBytes, minDur = 8<<20, 3*time.Millisecond
+		minDur, window, ringBytes, lutRows = 3*time.Millisecond, 20*time.Millisecond, 8<<20, 128
 	}
-	bw := probeStream(streamBytes, T, 3)
-	logf("host: streaming read %.1f GB/s (%d MiB, %d threads)", bw/1e9, streamBytes>>20, T)
-
-	rng := rand.New(rand.NewPCG(1, 2))
-	fw := make([]float32, 256*256)
-	for i := range fw {
-		fw[i] = float32(rng.NormFloat64())
-	}
-	ft := ir.NewF32("probe.f32", fw, 256, 256)
-	fsec := timeMatVec(ft, T, minDur)
-	flops := 2 * float64(ft.Elems()) / fsec
-	logf("host: f32 MatVec %.2f GFLOP/s", flops/1e9)
-
-	lut := map[string]float64{}
-	for _, b := range ir.PaletteBits {
-		t := lutTensor(rng, b, 64, 1024, 64)
-		sec := timeMatVec(t, T, minDur)
-		lut[strconv.Itoa(b)] = float64(t.Elems()) / sec / 1e9
-		logf("host: lut%d MatVec %.3f Gweights/s", b, lut[strconv.Itoa(b)])
-	}
-	one := timeMatVec(lutTensor(rng, 4, 64, 1024, 64), T, minDur)
-	per := timeMatVec(lutTensor(rng, 4, 64, 1024, 1), T, minDur)
-	groupNs := max(0, (per-one)/63*1e9)
-	logf("host: LUT group overhead %.1f ns", groupNs)
-
 	overUs := probeDispatch(T, opt.Quick)
 	logf("host: op dispatch overhead %.2f us", overUs)
+
+	rng := rand.New(rand.NewPCG(1, 2))
+	split1, splitT := splitProbe(T)
+	ring, nmat := ringProbe(ringBytes, T)
+	attnStep, attnFLOPs := attentionProbe(ringBytes, T)
+	samplers := []*sampler{{step: split1}, {step: splitT}, {step: ring}, {step: attnStep}}
+	lutS := map[int]*sampler{}
+	var lutElems int
+	for _, b := range ir.PaletteBits {
+		t := lutTensor(rng, b, lutRows, 768, lutRows)
+		lutElems = t.Elems()
+		lutS[b] = &sampler{step: matVecProbe(t, T)}
+		samplers = append(samplers, lutS[b])
+	}
+	for i := 0; i < nmat; i++ { // warm-up: page tables, goroutines, one pass of the ring
+		ring()
+	}
+	for _, sm := range samplers {
+		sm.step()
+	}
+	rounds := 0
+	for start := time.Now(); rounds < 5 || time.Since(start) < window; rounds++ {
+		for _, sm := range samplers {
+			sm.ts = append(sm.ts, sm.step())
+		}
+	}
+	oneSec := median(samplers[0].ts)
+	parUs := 0.0
+	if T > 1 {
+		parUs = max(0, (median(samplers[1].ts)-oneSec/float64(T))*1e6-overUs)
+	}
+	logf("host: split-op overhead %.2f us (%d threads; %d rounds of the decode-op probes)", parUs, T, rounds)
+	// Every split probe pays both overheads, which the cost model adds back
+	// per op; the FMA rate is the one-goroutine 256x768 MatVec of the split
+	// probe (cache resident) times the threads.
+	splitUs := overUs + parUs
+	less := func(sec float64) float64 { return max(sec-splitUs/1e6, sec/10) }
+	bw := float64(2048*768*4) / less(median(samplers[2].ts))
+	logf("host: DRAM MatVec read %.2f GB/s (%d x 2048x768 f32 = %d MiB ring, %d threads)", bw/1e9, nmat, nmat*2048*768*4>>20, T)
+	flops := float64(T) * 2 * 256 * 768 / oneSec
+	logf("host: f32 MatVec %.2f GFLOP/s", flops/1e9)
+	attn := attnFLOPs / median(samplers[3].ts)
+	logf("host: decode attention %.3f GFLOP/s (cold KV cache)", attn/1e9)
+	lut := map[string]float64{}
+	for _, b := range ir.PaletteBits {
+		lut[strconv.Itoa(b)] = float64(lutElems) / less(median(lutS[b].ts)) / 1e9
+		logf("host: lut%d MatVec %.3f Gweights/s", b, lut[strconv.Itoa(b)])
+	}
+	// Per LUT group, on one goroutine (a split of this small tensor would
+	// be mostly overhead); the groups of an op are spread over the threads.
+	one := timeMatVec(lutTensor(rng, 4, 64, 1024, 64), 1, minDur, 0)
+	per := timeMatVec(lutTensor(rng, 4, 64, 1024, 1), 1, minDur, 0)
+	groupNs := max(0, (per-one)/63*1e9/float64(T))
+	logf("host: LUT group overhead %.1f ns", groupNs)
 
 	d := &Device{
 		Schema: DeviceSchema, Name: "host", Class: ClassCPU,
@@ -164,11 +208,13 @@ func CalibrateHost(opt HostOptions) (*Device, error) {
 		MemBandwidthGBs: bw / 1e9, MemEfficiency: 1,
 		MemoryBytes: memTotal(),
 		PeakTFLOPs:  flops / 1e12, ComputeEfficiency: 1,
-		OnChipBytes:        cacheBytes(),
-		LUTDecodeGElemS:    lut,
-		LUTGroupOverheadNs: groupNs,
-		OpOverheadUs:       overUs,
-		DRAMPJPerByte:      40, OnChipPJPerByte: 1.25, PJPerFLOP: 2.3,
+		OnChipBytes:          cacheBytes(),
+		LUTDecodeGElemS:      lut,
+		LUTGroupOverheadNs:   groupNs,
+		OpOverheadUs:         overUs,
+		AttentionGFLOPs:      attn / 1e9,
+		ParallelOpOverheadUs: parUs,
+		DRAMPJPerByte:        40, OnChipPJPerByte: 1.25, PJPerFLOP: 2.3,
 		Calibration: &Calibration{HostKey: HostKey(T), Measured: time.Now().UTC().Format(time.RFC3339),
 			Threads: T, GoVersion: runtime.Version(), Probe: ProbeVersion},
 	}
@@ -177,20 +223,22 @@ func CalibrateHost(opt HostOptions) (*Device, error) {
 		q = " (quick probe)"
 	}
 	d.Sources = map[string]string{
-		"act_bytes":             "the squeeze runtime computes activations in float32 (ir cost model)",
-		"kv_bytes":              "the squeeze runtime keeps a float32 KV cache (ir.Config.KVCacheBytes)",
-		"mem_bandwidth_gbs":     fmt.Sprintf("measured%s: best of 3 passes of kernels.Sum (kernels.StreamSum on one thread) over %d MiB of float32, %d threads", q, streamBytes>>20, T),
-		"mem_efficiency":        "1: the bandwidth is an achieved (measured) figure",
-		"memory_bytes":          "MemTotal of /proc/meminfo (0 -> 16 GiB when unreadable)",
-		"peak_tflops":           fmt.Sprintf("measured%s: kernels.MatVec on a 256x256 float32 matrix (cache resident), %d threads", q, T),
-		"compute_efficiency":    "1: the FLOP rate is an achieved (measured) figure",
-		"onchip_bytes":          "largest CPU cache in /sys/devices/system/cpu/cpu0/cache (8 MiB when unreadable)",
-		"lut_decode_gelem_s":    fmt.Sprintf("measured%s: kernels.MatVec on 64x1024 palettized tensors packed with ir.PackIndices, one LUT, %d threads", q, T),
-		"lut_group_overhead_ns": fmt.Sprintf("measured%s: 4-bit MatVec with 64 LUTs minus with 1 LUT, over 63", q),
-		"op_overhead_us":        fmt.Sprintf("measured%s: median time to fan a 1x16 MatVec out to %d goroutines and wait", q, T),
-		"dram_pj_per_byte":      "ASSUMPTION: 5 pJ/bit DRAM access (not measured; see docs/TALARIA.md)",
-		"onchip_pj_per_byte":    "Horowitz, ISSCC 2014: 8 KB SRAM 64-bit read 10 pJ = 1.25 pJ/byte (45 nm)",
-		"pj_per_flop":           "Horowitz, ISSCC 2014 (45 nm): fp32 FMA 4.6 pJ = 2.3 pJ/FLOP",
+		"act_bytes":               "the squeeze runtime computes activations in float32 (ir cost model)",
+		"kv_bytes":                "the squeeze runtime keeps a float32 KV cache (ir.Config.KVCacheBytes)",
+		"mem_bandwidth_gbs":       fmt.Sprintf("measured%s: bytes / median time of kernels.MatVec over a ring of %d 2048x768 float32 matrices (%d MiB, > the LLC), rows split as runtime.linear splits them over %d threads", q, nmat, nmat*2048*768*4>>20, T),
+		"mem_efficiency":          "1: the bandwidth is an achieved (measured) figure",
+		"memory_bytes":            "MemTotal of /proc/meminfo (0 -> 16 GiB when unreadable)",
+		"peak_tflops":             fmt.Sprintf("measured%s: %d threads x 2 x 256 x 768 FLOPs / median time of kernels.MatVec on a cache-resident 256x768 float32 matrix on one goroutine", q, T),
+		"compute_efficiency":      "1: the FLOP rate is an achieved (measured) figure",
+		"onchip_bytes":            "largest CPU cache in /sys/devices/system/cpu/cpu0/cache (8 MiB when unreadable)",
+		"lut_decode_gelem_s":      fmt.Sprintf("measured%s: weights / (median time of kernels.MatVec on %dx768 palettized tensors packed with ir.PackIndices, one LUT, rows split as runtime.linear splits them over %d threads, less op_overhead_us)", q, lutRows, T),
+		"lut_group_overhead_ns":   fmt.Sprintf("measured%s: median one-goroutine 4-bit 64x1024 MatVec time with 64 LUTs minus with 1 LUT, over 63 groups and %d threads (clamped at 0)", q, T),
+		"op_overhead_us":          fmt.Sprintf("measured%s: median time to fan a 1x16 MatVec out to %d goroutines and wait", q, T),
+		"attention_gflops":        fmt.Sprintf("measured%s: ir FLOPs of a decode attention step (12 heads x 64, context 256) / median time of the runtime's attention loop (copied in attentionProbe) over a ring of KV caches larger than the LLC, %d threads", q, T),
+		"parallel_op_overhead_us": fmt.Sprintf("measured%s: median time of a cache-resident 256x768 float32 MatVec split over %d goroutines as runtime.linear splits it, less 1/%d of its median single-goroutine time and op_overhead_us (runs alternate)", q, T, T),
+		"dram_pj_per_byte":        "ASSUMPTION: 5 pJ/bit DRAM access (not measured; see docs/TALARIA.md)",
+		"onchip_pj_per_byte":      "Horowitz, ISSCC 2014: 8 KB SRAM 64-bit read 10 pJ = 1.25 pJ/byte (45 nm)",
+		"pj_per_flop":             "Horowitz, ISSCC 2014 (45 nm): fp32 FMA 4.6 pJ = 2.3 pJ/FLOP",
 	}
 	if err := d.Validate("host calibration"); err != nil {
 		return nil, err
@@ -198,74 +246,221 @@ func CalibrateHost(opt HostOptions) (*Device, error) {
 	return d, nil
 }
 
-// probeStream returns the best streaming-read rate (bytes/s) of reps sums
-// over an array of size bytes: kernels.StreamSum on one thread, the same
-// SIMD kernels.Sum over contiguous slices on several.
-func probeStream(size, threads, reps int) float64 {
-	if threads <= 1 {
-		return kernels.StreamSum(size, 0) * 1e9
-	}
-	a := make([]float32, size/4)
-	for i := range a {
-		a[i] = 1
-	}
-	best := 0.0
-	var sink float32
-	for r := 0; r < reps; r++ {
-		sums := make([]float32, threads)
-		start := time.Now()
-		parallel(threads, len(a), func(w, lo, hi int) { sums[w] = kernels.Sum(a[lo:hi]) })
-		el := time.Since(start).Seconds()
-		for _, s := range sums {
-			sink += s
-		}
-		if bw := float64(size) / el; bw > best {
-			best = bw
-		}
-	}
-	if sink < 0 { // keep the sums alive
-		fmt.Fprint(io.Discard, sink)
-	}
-	return best
+// sampler is one calibration probe taken a sample at a time: step runs
+// the probed work once and returns its seconds.
+type sampler struct {
+	step func() float64
+	ts   []float64
 }
 
-// parallel splits [0, n) into threads contiguous ranges.
-func parallel(threads, n int, f func(w, lo, hi int)) {
-	if threads <= 1 {
-		f(0, 0, n)
-		return
+// ringProbe prepares the DRAM probe: a ring of 2048x768 float32 matrices
+// of at least ringBytes in total (more than the last-level cache, so each
+// comes from DRAM as a decode step's weights do); each step runs the next
+// matrix's MatVec split as runtime.linear splits it. It also returns the
+// ring's length.
+func ringProbe(ringBytes int64, threads int) (func() float64, int) {
+	const rows, cols = 2048, 768
+	per := int64(rows * cols * 4)
+	n := int(max(2, (ringBytes+per-1)/per))
+	ring := make([]*ir.Tensor, n)
+	for i := range ring {
+		w := make([]float32, rows*cols)
+		for j := range w {
+			w[j] = float32((i+j)%13) * 0.01
+		}
+		ring[i] = ir.NewF32("probe.ring", w, rows, cols)
 	}
-	var wg sync.WaitGroup
-	for w := 0; w < threads; w++ {
-		lo, hi := n*w/threads, n*(w+1)/threads
-		wg.Add(1)
-		go func() { defer wg.Done(); f(w, lo, hi) }()
+	x := make([]float32, cols)
+	for i := range x {
+		x[i] = float32(i%7) * 0.1
 	}
-	wg.Wait()
+	out := make([]float32, rows)
+	i := 0
+	return func() float64 {
+		t := ring[i]
+		i = (i + 1) % n
+		s := time.Now()
+		linearSplit(threads, t, x, out)
+		return time.Since(s).Seconds()
+	}, n
 }
 
-// timeMatVec returns the seconds one MatVec of t takes with rows split over
-// threads, as the minimum over repeated runs for at least minDur.
-func timeMatVec(t *ir.Tensor, threads int, minDur time.Duration) float64 {
+// matVecProbe returns a step running t's MatVec split as runtime.linear
+// splits it.
+func matVecProbe(t *ir.Tensor, threads int) func() float64 {
 	x := make([]float32, t.Cols())
 	for i := range x {
 		x[i] = float32(i%7) * 0.1
 	}
 	out := make([]float32, t.Rows())
-	best := 0.0
-	start := time.Now()
-	for it := 0; it < 3 || time.Since(start) < minDur; it++ {
+	return func() float64 {
 		s := time.Now()
-		parallel(threads, t.Rows(), func(_, lo, hi int) { kernels.MatVec(t, x, out, lo, hi) })
-		el := time.Since(s).Seconds()
-		if best == 0 || el < best {
-			best = el
+		linearSplit(threads, t, x, out)
+		return time.Since(s).Seconds()
+	}
+}
+
+// splitProbe returns two steps over one cache-resident 256x768 float32
+// matrix (each step warms it with an untimed run first): its MatVec on one
+// goroutine, and split over threads as runtime.linear splits it. Taken in turn, the split's median less
+// 1/threads of the single one's is what a split op pays for waking
+// workers on the other cores and waiting for the slowest.
+func splitProbe(threads int) (one, split func() float64) {
+	const rows, cols = 256, 768
+	w := make([]float32, rows*cols)
+	for i := range w {
+		w[i] = float32(i%9) * 0.01
+	}
+	t := ir.NewF32("probe.split", w, rows, cols)
+	// The other probes run in between: warm the matrix back into the
+	// caches (one untimed run) before each timed one.
+	warm := func(f func() float64) func() float64 { return func() float64 { f(); return f() } }
+	return warm(matVecProbe(t, 1)), warm(matVecProbe(t, threads))
+}
+
+// attentionProbe prepares the attention probe and returns a step and the
+// FLOPs (ir.Config.Cost's count) of one step. A step is one decode step of
+// attention run as runtime.attention runs it: for each head, scores =
+// kernels.Dot(q_h, k_t) * scale over the context, float32 softmax
+// (math.Exp), weighted sum of the values; heads interleaved over
+// min(threads, heads) goroutines when heads*ctx*headDim >= 32768. The
+// shape is stories110M's (12 heads x 64, no GQA) at context 256; each step
+// takes the next of a ring of KV caches of at least ringBytes, so it reads
+// a cold cache as a decode step does after streaming the weights. Keep it
+// in step with runtime.attention.
+func attentionProbe(ringBytes int64, threads int) (func() float64, float64) {
+	const heads, hd, ctx = 12, 64, 256
+	const kvd = heads * hd
+	per := int64(2 * ctx * kvd * 4)
+	n := int(max(2, (ringBytes+per-1)/per))
+	keys, vals := make([][]float32, n), make([][]float32, n)
+	for i := range keys {
+		keys[i], vals[i] = make([]float32, ctx*kvd), make([]float32, ctx*kvd)
+		for j := range keys[i] {
+			keys[i][j] = float32((i+j)%11) * 0.01
+			vals[i][j] = float32((i+j)%7) * 0.01
 		}
-		if it > 10000 {
+	}
+	q := make([]float32, kvd)
+	for i := range q {
+		q[i] = float32(i%5) * 0.1
+	}
+	out := make([]float32, kvd)
+	scores := make([]float32, heads*ctx)
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	run := func(kc, vc []float32) {
+		job := func(h int) {
+			qh := q[h*hd : (h+1)*hd]
+			sc := scores[h*ctx : (h+1)*ctx]
+			kh := h * hd
+			for t := 0; t < ctx; t++ {
+				sc[t] = kernels.Dot(qh, kc[t*kvd+kh:t*kvd+kh+hd]) * scale
+			}
+			mx := sc[0]
+			for _, v := range sc[1:] {
+				if v > mx {
+					mx = v
+				}
+			}
+			var sum float32
+			for i, v := range sc {
+				e := float32(math.Exp(float64(v - mx)))
+				sc[i] = e
+				sum += e
+			}
+			for i := range sc {
+				sc[i] /= sum
+			}
+			o := out[h*hd : (h+1)*hd]
+			for j := range o {
+				o[j] = 0
+			}
+			for t := 0; t < ctx; t++ {
+				a := sc[t]
+				vt := vc[t*kvd+kh : t*kvd+kh+hd]
+				for j := range o {
+					o[j] += a * vt[j]
+				}
+			}
+		}
+		if threads <= 1 || heads*ctx*hd < 1<<15 {
+			for h := 0; h < heads; h++ {
+				job(h)
+			}
+			return
+		}
+		var wg sync.WaitGroup
+		nt := min(threads, heads)
+		for t := 0; t < nt; t++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for h := t; h < heads; h += nt {
+					job(h)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	c := ir.Config{Heads: heads, KVHeads: heads, HeadDim: hd, Dim: kvd}
+	fl := c.Cost(ir.Op{Kind: ir.OpAttention}, ir.DecodeAt(ctx), 0).FLOPs
+	i := 0
+	return func() float64 {
+		s := time.Now()
+		run(keys[i], vals[i])
+		i = (i + 1) % n
+		return time.Since(s).Seconds()
+	}, fl
+}
+
+// linearSplit runs one decode-step linear op (n = 1) the way
+// runtime.linear does: with one thread when rows*cols < 65536, else one
+// goroutine per chunk of ceil(rows/threads) rows rounded up to 16, the
+// caller waiting for all of them. Keep it in step with runtime.linear.
+func linearSplit(threads int, t *ir.Tensor, x, out []float32) {
+	rows := t.Rows()
+	nt := threads
+	if rows*t.Cols() < 1<<16 {
+		nt = 1
+	}
+	if nt <= 1 {
+		kernels.MatVec(t, x, out, 0, rows)
+		return
+	}
+	chunk := (rows + nt - 1) / nt
+	chunk = (chunk + 15) &^ 15
+	var wg sync.WaitGroup
+	for r0 := 0; r0 < rows; r0 += chunk {
+		r1 := min(r0+chunk, rows)
+		wg.Add(1)
+		go func() { defer wg.Done(); kernels.MatVec(t, x, out, r0, r1) }()
+	}
+	wg.Wait()
+}
+
+// timeMatVec returns the seconds one MatVec of t takes with rows split over
+// threads as runtime.linear splits them: the median over repeated runs for
+// at least minDur (a median, as Measure reports, so that a shared machine's
+// load weighs on the probes as on the measurement), less the dispatch
+// overhead overUs, which the cost model adds back per op.
+func timeMatVec(t *ir.Tensor, threads int, minDur time.Duration, overUs float64) float64 {
+	x := make([]float32, t.Cols())
+	for i := range x {
+		x[i] = float32(i%7) * 0.1
+	}
+	out := make([]float32, t.Rows())
+	var ts []float64
+	start := time.Now()
+	for it := 0; it < 5 || time.Since(start) < minDur; it++ {
+		s := time.Now()
+		linearSplit(threads, t, x, out)
+		ts = append(ts, time.Since(s).Seconds())
+		if it > 20000 {
 			break
 		}
 	}
-	return best
+	med := median(ts)
+	return max(med-overUs/1e6, med/10)
 }
 
 // lutTensor builds a palettized rows x cols tensor with random indices and
@@ -287,11 +482,25 @@ func lutTensor(rng *rand.Rand, bits, rows, cols, groupSize int) *ir.Tensor {
 }
 
 // probeDispatch returns the median µs of fanning a tiny MatVec out to the
-// worker goroutines and waiting for all of them.
+// worker goroutines and waiting for all of them (one goroutine per thread,
+// as runtime.linear starts them).
 func probeDispatch(threads int, quick bool) float64 {
 	t := ir.NewF32("probe.tiny", make([]float32, 16*threads), threads, 16)
 	x := make([]float32, 16)
 	out := make([]float32, threads)
+	parallel := func(threads, n int, f func(w, lo, hi int)) {
+		if threads <= 1 {
+			f(0, 0, n)
+			return
+		}
+		var wg sync.WaitGroup
+		for w := 0; w < threads; w++ {
+			lo, hi := n*w/threads, n*(w+1)/threads
+			wg.Add(1)
+			go func() { defer wg.Done(); f(w, lo, hi) }()
+		}
+		wg.Wait()
+	}
 	n := 2000
 	if quick {
 		n = 200

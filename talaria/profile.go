@@ -241,7 +241,13 @@ func phaseCost(c ir.Config, d *Device, o ir.Op, p ir.Phase, w *resolved) PhaseCo
 	}
 	pc.MemUs = float64(pc.DRAMBytes) / (d.MemBandwidthGBs * 1e9 * d.MemEfficiency) * 1e6
 	pc.ComputeUs = pc.FLOPs / (d.PeakTFLOPs * 1e12 * d.ComputeEfficiency) * 1e6
+	if o.Kind == ir.OpAttention && d.AttentionGFLOPs > 0 {
+		pc.ComputeUs = pc.FLOPs / (d.AttentionGFLOPs * 1e9) * 1e6
+	}
 	pc.OverheadUs = d.OpOverheadUs
+	if d.ParallelOpOverheadUs > 0 && runtimeSplits(c, o, p) {
+		pc.OverheadUs += d.ParallelOpOverheadUs
+	}
 	top := math.Max(pc.MemUs, math.Max(pc.ComputeUs, pc.LUTUs))
 	switch top {
 	case pc.MemUs:
@@ -254,4 +260,26 @@ func phaseCost(c ir.Config, d *Device, o ir.Op, p ir.Phase, w *resolved) PhaseCo
 	pc.LatencyUs = top + pc.OverheadUs
 	pc.EnergyUJ = (float64(pc.DRAMBytes)*d.DRAMPJPerByte + float64(pc.OnChipBytes)*d.OnChipPJPerByte + pc.FLOPs*d.PJPerFLOP) * 1e-6
 	return pc
+}
+
+// runtimeSplits reports whether the squeeze CPU runtime splits op o over
+// worker goroutines in phase p (runtime.linear, runtime.attention): a
+// linear or classifier op when in x out x tokens >= 65536, attention when
+// heads x context x head_dim >= 32768 (context: L for a decode step, N for
+// a prefill). Only profiles that set parallel_op_overhead_us use it.
+func runtimeSplits(c ir.Config, o ir.Op, p ir.Phase) bool {
+	switch o.Kind {
+	case ir.OpLinear, ir.OpLMHead:
+		n := p.Tokens()
+		if o.Kind == ir.OpLMHead {
+			n = 1
+		}
+		return o.In*o.Out*n >= 1<<16
+	case ir.OpAttention:
+		if p.Decode {
+			return c.Heads*p.L*c.HeadDim >= 1<<15
+		}
+		return p.N*c.Heads*p.N*c.HeadDim >= 1<<15
+	}
+	return false
 }

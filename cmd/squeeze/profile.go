@@ -28,6 +28,12 @@ type profileOptions struct {
 	Calib        string
 	JSON         bool
 	Recalibrate  bool
+	// Measured mode.
+	Measure       bool
+	MeasureSteps  int
+	MeasureWarmup int
+	Threads       int
+	promptSet     bool
 }
 
 func newProfileCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -41,9 +47,19 @@ to first token, ms per prompt token, decode tokens/s, energy per token, peak mem
 comes from a bundle's own tensors, from --plan (a plan written by compile --write-plan), or from
 --bpw (every palettizable weight at that rate). --what-if applies bit changes and shows the deltas.
 Devices: ` + fmt.Sprint(talaria.BuiltinNames()) + `, host (this machine, calibrated by micro-benchmarks
-and cached), or a JSON profile file (docs/TALARIA.md).`,
+and cached), or a JSON profile file (docs/TALARIA.md).
+
+--measure (host only) also runs the model on this machine with every op timed: it prefills
+--prompt-tokens tokens (default 128 in this mode), runs --measure-warmup untimed and
+--measure-steps timed decode steps, and prints each op's measured time (median over the steps)
+beside the prediction, with the median absolute error over ops of at least 50 µs. With
+--synthetic, --bpw X measures a model palettized at X bits (random indices, LUT groups of 16
+rows) and --plan a model encoded as the plan says.`,
 		Args: cobra.MaximumNArgs(1),
-		RunE: func(c *cobra.Command, args []string) error { return runProfile(o, args, stdout, stderr) },
+		RunE: func(c *cobra.Command, args []string) error {
+			o.promptSet = c.Flags().Changed("prompt-tokens")
+			return runProfile(o, args, stdout, stderr)
+		},
 	}
 	o.model.bind(c)
 	f := c.Flags()
@@ -60,29 +76,15 @@ and cached), or a JSON profile file (docs/TALARIA.md).`,
 	f.StringVar(&o.Calib, "calib", "", "calibration text: what-if also shows predicted damage (real models only)")
 	f.BoolVar(&o.JSON, "json", false, "print JSON (schema in docs/TALARIA.md)")
 	f.BoolVar(&o.Recalibrate, "recalibrate", false, "re-measure the host profile instead of using the cache")
+	f.BoolVar(&o.Measure, "measure", false, "run the model on this machine and show measured beside predicted per op (--device host only)")
+	f.IntVar(&o.MeasureSteps, "measure-steps", 16, "decode steps timed by --measure (per-op medians)")
+	f.IntVar(&o.MeasureWarmup, "measure-warmup", 2, "untimed decode steps before the timed ones (--measure)")
+	f.IntVar(&o.Threads, "threads", 0, "runtime threads for --measure (default: the host profile's calibration threads)")
 	return c
 }
 
 // planFromModel reads the encodings of a (palettized) model's tensors.
-func planFromModel(m *ir.Model) talaria.Plan {
-	p := talaria.Plan{Tensors: map[string]talaria.TensorEncoding{}}
-	for n, t := range m.Tensors {
-		if len(t.Shape) != 2 {
-			continue
-		}
-		e := talaria.TensorEncoding{Bits: 32}
-		switch {
-		case t.Pal != nil:
-			e = talaria.TensorEncoding{Bits: ir.Encodings[t.Type].Bits, GroupSize: t.Pal.GroupSize, PerRowScale: t.Pal.Scales != nil}
-		case t.Type == ir.F16 || t.Type == ir.BF16:
-			e.Bits = 16
-		case t.Type == ir.Q8_0:
-			e.Bits = 8
-		}
-		p.Tensors[n] = e
-	}
-	return p
-}
+func planFromModel(m *ir.Model) talaria.Plan { return talaria.PlanFromModel(m) }
 
 func planFromPalettize(pp *palettize.Plan) talaria.Plan {
 	p := talaria.Plan{Tensors: map[string]talaria.TensorEncoding{}}
@@ -95,6 +97,9 @@ func planFromPalettize(pp *palettize.Plan) talaria.Plan {
 func runProfile(o *profileOptions, args []string, stdout, stderr io.Writer) error {
 	if o.PlanFile != "" && o.BPW != 0 {
 		return fmt.Errorf("give --plan or --bpw, not both")
+	}
+	if o.Measure {
+		return runProfileMeasure(o, args, stdout, stderr)
 	}
 	var cfg ir.Config
 	var label string
@@ -211,4 +216,80 @@ func whatIfDamage(m *ir.Model, calib string, ovs []talaria.Override, stderr io.W
 		}
 	}
 	return dmg, nil
+}
+
+// runProfileMeasure is `profile --measure`: run the model on this machine,
+// every op timed, beside the host profile's predictions.
+func runProfileMeasure(o *profileOptions, args []string, stdout, stderr io.Writer) error {
+	if o.Device != "host" {
+		return fmt.Errorf("--measure runs the model on this machine, so it needs --device host (got %q)", o.Device)
+	}
+	if o.WhatIf != "" {
+		return fmt.Errorf("--measure and --what-if cannot be combined")
+	}
+	n := o.PromptTokens
+	if !o.promptSet {
+		n = 128
+	}
+	if o.Context != 0 {
+		return fmt.Errorf("--measure decodes right after the prefill (contexts N+warmup+1 ..): set --prompt-tokens, not --context")
+	}
+	var m *ir.Model
+	var err error
+	switch {
+	case o.model.Synthetic != "" && len(args) == 0:
+		m, err = measureSynthetic(o, stderr)
+	case o.BPW != 0 || o.PlanFile != "":
+		return fmt.Errorf("--measure runs a real model as stored: --bpw and --plan need --synthetic (compile the model to a bundle to measure it at other rates)")
+	default:
+		m, err = o.model.load(args)
+	}
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	dev, err := talaria.ResolveDevice("host", talaria.HostOptions{Recalibrate: o.Recalibrate, Log: stderr})
+	if err != nil {
+		return err
+	}
+	res, err := talaria.Measure(talaria.MeasureOptions{Model: m, Device: dev, PrefillTokens: n,
+		Warmup: o.MeasureWarmup, Steps: o.MeasureSteps, Threads: o.Threads, Seed: o.model.Seed})
+	if err != nil {
+		return err
+	}
+	if o.JSON {
+		return talaria.WriteJSON(stdout, res)
+	}
+	return talaria.RenderMeasure(stdout, res, o.Top)
+}
+
+// measureSynthetic builds the synthetic model --measure runs: float32
+// weights, --bpw X palettized (ir.SyntheticPalettized, LUT groups of 16
+// rows), or every tensor encoded as --plan says (talaria.EncodeForPlan).
+func measureSynthetic(o *profileOptions, stderr io.Writer) (*ir.Model, error) {
+	name := o.model.Synthetic
+	switch {
+	case o.BPW != 0:
+		fmt.Fprintf(stderr, "measure: building synthetic %s palettized at %g bits per weight\n", name, o.BPW)
+		return ir.SyntheticPalettized(name, o.BPW, 16, 1)
+	case o.PlanFile != "":
+		f, err := os.Open(o.PlanFile)
+		if err != nil {
+			return nil, fmt.Errorf("--plan: %w", err)
+		}
+		pp, err := palettize.ReadPlan(f, o.PlanFile)
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+		m, err := ir.Synthetic(name, 1)
+		if err != nil {
+			return nil, err
+		}
+		if err := pp.Validate(m); err != nil {
+			return nil, fmt.Errorf("--plan %s: %w", o.PlanFile, err)
+		}
+		return talaria.EncodeForPlan(m, planFromPalettize(pp), 1)
+	}
+	return ir.Synthetic(name, 1)
 }

@@ -3,7 +3,14 @@ package main
 import (
 	"encoding/json"
 	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
+
+	"github.com/squeeze-ml/squeeze/ir"
+	"github.com/squeeze-ml/squeeze/talaria"
 )
 
 // Apple's published figures for its ~3B on-device model on iPhone 15 Pro:
@@ -55,5 +62,84 @@ func TestProfileWhatIfOnRealModel(t *testing.T) {
 	}
 	if len(r.Changed) != 15 { // ffn_gate, ffn_up, ffn_down in 5 layers; norms untouched
 		t.Errorf("what-if changed %d tensors: %v", len(r.Changed), r.Changed)
+	}
+}
+
+// quickHostCache points the user cache at a temporary directory holding a
+// quick host calibration, so --device host does not run the full probes.
+func quickHostCache(t *testing.T) {
+	t.Helper()
+	tmp := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", tmp)
+	t.Setenv("HOME", tmp)
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := talaria.HostDevice(talaria.HostOptions{CacheDir: filepath.Join(dir, "squeeze"), Quick: true, Threads: runtime.GOMAXPROCS(0)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestProfileMeasure(t *testing.T) {
+	quickHostCache(t)
+	out, _, err := squeeze(t, "profile", "--synthetic", "stories260K", "--measure", "--bpw", "4",
+		"--prompt-tokens", "8", "--measure-steps", "3", "--measure-warmup", "1", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		Model   string           `json:"model"`
+		Ops     []map[string]any `json:"ops"`
+		Steps   int              `json:"steps"`
+		Summary map[string]any   `json:"summary"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := ir.SyntheticConfig("stories260K")
+	if len(r.Ops) != len(cfg.Ops()) || r.Steps != 3 || !strings.Contains(r.Model, "4bpw") {
+		t.Errorf("model %q, %d ops (config %d), %d steps", r.Model, len(r.Ops), len(cfg.Ops()), r.Steps)
+	}
+	for _, o := range r.Ops {
+		if o["name"] == "blk.0.ffn_up" && o["encoding"] != "lut4/g16" {
+			t.Errorf("blk.0.ffn_up measured as %v, expected the 4-bit model (lut4/g16)", o["encoding"])
+		}
+	}
+	out, _, err = squeeze(t, "profile", "--synthetic", "stories260K", "--measure", "--prompt-tokens", "4", "--measure-steps", "2", "--top", "3")
+	if err != nil || !strings.Contains(out, "median |error|") || !strings.Contains(out, "top 3 shown") {
+		t.Errorf("table: err %v\n%s", err, out)
+	}
+	// --plan: the synthetic model is encoded as the plan says.
+	plan := filepath.Join(t.TempDir(), "plan.json")
+	if err := os.WriteFile(plan, []byte(`{"version": 1, "target_bpw": 4, "seed": 1, "tensors": [
+ {"name": "blk.0.ffn_up", "shape": [172, 64], "bits": 2, "group_size": 16, "per_row_scale": true}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = squeeze(t, "profile", "--synthetic", "stories260K", "--measure", "--plan", plan, "--prompt-tokens", "4", "--measure-steps", "2", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Ops = nil
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range r.Ops {
+		want := "f32"
+		if o["name"] == "blk.0.ffn_up" {
+			want = "lut2/g16+s"
+		}
+		if o["kind"] == "linear" && o["encoding"] != want {
+			t.Errorf("--plan: %v measured as %v, expected %s", o["name"], o["encoding"], want)
+		}
+	}
+	for _, bad := range [][]string{
+		{"profile", "--synthetic", "stories260K", "--measure", "--device", "m2"},
+		{"profile", stories, "--measure", "--bpw", "4"},
+		{"profile", "--synthetic", "stories260K", "--measure", "--context", "64"},
+	} {
+		if _, _, err := squeeze(t, bad...); err == nil {
+			t.Errorf("%v: accepted", bad)
+		}
 	}
 }

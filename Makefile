@@ -10,11 +10,16 @@ TEXT    := testdata/tinystories/dev.txt
 build:
 	$(GO) build -o $(BIN) ./cmd/squeeze
 
-# The main job on the bundled example model.
+CALIB   := testdata/tinystories/calib.txt
+BUNDLE  := bin/stories260K-3.7bpw.sqz
+
+# The main job on the bundled example model: compile it to 3.7 bits per weight with
+# calibration, run the bundle, and measure it against the original on held-out text.
 demo: build
-	$(BIN) inspect $(MODEL) | head -20
-	$(BIN) run $(MODEL) --prompt "Once upon a time" -n 64 --temp 0
 	$(BIN) eval $(MODEL) --text $(TEXT) --ctx 256
+	$(BIN) compile $(MODEL) --target 3.7bpw --calib $(CALIB) -o $(BUNDLE)
+	$(BIN) run $(BUNDLE) --prompt "Once upon a time" -n 64 --temp 0
+	$(BIN) eval $(BUNDLE) --ref $(MODEL) --text $(TEXT) --ctx 256
 
 # Everything CI checks: vet, all tests, and a short run of every fuzz target.
 test: vet

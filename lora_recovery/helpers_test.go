@@ -1,15 +1,13 @@
 package lorarecovery
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
-	"strings"
 	"testing"
 
-	"github.com/squeeze-ml/squeeze/formats/tokenizer"
+	"github.com/squeeze-ml/squeeze/formats/llama2c"
 	"github.com/squeeze-ml/squeeze/ir"
 )
 
@@ -90,84 +88,15 @@ func palettize2(m *ir.Model) *ir.Model {
 	return out
 }
 
-// loadLlama2c is a test-only reader of llama2.c checkpoints (the real one
-// is formats/llama2c). Header: dim, hidden_dim, n_layers, n_heads,
-// n_kv_heads, vocab_size (negative: separate classifier), seq_len; then
-// float32 weights.
+// loadLlama2c loads a llama2.c checkpoint and its tokenizer with
+// formats/llama2c.
 func loadLlama2c(t testing.TB, path, tokPath string) *ir.Model {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	m, err := llama2c.Load(path, tokPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var h [7]int32
-	for i := range h {
-		h[i] = int32(binary.LittleEndian.Uint32(b[4*i:]))
-	}
-	shared := h[5] > 0
-	vocab := int(h[5])
-	if !shared {
-		vocab = -vocab
-	}
-	c := ir.Config{Arch: "llama", Dim: int(h[0]), FFN: int(h[1]), Layers: int(h[2]), Heads: int(h[3]), KVHeads: int(h[4]),
-		Vocab: vocab, SeqLen: int(h[6]), RopeTheta: 10000, NormEps: 1e-5, TiedEmbed: shared}
-	c.HeadDim = c.Dim / c.Heads
-	m := &ir.Model{Config: c, Tensors: map[string]*ir.Tensor{}, Format: "llama2c", Source: path}
-	off := 28
-	next := func(n int) []float32 {
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[off+4*i:]))
-		}
-		off += 4 * n
-		return v
-	}
-	put := func(name string, v []float32, shape ...int) { m.Tensors[name] = ir.NewF32(name, v, shape...) }
-	D, F, L, KV := c.Dim, c.FFN, c.Layers, c.KVDim()
-	put(ir.NameTokenEmbd, next(vocab*D), vocab, D)
-	perLayer := func(kind string, shape ...int) {
-		n := 1
-		for _, d := range shape {
-			n *= d
-		}
-		for l := 0; l < L; l++ {
-			put(ir.Blk(l, kind), next(n), shape...)
-		}
-	}
-	perLayer(ir.AttnNorm, D)
-	perLayer(ir.AttnQ, D, D)
-	perLayer(ir.AttnK, KV, D)
-	perLayer(ir.AttnV, KV, D)
-	perLayer(ir.AttnOut, D, D)
-	perLayer(ir.FFNNorm, D)
-	perLayer(ir.FFNGate, F, D)
-	perLayer(ir.FFNDown, D, F)
-	perLayer(ir.FFNUp, F, D)
-	put(ir.NameOutputNorm, next(D), D)
-	off += 4 * c.SeqLen * c.HeadDim // freq_cis real and imaginary halves
-	if !shared {
-		put(ir.NameOutput, next(vocab*D), vocab, D)
-	}
-	if tokPath != "" {
-		tb, err := os.ReadFile(tokPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tk := &tokenizer.Tokenizer{Kind: tokenizer.SentencePiece, BOS: 1, EOS: 2, UNK: 0, AddSpacePrefix: true}
-		p := 4
-		for i := 0; i < vocab; i++ {
-			score := math.Float32frombits(binary.LittleEndian.Uint32(tb[p:]))
-			n := int(binary.LittleEndian.Uint32(tb[p+4:]))
-			s := string(tb[p+8 : p+8+n])
-			p += 8 + n
-			tk.Tokens = append(tk.Tokens, strings.ReplaceAll(s, " ", "▁"))
-			tk.Scores = append(tk.Scores, score)
-		}
-		if err := tk.Init(); err != nil {
-			t.Fatal(err)
-		}
-		m.Tokenizer = tk
-	}
+	t.Cleanup(func() { m.Close() })
 	if err := m.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package lorarecovery
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/squeeze-ml/squeeze/ir"
 )
@@ -35,6 +36,7 @@ type net struct {
 	eps        float32
 	lowest     int // lowest layer holding an adapter (backward stops there)
 	withGrad   bool
+	ropeMu     sync.Mutex // guards ropeTables: workers share the net
 	ropeTables map[int]*ropeTable
 }
 
@@ -125,6 +127,8 @@ func linShape(c ir.Config, k int) (out, in int) {
 }
 
 func (n *net) rope(T int) *ropeTable {
+	n.ropeMu.Lock()
+	defer n.ropeMu.Unlock()
 	rt, ok := n.ropeTables[T]
 	if !ok {
 		rt = newRopeTable(T, n.cfg.HeadDim, n.cfg.RopeTheta)

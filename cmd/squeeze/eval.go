@@ -23,6 +23,7 @@ type evalOptions struct {
 	JSON       bool
 	Threads    int
 	MaxWindows int
+	Adapter    string
 }
 
 func newEvalCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -41,6 +42,7 @@ func newEvalCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.BoolVar(&o.JSON, "json", false, "print JSON")
 	f.IntVar(&o.Threads, "threads", 0, "windows evaluated in parallel (0 = all CPUs)")
 	f.IntVar(&o.MaxWindows, "max-windows", 0, "evaluate at most this many windows (0 = all)")
+	f.StringVar(&o.Adapter, "adapter", "", "apply the bundle's adapter set of this name (none = the base alone)")
 	return c
 }
 
@@ -60,7 +62,7 @@ func runEval(o *evalOptions, args []string, stdout, stderr io.Writer) error {
 	if err := needTokenizer(m); err != nil {
 		return err
 	}
-	res, err := evaluate(m, o.Ref, o.model.Tokenizer, text, eval.Options{Ctx: o.Ctx, Workers: o.Threads, MaxWindows: o.MaxWindows}, stderr)
+	res, err := evaluateAdapter(m, o.Adapter, o.Ref, o.model.Tokenizer, text, eval.Options{Ctx: o.Ctx, Workers: o.Threads, MaxWindows: o.MaxWindows}, stderr)
 	if err != nil {
 		return err
 	}
@@ -85,11 +87,20 @@ func runEval(o *evalOptions, args []string, stdout, stderr io.Writer) error {
 
 // evaluate runs the protocol on m (and a reference model file, if given).
 func evaluate(m *ir.Model, refPath, tokPath string, text []byte, opt eval.Options, stderr io.Writer) (*eval.Result, error) {
+	return evaluateAdapter(m, "", refPath, tokPath, text, opt, stderr)
+}
+
+// evaluateAdapter is evaluate with m's adapter set called adapter applied
+// ("" or "none": the base alone).
+func evaluateAdapter(m *ir.Model, adapter, refPath, tokPath string, text []byte, opt eval.Options, stderr io.Writer) (*eval.Result, error) {
 	if opt.Workers <= 0 {
 		opt.Workers = goruntime.NumCPU()
 	}
 	rt, err := runtime.New(m, runtime.Options{Threads: 1})
 	if err != nil {
+		return nil, err
+	}
+	if err := selectAdapter(m, rt, adapter); err != nil {
 		return nil, err
 	}
 	var ref *runtime.Model

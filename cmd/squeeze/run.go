@@ -19,6 +19,7 @@ type runOptions struct {
 	Seed    uint64
 	Threads int
 	Stats   bool
+	Adapter string
 }
 
 func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -38,6 +39,7 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.Uint64Var(&o.Seed, "seed", 0, "random seed (0 = from the clock)")
 	f.IntVar(&o.Threads, "threads", 0, "threads (0 = all CPUs)")
 	f.BoolVar(&o.Stats, "stats", false, "print tokens/s to stderr")
+	f.StringVar(&o.Adapter, "adapter", "", "apply the bundle's adapter set of this name (none = the base alone)")
 	return c
 }
 
@@ -55,6 +57,9 @@ func runRun(o *runOptions, args []string, stdout, stderr io.Writer) error {
 	}
 	rt, err := runtime.New(m, runtime.Options{Threads: o.Threads})
 	if err != nil {
+		return err
+	}
+	if err := selectAdapter(m, rt, o.Adapter); err != nil {
 		return err
 	}
 	seed := o.Seed

@@ -1,0 +1,472 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/spf13/cobra"
+	"github.com/squeeze-ml/squeeze/formats"
+	"github.com/squeeze-ml/squeeze/formats/bundle"
+	"github.com/squeeze-ml/squeeze/ir"
+	lorarecovery "github.com/squeeze-ml/squeeze/lora_recovery"
+	"github.com/squeeze-ml/squeeze/palettize"
+	"github.com/squeeze-ml/squeeze/reports"
+	"github.com/squeeze-ml/squeeze/runtime"
+)
+
+func init() { extraCommands = append(extraCommands, newRecoverCmd) }
+
+// Recovery defaults, tuned on stories260K (docs/QUALITY.md, "Recovery").
+const (
+	defaultRecoverRank    = 64
+	defaultRecoverSteps   = 200
+	defaultRecoverLR      = 1e-2
+	defaultRecoverBatch   = 8
+	defaultRecoverSeqLen  = 128
+	defaultRecoverCE      = 0
+	defaultRecoverBudget  = 0.10
+	defaultRecoverTargets = "q,k,v,o,gate,up,down"
+	defaultRecoverName    = "recover"
+)
+
+type recoverOptions struct {
+	Original  string
+	Tokenizer string
+	Calib     string
+	CalibCtx  int
+	Rank      int
+	Steps     int
+	LR        float64
+	Batch     int
+	SeqLen    int
+	CEWeight  float64
+	Budget    float64
+	Targets   string
+	Name      string
+	Seed      uint64
+	Threads   int
+	Out       string
+	JSON      bool
+}
+
+func newRecoverCmd(stdout, stderr io.Writer) *cobra.Command {
+	o := &recoverOptions{}
+	c := &cobra.Command{
+		Use:   "recover BUNDLE --original MODEL --calib FILE [-o OUT.sqz]",
+		Short: "Train LoRA adapters that win back the accuracy a compiled bundle lost, and store them in the bundle",
+		Long: `recover distils the original model into LoRA adapters on top of the bundle's frozen palettized
+weights: it calibrates the original on --calib text, initialises the adapters from the
+importance-weighted compression residual, trains them to match the original's next-token
+distributions (KL), keeps the checkpoint with the lowest held-out KL and writes the bundle with the
+adapter set added (a set of the same --name is replaced). The rank is the smaller of --rank and the
+largest rank whose float16 adapters add at most --adapter-budget x the bundle's size.
+Use them with squeeze run/eval --adapter NAME.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error { return runRecover(o, args, stdout, stderr) },
+	}
+	f := c.Flags()
+	f.StringVar(&o.Original, "original", "", "the uncompressed model the bundle was compiled from (required)")
+	f.StringVar(&o.Tokenizer, "tokenizer", "", "tokenizer file for a llama2.c --original (default: beside it)")
+	f.StringVar(&o.Calib, "calib", "", "calibration text to train on (required); its last 10% of windows are held out")
+	f.IntVar(&o.CalibCtx, "calib-ctx", 256, "window length for the importance calibration")
+	f.IntVar(&o.Rank, "rank", defaultRecoverRank, "maximum adapter rank (the budget may lower it)")
+	f.IntVar(&o.Steps, "steps", defaultRecoverSteps, "optimizer steps")
+	f.Float64Var(&o.LR, "lr", defaultRecoverLR, "peak learning rate (Adam, warmup then cosine decay)")
+	f.IntVar(&o.Batch, "batch", defaultRecoverBatch, "windows per step")
+	f.IntVar(&o.SeqLen, "seq-len", defaultRecoverSeqLen, "training window length in tokens")
+	f.Float64Var(&o.CEWeight, "ce-weight", defaultRecoverCE, "weight of cross-entropy on the text beside the KL to the original")
+	f.Float64Var(&o.Budget, "adapter-budget", defaultRecoverBudget, "adapter bytes at most this fraction of the bundle's size (0 = no budget)")
+	f.StringVar(&o.Targets, "lora-targets", defaultRecoverTargets, "linears to adapt: q,k,v,o,gate,up,down and/or names like blk.3.ffn_down")
+	f.StringVar(&o.Name, "name", defaultRecoverName, "adapter set name")
+	f.Uint64Var(&o.Seed, "seed", 1, "seed (window order); same inputs and seed give the same adapters")
+	f.IntVar(&o.Threads, "threads", 0, "threads (0 = all CPUs)")
+	f.StringVarP(&o.Out, "output", "o", "", "output bundle (default: rewrite BUNDLE in place, atomically)")
+	f.BoolVar(&o.JSON, "json", false, "print JSON")
+	return c
+}
+
+// recoverConfig configures recoverAdapters. Zero values take the command's
+// defaults.
+type recoverConfig struct {
+	Rank     int      // maximum rank
+	Steps    int      // optimizer steps
+	LR       float64  // peak learning rate
+	Batch    int      // windows per step
+	SeqLen   int      // training window length
+	CEWeight float64  // cross-entropy weight beside the KL
+	Budget   float64  // adapter bytes <= Budget x BundleBytes; 0 = no budget
+	Targets  []string // short kinds (q,k,v,o,gate,up,down), ir kinds or tensor names; nil = all
+	Name     string   // adapter set name
+	Seed     uint64
+	Threads  int
+	CalibCtx int // importance calibration window
+	// CalibTokens caps the tokens the importance calibration runs over
+	// (per-channel mean squares settle long before the whole text; the
+	// runtime's prefill dominates set-up time) [16384; < 0: all].
+	CalibTokens int
+	// Importance, when set (e.g. by compile, which has just calibrated),
+	// is used instead of calibrating again.
+	Importance map[string][]float32
+	// BundleBytes is the base bundle's size for the budget; 0 = estimate
+	// from the base tensors' bytes (data, LUTs, scales).
+	BundleBytes int64
+	// Log receives the rank choice and, when it is a terminal, a progress
+	// line; nil = silent.
+	Log io.Writer
+}
+
+func (c *recoverConfig) defaults() {
+	if c.Rank == 0 {
+		c.Rank = defaultRecoverRank
+	}
+	if c.Steps == 0 {
+		c.Steps = defaultRecoverSteps
+	}
+	if c.LR == 0 {
+		c.LR = defaultRecoverLR
+	}
+	if c.Batch == 0 {
+		c.Batch = defaultRecoverBatch
+	}
+	if c.SeqLen == 0 {
+		c.SeqLen = defaultRecoverSeqLen
+	}
+	if c.Name == "" {
+		c.Name = defaultRecoverName
+	}
+	if c.CalibCtx == 0 {
+		c.CalibCtx = 256
+	}
+	if c.CalibTokens == 0 {
+		c.CalibTokens = 16384
+	}
+	if c.Threads <= 0 {
+		c.Threads = goruntime.NumCPU()
+	}
+	if c.Log == nil {
+		c.Log = io.Discard
+	}
+}
+
+// parseTargets maps --lora-targets to lora_recovery target names.
+func parseTargets(s string) ([]string, error) {
+	short := map[string]string{"q": ir.AttnQ, "k": ir.AttnK, "v": ir.AttnV, "o": ir.AttnOut,
+		"gate": ir.FFNGate, "up": ir.FFNUp, "down": ir.FFNDown}
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		if k, ok := short[p]; ok {
+			p = k
+		}
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("--lora-targets %q: no targets (expected e.g. q,k,v,o,gate,up,down)", s)
+	}
+	return out, nil
+}
+
+// baseBytes estimates a model's stored size from its tensors (data, LUTs
+// and scales), for the adapter budget when the bundle size is not known.
+func baseBytes(m *ir.Model) int64 {
+	var n int64
+	for _, t := range m.Tensors {
+		n += int64(len(t.Data))
+		if t.Pal != nil {
+			n += 2 * int64(len(t.Pal.LUT)+len(t.Pal.Scales))
+		}
+	}
+	return n
+}
+
+// palettizedWeights counts the weights of m's palettized tensors.
+func palettizedWeights(m *ir.Model) int64 {
+	var n int64
+	for _, t := range m.Tensors {
+		if t.Pal != nil {
+			n += int64(t.Elems())
+		}
+	}
+	return n
+}
+
+// recoverAdapters trains an adapter set on base (the palettized model,
+// frozen) that distils orig on calibText. The set's BaseSHA256 is base's
+// (Meta["base_sha256"], set by the bundle loader), so bundle.Write accepts
+// it only on that base. Compile --recover calls this on the model it has
+// just palettized.
+func recoverAdapters(orig, base *ir.Model, calibText []byte, cfg recoverConfig) (*ir.AdapterSet, lorarecovery.Report, error) {
+	var rep lorarecovery.Report
+	cfg.defaults()
+	if orig.Tokenizer == nil {
+		return nil, rep, fmt.Errorf("recover: %s: no tokenizer to read the calibration text with", orig.Source)
+	}
+	oc, bc := orig.Config, base.Config
+	if oc.Dim != bc.Dim || oc.Layers != bc.Layers || oc.Heads != bc.Heads || oc.KVHeads != bc.KVHeads ||
+		oc.HeadDim != bc.HeadDim || oc.FFN != bc.FFN || oc.Vocab != bc.Vocab {
+		return nil, rep, fmt.Errorf("recover: the original %s (dim %d, %d layers, ffn %d, vocab %d) is not the model %s was compiled from (dim %d, %d layers, ffn %d, vocab %d)",
+			orig.Source, oc.Dim, oc.Layers, oc.FFN, oc.Vocab, base.Source, bc.Dim, bc.Layers, bc.FFN, bc.Vocab)
+	}
+	// Rank: the --rank cap, lowered to the budget.
+	rank := cfg.Rank
+	if cfg.Budget > 0 {
+		bb := cfg.BundleBytes
+		if bb <= 0 {
+			bb = baseBytes(base)
+		}
+		budget := int64(cfg.Budget * float64(bb))
+		br, err := lorarecovery.RankForBudget(base, cfg.Targets, budget, 1<<30)
+		if err != nil {
+			return nil, rep, fmt.Errorf("recover: --adapter-budget %g of %s: %w", cfg.Budget, reports.Bytes(bb), err)
+		}
+		if br < rank {
+			fmt.Fprintf(cfg.Log, "recover: rank %d: the largest whose float16 adapters fit %g x %s = %s (--rank %d)\n",
+				br, cfg.Budget, reports.Bytes(bb), reports.Bytes(budget), cfg.Rank)
+			rank = br
+		} else {
+			fmt.Fprintf(cfg.Log, "recover: rank %d: the --rank cap (the budget of %s would allow rank %d)\n", rank, reports.Bytes(budget), br)
+		}
+	} else {
+		fmt.Fprintf(cfg.Log, "recover: rank %d (--rank; no adapter budget)\n", rank)
+	}
+	// Importance from the original, as compile uses it.
+	tok := orig.Tokenizer
+	stream := tok.Encode(string(calibText), true)
+	if len(stream) < 2 {
+		return nil, rep, fmt.Errorf("recover: the calibration text tokenizes to %d tokens, nothing to train on", len(stream)-1)
+	}
+	bos := max(tok.BOS, 0)
+	imp := cfg.Importance
+	if imp == nil {
+		cs := stream
+		if cfg.CalibTokens > 0 && len(cs) > cfg.CalibTokens {
+			cs = cs[:cfg.CalibTokens]
+		}
+		cal, err := palettize.Calibrate(orig, cs, bos, min(cfg.CalibCtx, oc.SeqLen), cfg.Threads, nil)
+		if err != nil {
+			return nil, rep, fmt.Errorf("recover: %w", err)
+		}
+		imp = cal.Importance
+	}
+	// The trainer puts BOS first in each window itself.
+	tokens := stream
+	if tok.BOS >= 0 && len(tokens) > 0 && tokens[0] == tok.BOS {
+		tokens = tokens[1:]
+	}
+	progress := func(int, float64, float64) {}
+	if f, ok := cfg.Log.(*os.File); ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())) {
+		var last time.Time
+		progress = func(step int, loss, kl float64) {
+			if now := time.Now(); now.Sub(last) > 100*time.Millisecond || step == cfg.Steps {
+				last = now
+				fmt.Fprintf(f, "\rrecover: step %d/%d  loss %.4f  held-out KL %.4f ", step, cfg.Steps, loss, kl)
+			}
+		}
+	}
+	set, rep, err := lorarecovery.Train(orig, base, tokens, lorarecovery.Options{
+		Rank: rank, Targets: cfg.Targets, Init: lorarecovery.InitResidual, Importance: imp,
+		Steps: cfg.Steps, LR: cfg.LR, Batch: cfg.Batch, SeqLen: min(cfg.SeqLen, oc.SeqLen), CEWeight: cfg.CEWeight,
+		BOS: bos, Seed: cfg.Seed, Threads: cfg.Threads, Name: cfg.Name, Progress: progress,
+	})
+	if f, ok := cfg.Log.(*os.File); ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())) {
+		fmt.Fprintln(f)
+	}
+	if err != nil {
+		return nil, rep, fmt.Errorf("recover: %w", err)
+	}
+	set.BaseSHA256 = base.Meta["base_sha256"]
+	return set, rep, nil
+}
+
+// recoverResult is the --json output of recover.
+type recoverResult struct {
+	Path            string  `json:"path"`
+	Name            string  `json:"name"`
+	Rank            int     `json:"rank"`
+	Targets         int     `json:"targets"`
+	Steps           int     `json:"steps"`
+	AdapterBytes    int64   `json:"adapter_bytes"`
+	AdapterBPW      float64 `json:"adapter_bpw"` // adapter bits per palettized weight
+	BundleBytes     int64   `json:"bundle_bytes"`
+	BaseBytes       int64   `json:"base_bytes"`  // the bundle without adapter sets
+	AddedBytes      int64   `json:"added_bytes"` // file growth: adapters, alignment and manifest entries
+	HeldOutKLBefore float64 `json:"heldout_kl_before"`
+	HeldOutKLInit   float64 `json:"heldout_kl_init"`
+	HeldOutKLAfter  float64 `json:"heldout_kl_after"`
+	BestStep        int     `json:"best_step"`
+	TrainTokens     int64   `json:"train_tokens"`
+	Seconds         float64 `json:"seconds"`
+	BaseSHA256      string  `json:"base_sha256"`
+}
+
+func runRecover(o *recoverOptions, args []string, stdout, stderr io.Writer) error {
+	start := time.Now()
+	if o.Original == "" {
+		return fmt.Errorf("--original MODEL is required (the model the bundle was compiled from)")
+	}
+	if o.Calib == "" {
+		return fmt.Errorf("--calib FILE is required")
+	}
+	if o.Rank < 1 || o.Steps < 1 || !(o.LR > 0) || o.Batch < 1 || o.SeqLen < 2 || o.CEWeight < 0 || o.Budget < 0 {
+		return fmt.Errorf("--rank %d, --steps %d, --lr %g, --batch %d, --seq-len %d, --ce-weight %g, --adapter-budget %g: expected rank, steps, batch >= 1, lr > 0, seq-len >= 2, ce-weight and budget >= 0",
+			o.Rank, o.Steps, o.LR, o.Batch, o.SeqLen, o.CEWeight, o.Budget)
+	}
+	if o.Name == "" || o.Name == "none" || strings.ContainsAny(o.Name, "/\\ ") {
+		return fmt.Errorf("--name %q: expected a non-empty name without spaces or slashes, other than \"none\"", o.Name)
+	}
+	targets, err := parseTargets(o.Targets)
+	if err != nil {
+		return err
+	}
+	text, err := os.ReadFile(o.Calib)
+	if err != nil {
+		return fmt.Errorf("--calib: %w", err)
+	}
+	path := args[0]
+	out := o.Out
+	if out == "" {
+		out = path
+	}
+	if d := filepath.Dir(out); d != "" {
+		if st, err := os.Stat(d); err != nil || !st.IsDir() {
+			return fmt.Errorf("-o %s: directory %s does not exist", out, d)
+		}
+	}
+	base, man, err := bundle.Load(path, bundle.Options{Verify: true})
+	if err != nil {
+		return err
+	}
+	defer base.Close()
+	orig, err := formats.Load(o.Original, formats.LoadOptions{Tokenizer: o.Tokenizer})
+	if err != nil {
+		return fmt.Errorf("--original: %w", err)
+	}
+	defer orig.Close()
+	if orig.Format == "bundle" {
+		return fmt.Errorf("--original %s is a compiled bundle; give the uncompressed model", o.Original)
+	}
+	if orig.Tokenizer == nil {
+		orig.Tokenizer = base.Tokenizer
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	// The budget is relative to the bundle without the set being replaced
+	// or any other adapter set.
+	bb := st.Size()
+	for _, s := range base.AdapterSets {
+		bb -= s.Bytes()
+	}
+	set, rep, err := recoverAdapters(orig, base, text, recoverConfig{Rank: o.Rank, Steps: o.Steps, LR: o.LR, Batch: o.Batch,
+		SeqLen: o.SeqLen, CEWeight: o.CEWeight, Budget: o.Budget, Targets: targets, Name: o.Name, Seed: o.Seed,
+		Threads: o.Threads, CalibCtx: o.CalibCtx, BundleBytes: bb, Log: stderr})
+	if err != nil {
+		return err
+	}
+	info, err := writeWithAdapterSet(out, base, man, set)
+	if err != nil {
+		return err
+	}
+	res := recoverResult{Path: info.Path, Name: set.Name, Rank: rep.Rank, Targets: rep.Targets, Steps: rep.Steps,
+		AdapterBytes: set.Bytes(), AdapterBPW: 8 * float64(set.Bytes()) / float64(palettizedWeights(base)),
+		BundleBytes: info.Bytes, BaseBytes: bb, AddedBytes: info.Bytes - st.Size(), HeldOutKLBefore: rep.BaseHeldOutKL, HeldOutKLInit: rep.InitHeldOutKL,
+		HeldOutKLAfter: rep.BestHeldOutKL, BestStep: rep.BestStep, TrainTokens: rep.TrainTokens,
+		Seconds: time.Since(start).Seconds(), BaseSHA256: info.BaseSHA256}
+	if o.JSON {
+		e := json.NewEncoder(stdout)
+		e.SetIndent("", "  ")
+		return e.Encode(res)
+	}
+	rows := [][]string{
+		{"adapter set", fmt.Sprintf("%s: rank %d on %d linears", res.Name, res.Rank, res.Targets)},
+		{"adapter size", fmt.Sprintf("%s (%.1f%% of the base bundle, %.3f bits per palettized weight)",
+			reports.Bytes(res.AdapterBytes), 100*float64(res.AdapterBytes)/float64(bb), res.AdapterBPW)},
+		{"held-out KL(original || bundle)", fmt.Sprintf("%.5f without adapters, %.5f initialised, %.5f trained (step %d of %d)",
+			res.HeldOutKLBefore, res.HeldOutKLInit, res.HeldOutKLAfter, res.BestStep, res.Steps)},
+		{"training", fmt.Sprintf("%d tokens, %.1fs", res.TrainTokens, res.Seconds)},
+	}
+	if err := reports.Table(stdout, []string{"recover", "value"}, rows, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nwrote %s (%s); use it with --adapter %s\n", info.Path, reports.Bytes(info.Bytes), res.Name)
+	return nil
+}
+
+// writeWithAdapterSet writes base (a loaded bundle) to path with set added,
+// replacing a set of the same name, keeping the manifest's plan,
+// calibration summary, source and metadata.
+func writeWithAdapterSet(path string, base *ir.Model, man *bundle.Manifest, set *ir.AdapterSet) (bundle.Info, error) {
+	m := *base
+	m.AdapterSets = nil
+	for _, s := range base.AdapterSets {
+		if s.Name != set.Name {
+			m.AdapterSets = append(m.AdapterSets, s)
+		}
+	}
+	m.AdapterSets = append(m.AdapterSets, set)
+	ex := bundle.Extra{SqueezeVersion: man.SqueezeVersion, Source: man.Source, Meta: man.Extra}
+	if len(man.Plan) > 0 {
+		ex.Plan = man.Plan
+	}
+	if len(man.Calibration) > 0 {
+		ex.Calibration = man.Calibration
+	}
+	return bundle.Write(path, &m, ex)
+}
+
+// selectAdapter applies m's adapter set called name to rt: "" and "none"
+// run the base alone. A set trained on another base (its base checksum is
+// not the bundle's) or whose shapes do not fit is refused.
+func selectAdapter(m *ir.Model, rt *runtime.Model, name string) error {
+	if name == "" || name == "none" {
+		return rt.SetAdapters(nil)
+	}
+	var names []string
+	for _, s := range m.AdapterSets {
+		if s.Name != name {
+			names = append(names, s.Name)
+			continue
+		}
+		want := m.Meta["base_sha256"]
+		switch {
+		case want == "":
+			return fmt.Errorf("--adapter %s: %s records no base checksum, so the set cannot be checked against its weights", name, m.Source)
+		case s.BaseSHA256 != want:
+			return fmt.Errorf("--adapter %s: the set was trained on base %s, but %s's base weights are %s; recover it again on this bundle",
+				name, short(s.BaseSHA256), m.Source, short(want))
+		}
+		if err := rt.SetAdapters(s); err != nil {
+			return fmt.Errorf("--adapter %s: %w", name, err)
+		}
+		return nil
+	}
+	if len(names) == 0 {
+		return fmt.Errorf("--adapter %s: %s has no adapter sets (add one with squeeze recover)", name, m.Source)
+	}
+	return fmt.Errorf("--adapter %s: %s has no adapter set of that name; available: %s (or none)", name, m.Source, strings.Join(names, ", "))
+}
+
+// short abbreviates a checksum for messages.
+func short(h string) string {
+	if h == "" {
+		return "(none recorded)"
+	}
+	if len(h) > 16 {
+		return h[:16] + "…"
+	}
+	return h
+}

@@ -1,0 +1,395 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/squeeze-ml/squeeze/formats"
+	"github.com/squeeze-ml/squeeze/formats/bundle"
+	"github.com/squeeze-ml/squeeze/ir"
+	"github.com/squeeze-ml/squeeze/palettize"
+	"github.com/squeeze-ml/squeeze/runtime"
+)
+
+var (
+	recoverOnce    sync.Once
+	recoverDir     string
+	recoverErr     error
+	recoverBundle  string // palettized stories260K, no adapters
+	recoverTwoSets string // the same with sets "a" and "b"
+	recoverCalib   string // the first 8 KB of calib.txt
+)
+
+// recoverFixtures builds (once per test binary) a quickly palettized
+// stories260K bundle (every linear 2-bit, one LUT per tensor), a short
+// calibration text, and a copy of the bundle with two adapter sets trained
+// by squeeze recover for a few steps.
+func recoverFixtures(t *testing.T) {
+	t.Helper()
+	recoverOnce.Do(func() {
+		recoverDir, recoverErr = os.MkdirTemp("", "squeeze-recover-test")
+		if recoverErr != nil {
+			return
+		}
+		m, err := formats.Load(stories, formats.LoadOptions{})
+		if err != nil {
+			recoverErr = err
+			return
+		}
+		defer m.Close()
+		pm := *m
+		pm.Tensors = map[string]*ir.Tensor{}
+		for name, t := range m.Tensors {
+			pm.Tensors[name] = t
+		}
+		for l := 0; l < m.Config.Layers; l++ {
+			for _, k := range ir.LinearKinds {
+				name := ir.Blk(l, k)
+				q, _, err := palettize.PalettizeTensor(m.Tensors[name], palettize.Options{Bits: 2, Workers: 1})
+				if err != nil {
+					recoverErr = err
+					return
+				}
+				pm.Tensors[name] = q
+			}
+		}
+		recoverBundle = filepath.Join(recoverDir, "base.sqz")
+		if _, err := bundle.Write(recoverBundle, &pm, bundle.Extra{SqueezeVersion: version, Source: "stories260K.bin"}); err != nil {
+			recoverErr = err
+			return
+		}
+		text, err := os.ReadFile("../../testdata/tinystories/calib.txt")
+		if err != nil {
+			recoverErr = err
+			return
+		}
+		recoverCalib = filepath.Join(recoverDir, "calib.txt")
+		if recoverErr = os.WriteFile(recoverCalib, text[:8<<10], 0o644); recoverErr != nil {
+			return
+		}
+		recoverTwoSets = filepath.Join(recoverDir, "two.sqz")
+		for i, name := range []string{"a", "b"} {
+			in := recoverBundle
+			if i > 0 {
+				in = recoverTwoSets
+			}
+			var out, errb strings.Builder
+			root := newRootCmd(&out, &errb)
+			root.SetArgs([]string{"recover", in, "--original", stories, "--calib", recoverCalib, "--steps", "2", "--batch", "2",
+				"--seq-len", "32", "--rank", "2", "--name", name, "--seed", string(rune('1' + i)), "-o", recoverTwoSets})
+			if recoverErr = root.Execute(); recoverErr != nil {
+				return
+			}
+		}
+	})
+	if recoverErr != nil {
+		t.Fatal(recoverErr)
+	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if recoverDir != "" {
+		os.RemoveAll(recoverDir)
+	}
+	os.Exit(code)
+}
+
+// TestRecoverJSONAndBudget: recover writes the set, picks the rank the
+// budget allows (the --rank cap otherwise), and reports its figures.
+func TestRecoverJSONAndBudget(t *testing.T) {
+	recoverFixtures(t)
+	out := filepath.Join(t.TempDir(), "r.sqz")
+	st, _ := os.Stat(recoverBundle)
+	base, _, err := bundle.Load(recoverBundle, bundle.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Close()
+	// A budget for 3.5 x the rank-1 bytes: rank 3, the largest that fits.
+	perRank := int64(0)
+	for l := 0; l < base.Config.Layers; l++ {
+		for _, k := range ir.LinearKinds {
+			w := base.Tensors[ir.Blk(l, k)]
+			perRank += 2 * int64(w.Rows()+w.Cols())
+		}
+	}
+	budget := 3.5 * float64(perRank) / float64(st.Size())
+	wantRank := 3
+	stdout, stderr, err := squeeze(t, "recover", recoverBundle, "--original", stories, "--calib", recoverCalib, "--steps", "3",
+		"--batch", "2", "--seq-len", "32", "--adapter-budget", fmt.Sprint(budget), "--rank", "64", "-o", out, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r recoverResult
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("recover --json: %v\n%s", err, stdout)
+	}
+	if r.Rank != wantRank || r.Targets != 35 || r.Steps != 3 || r.Name != defaultRecoverName {
+		t.Errorf("rank %d targets %d steps %d name %q; want rank %d (budget), 35 targets, 3 steps, %q", r.Rank, r.Targets, r.Steps, r.Name, wantRank, defaultRecoverName)
+	}
+	if !strings.Contains(stderr, "largest whose float16 adapters fit") {
+		t.Errorf("stderr does not say why rank %d: %q", r.Rank, stderr)
+	}
+	if r.AdapterBytes != int64(wantRank)*perRank || r.AdapterBytes > int64(budget*float64(st.Size())) {
+		t.Errorf("adapter bytes %d, want %d (<= %g x %d)", r.AdapterBytes, int64(wantRank)*perRank, budget, st.Size())
+	}
+	if want := 8 * float64(r.AdapterBytes) / float64(palettizedWeights(base)); r.AdapterBPW != want {
+		t.Errorf("adapter_bpw %v, want %v", r.AdapterBPW, want)
+	}
+	if !(r.HeldOutKLBefore > 0) || !(r.HeldOutKLAfter <= r.HeldOutKLInit) || r.Seconds <= 0 {
+		t.Errorf("held-out KL before %v init %v after %v, seconds %v", r.HeldOutKLBefore, r.HeldOutKLInit, r.HeldOutKLAfter, r.Seconds)
+	}
+	m, _, err := bundle.Load(out, bundle.Options{Verify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if len(m.AdapterSets) != 1 || m.AdapterSets[0].Name != defaultRecoverName || m.AdapterSets[0].BaseSHA256 != base.Meta["base_sha256"] {
+		t.Fatalf("written sets: %+v (base %s)", m.AdapterSets, base.Meta["base_sha256"])
+	}
+	if a := m.AdapterSets[0].Adapters["blk.1.ffn_down"]; a == nil || a.Rank != wantRank || a.In != 172 || a.Out != 64 {
+		t.Fatalf("adapter blk.1.ffn_down: %+v", a)
+	}
+	// No budget: the --rank cap.
+	stdout, _, err = squeeze(t, "recover", recoverBundle, "--original", stories, "--calib", recoverCalib, "--steps", "1",
+		"--batch", "1", "--seq-len", "32", "--adapter-budget", "0", "--rank", "3", "--lora-targets", "o,blk.2.ffn_up", "-o", out, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Rank != 3 || r.Targets != 6 {
+		t.Errorf("no budget: rank %d on %d targets, want 3 on 6 (5 attn_output + blk.2.ffn_up)", r.Rank, r.Targets)
+	}
+}
+
+// TestRecoverReplacesInPlace: without -o the bundle is rewritten; a set of
+// the same name is replaced, others kept; the base is untouched.
+func TestRecoverReplacesInPlace(t *testing.T) {
+	recoverFixtures(t)
+	path := filepath.Join(t.TempDir(), "two.sqz")
+	data, _ := os.ReadFile(recoverTwoSets)
+	os.WriteFile(path, data, 0o644)
+	before, _, err := bundle.Load(path, bundle.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	aBefore := before.AdapterSets[0].Adapters["blk.0.attn_q"].B[0]
+	baseSHA := before.Meta["base_sha256"]
+	before.Close()
+	if _, _, err := squeeze(t, "recover", path, "--original", stories, "--calib", recoverCalib, "--steps", "2", "--batch", "2",
+		"--seq-len", "32", "--rank", "1", "--name", "a", "--seed", "9"); err != nil {
+		t.Fatal(err)
+	}
+	m, man, err := bundle.Load(path, bundle.Options{Verify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var names []string
+	for _, s := range m.AdapterSets {
+		names = append(names, s.Name)
+	}
+	if strings.Join(names, ",") != "b,a" {
+		t.Fatalf("sets after replacing a: %v, want [b a]", names)
+	}
+	a := m.AdapterSets[1].Adapters["blk.0.attn_q"]
+	if a.Rank != 1 || a.B[0] == aBefore {
+		t.Errorf("set a not replaced: rank %d", a.Rank)
+	}
+	if m.Meta["base_sha256"] != baseSHA || man.Source != "stories260K.bin" || man.SqueezeVersion != version {
+		t.Errorf("base %s (was %s), source %q, version %q", m.Meta["base_sha256"], baseSHA, man.Source, man.SqueezeVersion)
+	}
+}
+
+// TestAdapterSelection: a bundle with two sets runs either on request
+// (run and eval), "none" and "" run the base, an unknown name lists the
+// sets.
+func TestAdapterSelection(t *testing.T) {
+	recoverFixtures(t)
+	ppl := func(adapter string) float64 {
+		t.Helper()
+		args := []string{"eval", recoverTwoSets, "--text", recoverCalib, "--ctx", "64", "--max-windows", "3", "--json"}
+		if adapter != "" {
+			args = append(args, "--adapter", adapter)
+		}
+		out, _, err := squeeze(t, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r map[string]any
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatal(err)
+		}
+		return r["ppl"].(float64)
+	}
+	pNone, pEmpty, pA, pB := ppl("none"), ppl(""), ppl("a"), ppl("b")
+	t.Logf("ppl: none %.4f, a %.4f, b %.4f", pNone, pA, pB)
+	if pNone != pEmpty || pA == pNone || pB == pNone || pA == pB {
+		t.Fatalf("ppl none %v, default %v, a %v, b %v: want none = default, a and b distinct from both", pNone, pEmpty, pA, pB)
+	}
+	// eval --adapter a is the runtime with set a applied.
+	m, err := formats.Load(recoverTwoSets, formats.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	rt, err := runtime.New(m, runtime.Options{Threads: 1, Adapters: m.AdapterSets[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt2, _ := runtime.New(m, runtime.Options{Threads: 1})
+	if err := selectAdapter(m, rt2, "a"); err != nil {
+		t.Fatal(err)
+	}
+	toks := m.Tokenizer.Encode("Once upon a time", true)
+	l1 := make([]float32, m.Config.Vocab)
+	l2 := make([]float32, m.Config.Vocab)
+	rt.Forward(rt.NewState(16), toks, l1, false)
+	rt2.Forward(rt2.NewState(16), toks, l2, false)
+	for i := range l1 {
+		if l1[i] != l2[i] {
+			t.Fatalf("logit %d: %v with Options.Adapters, %v via selectAdapter", i, l1[i], l2[i])
+		}
+	}
+	for _, ad := range []string{"a", "b", "none"} {
+		out, _, err := squeeze(t, "run", recoverTwoSets, "--prompt", "Once upon a time", "-n", "8", "--temp", "0", "--adapter", ad)
+		if err != nil || !strings.HasPrefix(out, "Once upon a time") {
+			t.Fatalf("run --adapter %s: %q, %v", ad, out, err)
+		}
+	}
+	for _, args := range [][]string{{"run", "--prompt", "x"}, {"eval", "--text", recoverCalib}} {
+		_, _, err := squeeze(t, append(args, recoverTwoSets, "--adapter", "c")...)
+		if err == nil || !strings.Contains(err.Error(), "available: a, b") {
+			t.Errorf("%s --adapter c: %v, want an error listing a, b", args[0], err)
+		}
+	}
+	if _, _, err := squeeze(t, "run", recoverBundle, "--prompt", "x", "--adapter", "a"); err == nil || !strings.Contains(err.Error(), "no adapter sets") {
+		t.Errorf("run --adapter a on a bundle without sets: %v", err)
+	}
+}
+
+// tamperSetBase rewrites set i's base_sha256 in a bundle's manifest (and
+// the header's manifest checksum, so the file still loads).
+func tamperSetBase(t *testing.T, src, dst string, i int, sha string) {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mo, ml := binary.LittleEndian.Uint64(data[8:]), binary.LittleEndian.Uint64(data[16:])
+	var man bundle.Manifest
+	if err := json.Unmarshal(data[mo:mo+ml], &man); err != nil {
+		t.Fatal(err)
+	}
+	man.Adapters[i].BaseSHA256 = sha
+	mj, err := json.Marshal(man)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := append(append([]byte(nil), data[:mo]...), mj...)
+	binary.LittleEndian.PutUint64(out[16:], uint64(len(mj)))
+	sum := sha256.Sum256(mj)
+	copy(out[24:56], sum[:])
+	if err := os.WriteFile(dst, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAdapterRefused: a set whose base checksum is not the bundle's, or
+// whose shapes do not fit, is refused with a clear error; the other set
+// still runs.
+func TestAdapterRefused(t *testing.T) {
+	recoverFixtures(t)
+	bad := filepath.Join(t.TempDir(), "tampered.sqz")
+	tamperSetBase(t, recoverTwoSets, bad, 1, strings.Repeat("ab", 32))
+	_, _, err := squeeze(t, "eval", bad, "--text", recoverCalib, "--ctx", "64", "--max-windows", "1", "--adapter", "b")
+	if err == nil || !strings.Contains(err.Error(), "trained on base abababababababab") {
+		t.Fatalf("eval --adapter b on a tampered base hash: %v", err)
+	}
+	if _, _, err := squeeze(t, "run", bad, "--prompt", "x", "-n", "2", "--adapter", "b"); err == nil {
+		t.Fatal("run --adapter b on a tampered base hash: no error")
+	}
+	if _, _, err := squeeze(t, "eval", bad, "--text", recoverCalib, "--ctx", "64", "--max-windows", "1", "--adapter", "a"); err != nil {
+		t.Fatalf("eval --adapter a (untampered) : %v", err)
+	}
+
+	m, err := formats.Load(recoverTwoSets, formats.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	rt, err := runtime.New(m, runtime.Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Wrong shapes: set a with one adapter transposed.
+	good := m.AdapterSets[0]
+	wrong := &ir.AdapterSet{Name: "wrong", BaseSHA256: good.BaseSHA256, Adapters: map[string]*ir.Adapter{}}
+	for n, a := range good.Adapters {
+		wrong.Adapters[n] = a
+	}
+	a := *good.Adapters["blk.3.ffn_down"]
+	a.In, a.Out = a.Out, a.In
+	a.A, a.B = make([]float32, a.Rank*a.In), make([]float32, a.Out*a.Rank)
+	wrong.Adapters["blk.3.ffn_down"] = &a
+	m.AdapterSets = append(m.AdapterSets, wrong)
+	if err := selectAdapter(m, rt, "wrong"); err == nil || !strings.Contains(err.Error(), "blk.3.ffn_down") {
+		t.Fatalf("wrong shapes: %v", err)
+	}
+	// No base checksum on the model: nothing to check against.
+	meta := m.Meta
+	m.Meta = map[string]string{}
+	if err := selectAdapter(m, rt, "a"); err == nil || !strings.Contains(err.Error(), "no base checksum") {
+		t.Fatalf("no base checksum: %v", err)
+	}
+	m.Meta = meta
+	if err := selectAdapter(m, rt, "a"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRecoverErrors(t *testing.T) {
+	recoverFixtures(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"recover", recoverBundle, "--calib", recoverCalib}, "--original"},
+		{[]string{"recover", recoverBundle, "--original", stories}, "--calib"},
+		{[]string{"recover", recoverBundle, "--original", recoverBundle, "--calib", recoverCalib}, "compiled bundle"},
+		{[]string{"recover", stories, "--original", stories, "--calib", recoverCalib}, "magic"},
+		{[]string{"recover", recoverBundle, "--original", stories, "--calib", recoverCalib, "--name", "none"}, "--name"},
+		{[]string{"recover", recoverBundle, "--original", stories, "--calib", recoverCalib, "--lora-targets", "q,foo"}, "foo"},
+		{[]string{"recover", recoverBundle, "--original", stories, "--calib", recoverCalib, "--adapter-budget", "0.0001"}, "does not fit rank-1"},
+	} {
+		_, _, err := squeeze(t, tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want one mentioning %q", tc.args[2:], err, tc.want)
+		}
+	}
+	orig, err := formats.Load(stories, formats.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	base, _, err := bundle.Load(recoverBundle, bundle.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Close()
+	other := *orig
+	other.Config.FFN = 171
+	if _, _, err := recoverAdapters(&other, base, []byte("Once upon a time"), recoverConfig{}); err == nil || !strings.Contains(err.Error(), "not the model") {
+		t.Errorf("original of another shape: %v", err)
+	}
+}

@@ -82,21 +82,25 @@ type TokenizerEntry struct {
 	AddSpacePrefix bool      `json:"add_space_prefix"`
 }
 
-// AdapterEntry is one LoRA adapter; A and B are float16 sections.
+// AdapterEntry is one LoRA adapter: A (rank x in) then B (out x rank),
+// float16, at byte offsets A and B of its set's section.
 type AdapterEntry struct {
 	Target string  `json:"target"`
 	Rank   int     `json:"rank"`
 	In     int     `json:"in"`
 	Out    int     `json:"out"`
 	Scale  float32 `json:"scale"`
-	A      int     `json:"a"`
-	B      int     `json:"b"`
+	A      int64   `json:"a_offset"`
+	B      int64   `json:"b_offset"`
 }
 
-// AdapterSetEntry is a named adapter set.
+// AdapterSetEntry is a named adapter set; all its matrices share one
+// section (per-matrix sections would cost alignment and manifest bytes that
+// matter next to adapters of a few kilobytes).
 type AdapterSetEntry struct {
 	Name       string         `json:"name"`
 	BaseSHA256 string         `json:"base_sha256"`
+	Section    int            `json:"section"`
 	Adapters   []AdapterEntry `json:"adapters"`
 }
 
@@ -249,17 +253,20 @@ func Write(path string, m *ir.Model, ex Extra) (Info, error) {
 				targets = append(targets, n)
 			}
 			sort.Strings(targets)
+			var parts [][]byte
+			var off int64
 			for _, n := range targets {
 				a := set.Adapters[n]
-				ae := AdapterEntry{Target: n, Rank: a.Rank, In: a.In, Out: a.Out, Scale: a.Scale}
-				var err error
-				if ae.A, err = sw.add("adapter."+set.Name+"."+n+".a", f16bytes(a.A)); err != nil {
-					return err
-				}
-				if ae.B, err = sw.add("adapter."+set.Name+"."+n+".b", f16bytes(a.B)); err != nil {
-					return err
-				}
+				ae := AdapterEntry{Target: n, Rank: a.Rank, In: a.In, Out: a.Out, Scale: a.Scale, A: off}
+				ab, bb := f16bytes(a.A), f16bytes(a.B)
+				ae.B = off + int64(len(ab))
+				off += int64(len(ab) + len(bb))
+				parts = append(parts, ab, bb)
 				se.Adapters = append(se.Adapters, ae)
+			}
+			var err error
+			if se.Section, err = sw.add("adapters."+set.Name, parts...); err != nil {
+				return err
 			}
 			man.Adapters = append(man.Adapters, se)
 		}
@@ -422,18 +429,19 @@ func Parse(name string, data []byte, opt Options) (*ir.Model, *Manifest, error) 
 	}
 	for _, se := range man.Adapters {
 		set := &ir.AdapterSet{Name: se.Name, BaseSHA256: se.BaseSHA256, Adapters: map[string]*ir.Adapter{}}
+		data, err := sec(se.Section, "adapter set "+se.Name)
+		if err != nil {
+			return nil, nil, err
+		}
 		for _, ae := range se.Adapters {
-			a, err := sec(ae.A, "adapter "+se.Name+"/"+ae.Target+" A")
-			if err != nil {
-				return nil, nil, err
+			if ae.Rank <= 0 || ae.In <= 0 || ae.Out <= 0 || ae.Rank > 1<<16 || ae.In > 1<<24 || ae.Out > 1<<24 {
+				return nil, nil, fail("adapter %s/%s: rank %d, %dx%d out of range", se.Name, ae.Target, ae.Rank, ae.Out, ae.In)
 			}
-			b, err := sec(ae.B, "adapter "+se.Name+"/"+ae.Target+" B")
-			if err != nil {
-				return nil, nil, err
+			na, nb := 2*int64(ae.Rank)*int64(ae.In), 2*int64(ae.Rank)*int64(ae.Out)
+			if ae.A < 0 || ae.B < 0 || ae.A > int64(len(data))-na || ae.B > int64(len(data))-nb {
+				return nil, nil, fail("adapter %s/%s: A at %d (%d bytes) or B at %d (%d bytes) outside its %d-byte section", se.Name, ae.Target, ae.A, na, ae.B, nb, len(data))
 			}
-			if ae.Rank <= 0 || int64(len(a)) != 2*int64(ae.Rank)*int64(ae.In) || int64(len(b)) != 2*int64(ae.Rank)*int64(ae.Out) {
-				return nil, nil, fail("adapter %s/%s: rank %d, %dx%d does not match its sections (%d and %d bytes)", se.Name, ae.Target, ae.Rank, ae.Out, ae.In, len(a), len(b))
-			}
+			a, b := data[ae.A:ae.A+na], data[ae.B:ae.B+nb]
 			set.Adapters[ae.Target] = &ir.Adapter{Target: ae.Target, Rank: ae.Rank, In: ae.In, Out: ae.Out, Scale: ae.Scale,
 				A: f16decode(a), B: f16decode(b)}
 		}

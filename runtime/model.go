@@ -270,7 +270,7 @@ func (r *Model) Forward(s *State, tokens []int, logits []float32, all bool) erro
 		r.linear(ly.names[nUp], ly.up, xb, hb2, n)
 		lap(ly.names[nUp])
 		for i, g := range hb {
-			hb[i] = g * (1 / (1 + float32(math.Exp(float64(-g))))) * hb2[i]
+			hb[i] = g * (1 / (1 + expf(-g))) * hb2[i]
 		}
 		lap(ly.names[nSwiGLU])
 		r.linear(ly.names[nDown], ly.down, hb, tmp, n)
@@ -470,7 +470,7 @@ func softmax(x []float32) {
 	}
 	var sum float32
 	for i, v := range x {
-		e := float32(math.Exp(float64(v - mx)))
+		e := expf(v - mx)
 		x[i] = e
 		sum += e
 	}

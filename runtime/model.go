@@ -246,6 +246,13 @@ func (r *Model) Forward(s *State, tokens []int, logits []float32, all bool) erro
 			pos := s.Pos + i
 			rope(q[i*qd:(i+1)*qd], c.HeadDim, pos, c.RopeTheta, c.RopeNeoX)
 			rope(k[i*kvd:(i+1)*kvd], c.HeadDim, pos, c.RopeTheta, c.RopeNeoX)
+			if c.RopeNeoX {
+				// Keep q and the cached k in interleaved-pair order: q.k is
+				// then summed in the same order as for the same model stored
+				// with llama.cpp's layout, so both give identical bits.
+				interleaveHeads(q[i*qd:(i+1)*qd], c.HeadDim, b.tmp)
+				interleaveHeads(k[i*kvd:(i+1)*kvd], c.HeadDim, b.tmp)
+			}
 			copy(s.keys[l][pos*kvd:(pos+1)*kvd], k[i*kvd:(i+1)*kvd])
 			copy(s.vals[l][pos*kvd:(pos+1)*kvd], v[i*kvd:(i+1)*kvd])
 		}
@@ -394,6 +401,20 @@ func rope(vec []float32, headDim, pos int, theta float64, neox bool) {
 			vec[a] = v0*fcr - v1*fci
 			vec[b] = v0*fci + v1*fcr
 		}
+	}
+}
+
+// interleaveHeads reorders each head of vec from halves (x_0..x_{h/2-1},
+// y_0..y_{h/2-1}) to pairs (x_0, y_0, x_1, y_1, ...), using tmp as scratch.
+func interleaveHeads(vec []float32, headDim int, tmp []float32) {
+	half := headDim / 2
+	t := tmp[:headDim]
+	for h := 0; h+headDim <= len(vec); h += headDim {
+		head := vec[h : h+headDim]
+		for i := 0; i < half; i++ {
+			t[2*i], t[2*i+1] = head[i], head[i+half]
+		}
+		copy(head, t)
 	}
 }
 

@@ -64,12 +64,12 @@ func TestExportRoundTripLogits(t *testing.T) {
 		// GGUF keeps llama.cpp's interleaved RoPE layout: identical bits.
 		{"gguf", "f32", filepath.Join(dir, "m32.gguf"), 0},
 		// HF stores q/k permuted for rotate-half RoPE; the runtime rotates
-		// the same pairs, but the q.k dot products then sum in another
-		// order, so logits agree to float32 rounding, not bit for bit.
-		{"hf", "f32", filepath.Join(dir, "hf32"), 1e-5},
+		// the same pairs and keeps q and k in pair order, so the q.k sums
+		// run in the same order: identical bits too.
+		{"hf", "f32", filepath.Join(dir, "hf32"), 0},
 		// f16 exports are compared with the original rounded to f16 in memory.
 		{"gguf", "f16", filepath.Join(dir, "m16.gguf"), 0},
-		{"hf", "f16", filepath.Join(dir, "hf16"), 1e-5},
+		{"hf", "f16", filepath.Join(dir, "hf16"), 0},
 	}
 	for _, c := range cases {
 		if _, _, err := squeeze(t, "export", stories, "--format", c.format, "--dtype", c.dtype, "-o", c.path); err != nil {

@@ -135,3 +135,81 @@ func BenchmarkMatMul(b *testing.B) {
 		})
 	}
 }
+
+// tinyLlamaMACs is the multiply-adds per token of TinyLlama-1.1B's
+// matrices (22 layers of q, k, v, o, gate, up, down plus the output
+// projection), to turn a kernel's MAC rate into whole-model tokens/s.
+const tinyLlamaMACs = 22*(2*2048*2048+2*256*2048+3*5632*2048) + 32000*2048
+
+// BenchmarkMatMulPrefill measures prefill as the runtime runs it: 128
+// tokens against TinyLlama matrices (lut4 q/o, gate/up and down shapes;
+// lut3, lut2 at 2048x2048) on
+// one thread: the int8 tile
+// kernel, the int8 row kernel run per token (int8-pertoken, the previous
+// MatMul) and the float path.
+// tok/s counts tokens through this matrix; G-MAC/s is multiply-adds per
+// second; model-tok/s is G-MAC/s over TinyLlama's 1.03 G MACs per token
+// (the matrices alone: an upper bound for the model's prefill).
+//
+//	go test -run XXX -bench MatMulPrefill -benchtime 5x ./runtime/kernels/
+func BenchmarkMatMulPrefill(b *testing.B) {
+	const n = 128
+	cases := []struct {
+		dt         ir.DType
+		rows, cols int
+	}{{ir.LUT4, 2048, 2048}, {ir.LUT4, 5632, 2048}, {ir.LUT4, 2048, 5632}, {ir.LUT3, 2048, 2048}, {ir.LUT2, 2048, 2048}}
+	for _, c := range cases {
+		s := [2]int{c.rows, c.cols}
+		for _, m := range []string{"int8", "int8-pertoken", "float"} {
+			b.Run(fmt.Sprintf("%s/%dx%dx%d/%v", ir.Encodings[c.dt].Name, s[0], s[1], n, m), func(b *testing.B) {
+				md := ModeInt8
+				if m == "float" {
+					md = ModeFloat
+				}
+				defer SetMode(SetMode(md))
+				i8NoTile = m == "int8-pertoken"
+				defer func() { i8NoTile = false }()
+				rng := rand.New(rand.NewSource(1))
+				w := benchTensor(rng, c.dt, s[0], s[1])
+				x := make([]float32, n*s[1])
+				for i := range x {
+					x[i] = float32(rng.NormFloat64())
+				}
+				out := make([]float32, n*s[0])
+				MatMul(w, x, out, n, 0, s[0]) // build the int8 tables, fill the pools
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					MatMul(w, x, out, n, 0, s[0])
+				}
+				sec := b.Elapsed().Seconds()
+				macs := float64(s[0]*s[1]*n) * float64(b.N)
+				b.ReportMetric(float64(n*b.N)/sec, "tok/s")
+				b.ReportMetric(macs/sec/1e9, "G-MAC/s")
+				b.ReportMetric(macs/sec/tinyLlamaMACs, "model-tok/s")
+			})
+		}
+	}
+}
+
+// BenchmarkAxpy64 compares Axpy with the scalar loop attention runs per
+// (query, key) pair at head dim 64.
+func BenchmarkAxpy64(b *testing.B) {
+	x, y := make([]float32, 64), make([]float32, 64)
+	for i := range x {
+		x[i] = float32(i)
+	}
+	b.Run("kernels.Axpy", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			Axpy(1e-9, x, y)
+		}
+	})
+	b.Run("go-loop", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			a := float32(1e-9)
+			for j := range y {
+				y[j] += a * x[j]
+			}
+		}
+	})
+}

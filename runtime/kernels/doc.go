@@ -8,6 +8,7 @@
 //	MatVec(w, x, out, r0, r1)     out[r] = W[r,:]·x for r in [r0, r1)
 //	MatMul(w, x, out, n, r0, r1)  the same for n inputs, out[i*rows+r]
 //	Dot(a, b)                     float32 dot product (SIMD, 4x8 accumulators)
+//	Axpy(a, x, y)                 y += a*x (SIMD FMA; attention's value sum)
 //	Sum(a), StreamSum, StreamSumBuf  SIMD sum and the GB/s probe
 //	Impl()                        "avx2" or "go": the family selected
 //	SetMode(ModeFloat|ModeInt8)   palettized arithmetic (float default)
@@ -52,7 +53,7 @@
 // each weight; results differ by rounding only). The per-group LUT is read
 // as float16 by the assembly (VCVTPH2PS), so GroupSize 1 costs nothing extra.
 //
-// # MatMul (prefill)
+// # MatMul (prefill), float mode
 //
 // Rows are decoded once per tile of tokens (tile = 512 KiB of inputs, so
 // they stay in L2) into a pooled row buffer and multiplied with 4 inputs at
@@ -75,9 +76,32 @@
 // with 8 block scales (the two lanes belong to different blocks). A row
 // is s * sum + m * sum(x^) (x^ the dequantized activations), times the
 // row scale. lut3 ORs the plane-1 bit in at bit 2 before the lookup.
-// MatMul in ModeInt8 quantizes each token once and runs the same row
-// kernel per token. The unsigned table avoids llama.cpp's VPSIGNB pair
+// The unsigned table avoids llama.cpp's VPSIGNB pair
 // (4 fewer uops per 64 weights) at the price of a 7-bit LUT step.
+//
+// # int8 MatMul (prefill): the tile kernels
+//
+// MatMul in ModeInt8 quantizes the n inputs once (qxBatch: each token
+// exactly as MatVec quantizes it, padded with zero tokens to a multiple
+// of 4) and runs a register-tiled micro-kernel, llamafile's sgemm shape
+// for Q4_0 x Q8_0: i8Lut{4,2,3}Tile take 2 rows x 4 tokens; each 64- (lut4)
+// or 128-element (lut2, lut3) unit of the two rows is decoded once into
+// ymm registers of 7-bit table bytes and meets the 4 tokens' activations
+// (VPMADDUBSW, VPMADDWD, add, convert, FMA with the token's block scales;
+// 8 ymm accumulators, one per (row, token)). Rows are walked in blocks of
+// 64 KiB of indices (kept in L2 while every token quad passes over them);
+// a token quad's activations (1.5 bytes per element) stay in L1 for
+// cols <= 2048. An odd last row is computed twice and stored once; group
+// boundaries may split a row pair (each row has its own table pointer).
+// Go applies each group's s, m and the row scale. The arithmetic is the
+// row kernel's (same integers, same block scales), only the order of the
+// float accumulation differs, so results match MatVec to rounding and are
+// bit-identical whatever the row split. On the build machine (Zen 3, no
+// VNNI) the kernel is bound by the four multiply uops (2 VPMADDUBSW, 2
+// VPMADDWD on FP0/FP3) per 64 multiply-adds per (row, token): at most ~32
+// MACs per cycle, ~95 G MAC/s at 2.9 GHz; it measured 50-64 G MAC/s cache
+// resident on the shared machine (BenchmarkI8Tile) against 33 for the
+// row kernel. See docs/PERF.md for prefill figures.
 //
 // On stories260K at 3.7 bpw it raised the mean KLD by 2.1% relative
 // (0.3990 -> 0.4075), so ModeFloat stays the default; SetMode,

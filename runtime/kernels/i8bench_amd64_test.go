@@ -44,3 +44,25 @@ func BenchmarkI8Parts(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkI8Tile times the lut4 tile kernel alone on cache-resident data
+// (64 rows x 2048 cols x 4 tokens): the compute ceiling of int8 prefill.
+func BenchmarkI8Tile(b *testing.B) {
+	rng := rand.New(rand.NewSource(1))
+	const rows, cols = 64, 2048
+	w := lutTensor(rng, 4, rows, cols, 16, false)
+	L, _ := layoutOf(w)
+	tab := i8TableOf(w, 4)
+	qb := new(qxBatch)
+	qb.quantize(randVec(rng, 4*cols), 4, cols, 4)
+	var o [8]float32
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for r := 0; r < rows; r += 2 {
+			pa, _ := L.rowPlanes(w.Data, r)
+			pb, _ := L.rowPlanes(w.Data, r+1)
+			i8Tile(4, pa, pb, nil, nil, tab.u[16*(r/16):], tab.u[16*(r/16):], qb, 0, 0, cols, &o)
+		}
+	}
+	b.ReportMetric(float64(rows*cols*4)*float64(b.N)/b.Elapsed().Seconds()/1e9, "G-MAC/s")
+}

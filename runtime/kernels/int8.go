@@ -329,21 +329,154 @@ func i8RowRef(idx []uint8, u []byte, q *qx) float32 {
 	return s
 }
 
-// matMulLUTI8 is MatMul over the int8 path (each token's activations
-// quantized once, rows decoded per token); ok is false when the tensor or
-// the build has none.
+// qxBatch holds the n inputs of a MatMul quantized for the int8 tile
+// kernel: token i's activations in qx.permute order at perm[i*cols:] and
+// its expanded block scales at sc[i*cols/8:], xsum[i] its dequantized sum;
+// tokens are padded with zeros to a multiple of 4 (the tile's width), so
+// the padding contributes exact zeros that are never stored.
+type qxBatch struct {
+	cols, n int
+	perm    []int8
+	sc      []float32
+	xsum    []float32
+	q       qx
+}
+
+var qxbPool = sync.Pool{New: func() any { return new(qxBatch) }}
+
+// quantize fills b from the n inputs x[i*cols:(i+1)*cols], each quantized
+// exactly as MatVec quantizes it (qx.quantize, qx.permute).
+func (b *qxBatch) quantize(x []float32, n, cols, bits int) {
+	np := (n + 3) &^ 3
+	b.cols, b.n = cols, n
+	b.perm = grow8(b.perm, np*cols)
+	b.sc = growF(b.sc, np*cols/8)
+	b.xsum = growF(b.xsum, np)
+	for i := 0; i < n; i++ {
+		b.q.quantize(x[i*cols : (i+1)*cols])
+		b.q.permute(bits)
+		copy(b.perm[i*cols:(i+1)*cols], b.q.perm)
+		copy(b.sc[i*cols/8:(i+1)*cols/8], b.q.sc)
+		b.xsum[i] = b.q.xsum
+	}
+	clear(b.perm[n*cols:])
+	clear(b.sc[n*cols/8:])
+	clear(b.xsum[n:])
+}
+
+// i8TileRowBlock is the weight bytes (one plane) a row block of the int8
+// MatMul may span: every token quad passes over the block while it sits
+// in L2 (512 KiB on the Zen 3 build machine), so the weights stream from
+// memory once per call, not once per token quad.
+const i8TileRowBlock = 64 << 10
+
+// matMulLUTI8 is MatMul over the int8 path; ok is false when the tensor or
+// the build has none. The n inputs are quantized once (as MatVec quantizes
+// one), then the register-tiled micro-kernel (2 rows x 4 tokens: each
+// weight unit is decoded once and meets 4 tokens; i8Lut{4,2,3}Tile) runs
+// over row blocks. i8NoTile selects the previous scheme (the MatVec row
+// kernel once per token) for comparison.
 func matMulLUTI8(w *ir.Tensor, L *lutLayout, x, out []float32, n, r0, r1 int) bool {
 	cols, rows := w.Cols(), w.Rows()
 	if !i8Asm() || !i8Aligned(L.bits, cols) {
 		return false
 	}
 	tab := i8TableOf(w, L.bits)
-	q := qxPool.Get().(*qx)
-	defer qxPool.Put(q)
-	for i := 0; i < n; i++ {
-		q.quantize(x[i*cols : (i+1)*cols])
-		q.permute(L.bits)
-		matVecI8Rows(w, L, tab, q, out[i*rows:(i+1)*rows], r0, r1)
+	if !i8TileBits(L.bits) || i8NoTile {
+		q := qxPool.Get().(*qx)
+		defer qxPool.Put(q)
+		for i := 0; i < n; i++ {
+			q.quantize(x[i*cols : (i+1)*cols])
+			q.permute(L.bits)
+			matVecI8Rows(w, L, tab, q, out[i*rows:(i+1)*rows], r0, r1)
+		}
+		return true
 	}
+	qb := qxbPool.Get().(*qxBatch)
+	defer qxbPool.Put(qb)
+	qb.quantize(x, n, cols, L.bits)
+	matMulI8Tiles(w, L, tab, qb, out, r0, r1)
 	return true
 }
+
+// i8NoTile makes MatMul run the int8 row kernel per token (as before the
+// tile kernel existed); benchmarks set it to compare the two.
+var i8NoTile bool
+
+// matMulI8Tiles runs the tile kernel over rows [r0, r1) and every token of
+// qb, applying each group's affine map and the row scales (the formula of
+// matVecI8Rows: (s*sum + m*xsum) * scale, the scale 1 without scales).
+func matMulI8Tiles(w *ir.Tensor, L *lutLayout, tab *i8Tab, qb *qxBatch, out []float32, r0, r1 int) {
+	rows, n := w.Rows(), qb.n
+	pal := w.Pal
+	gs := pal.GroupSize
+	rb := min(i8TileMaxRows, max(2, i8TileRowBlock/L.rowB[0])) &^ 1
+	var o [8]float32
+	// per row of the block: group table offset, s, m, scale, and the sums
+	// of the 4 tokens over the column chunks
+	var gu [i8TileMaxRows]int
+	var cs, cm, cc [i8TileMaxRows]float32
+	var acc [i8TileMaxRows][4]float32
+	cols := qb.cols
+	kc := cols
+	if cols > i8TileCols {
+		kc = i8TileCols
+	}
+	for a0 := r0; a0 < r1; a0 += rb {
+		a1 := min(a0+rb, r1)
+		for r := a0; r < a1; r++ {
+			i, g := r-a0, r/gs
+			gu[i], cs[i], cm[i], cc[i] = 16*g, tab.s[g], tab.m[g], 1
+			if pal.Scales != nil {
+				cc[i] = f16(pal.Scales[r])
+			}
+		}
+		for t := 0; t < n; t += 4 {
+			for c0 := 0; c0 < cols; c0 += kc {
+				c1 := min(c0+kc, cols)
+				for r := a0; r < a1; r += 2 {
+					rB := min(r+1, a1-1) // an odd last row is computed twice
+					i, iB := r-a0, rB-a0
+					pa, qa := L.rowPlanes(w.Data, r)
+					pb, qb1 := L.rowPlanes(w.Data, rB)
+					if !i8Tile(L.bits, pa, pb, qa, qb1, tab.u[gu[i]:gu[i]+16], tab.u[gu[iB]:gu[iB]+16], qb, t, c0, c1, &o) {
+						panic("kernels: no int8 tile kernel for this width")
+					}
+					if c0 == 0 {
+						acc[i] = [4]float32(o[0:4])
+						if rB != r {
+							acc[iB] = [4]float32(o[4:8])
+						}
+					} else {
+						for j := range 4 {
+							acc[i][j] += o[j]
+						}
+						if rB != r {
+							for j := range 4 {
+								acc[iB][j] += o[4+j]
+							}
+						}
+					}
+				}
+			}
+			xs := qb.xsum[t : t+4]
+			for j := 0; j < min(4, n-t); j++ {
+				oj := out[(t+j)*rows : (t+j+1)*rows]
+				for r := a0; r < a1; r++ {
+					i := r - a0
+					oj[r] = (cs[i]*acc[i][j] + cm[i]*xs[j]) * cc[i]
+				}
+			}
+		}
+	}
+}
+
+// i8TileCols is the column chunk of the int8 MatMul: a token quad's
+// activations over 2048 columns (12 KiB of int8 and scales) stay in the
+// 32 KiB L1 while the row pairs of a block pass over them. Wider matrices
+// (ffn_down) sum the chunks' partial sums in float, in a fixed order.
+const i8TileCols = 2048
+
+// i8TileMaxRows caps the row block (for narrow matrices, where 64 KiB of
+// indices is many rows) so the per-row coefficients fit on the stack.
+const i8TileMaxRows = 256

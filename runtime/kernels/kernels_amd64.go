@@ -265,3 +265,67 @@ func quantQ8(x []float32, qn []int8, d []float32, isum []int32) bool {
 	quantQ8AVX2(&x[0], nb, &qn[0], &d[0], &isum[0])
 	return true
 }
+
+//go:noescape
+func i8Lut4Tile(idx0, idx1, tab0, tab1 *byte, n64 int, xq *int8, xstride int, sc *float32, scstride int, out *float32)
+
+// i8Tile runs the int8 MatMul micro-kernel: two rows (index bytes p0a,
+// p0b in plane 0, p1a, p1b in plane 1 (lut3 only); 16-byte tables ta, tb)
+// against 4 tokens of qb starting at token t, over columns [c0, c1) (c0 a
+// multiple of 128, c1-c0 block aligned), out[0:4] row a, out[4:8] row b
+// (raw block-scaled sums, as i8Rows). ok is false when no tile kernel
+// exists for bits or the range is not aligned.
+func i8Tile(bits int, p0a, p0b, p1a, p1b, ta, tb []byte, qb *qxBatch, t, c0, c1 int, out *[8]float32) bool {
+	cols := qb.cols
+	if !i8TileBits(bits) || !i8Aligned(bits, cols) || c0%128 != 0 || c1 > cols || !i8Aligned(bits, c1-c0) || c1 <= c0 {
+		return false
+	}
+	_ = qb.perm[(t+4)*cols-1]
+	_ = qb.sc[(t+4)*cols/8-1]
+	xq, sc := &qb.perm[t*cols+c0], &qb.sc[t*cols/8+c0/8]
+	if bits == 3 {
+		n := (c1 - c0) / 128
+		o0, o1 := c0/4, c0/8
+		_, _ = p0a[o0+32*n-1], p0b[o0+32*n-1]
+		_, _ = p1a[o1+16*n-1], p1b[o1+16*n-1]
+		var tabs [32]byte
+		copy(tabs[0:16], ta[:16])
+		copy(tabs[16:32], tb[:16])
+		i8Lut3Tile(&p0a[o0], &p0b[o0], &p1a[o1], &p1b[o1], &tabs[0], n, xq, cols, sc, cols/2, &out[0])
+		return true
+	}
+	o0 := c0 * bits / 8
+	_, _ = p0a[c1*bits/8-1], p0b[c1*bits/8-1]
+	_, _ = ta[15], tb[15]
+	if bits == 4 {
+		i8Lut4Tile(&p0a[o0], &p0b[o0], &ta[0], &tb[0], (c1-c0)/64, xq, cols, sc, cols/2, &out[0])
+	} else {
+		i8Lut2Tile(&p0a[o0], &p0b[o0], &ta[0], &tb[0], (c1-c0)/128, xq, cols, sc, cols/2, &out[0])
+	}
+	return true
+}
+
+//go:noescape
+func i8Lut2Tile(idx0, idx1, tab0, tab1 *byte, n128 int, xq *int8, xstride int, sc *float32, scstride int, out *float32)
+
+// i8TileBits reports whether a tile kernel exists for the width.
+func i8TileBits(bits int) bool { return bits == 4 || bits == 2 || bits == 3 }
+
+//go:noescape
+func i8Lut3Tile(p0a, p0b, p1a, p1b *byte, tabs *byte, n128 int, xq *int8, xstride int, sc *float32, scstride int, out *float32)
+
+//go:noescape
+func axpyAVX2(a float32, x, y *float32, n int)
+
+func axpy(a float32, x, y []float32) {
+	n := len(y)
+	x = x[:n]
+	m := 0
+	if useAVX2 && n >= 8 {
+		m = n &^ 7
+		axpyAVX2(a, &x[0], &y[0], m)
+	}
+	for i := m; i < n; i++ {
+		y[i] += a * x[i]
+	}
+}

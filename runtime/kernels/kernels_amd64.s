@@ -889,3 +889,329 @@ qzero:
 qdone:
 	VZEROUPPER
 	RET
+
+// ---- int8 MatMul micro-kernel (prefill): 2 rows x 4 tokens, lut4 ----
+// Each 64-weight unit of the two rows is decoded once (two index blocks,
+// shift/mask into nibbles, VPSHUFB through the row's 16-byte table) into
+// Y8,Y9 (row 0) and Y10,Y11 (row 1), then meets the 4 tokens' permuted
+// int8 activations (qx.permute layout) with VPMADDUBSW + VPMADDWD(ones)
+// and one FMA per (row, token) with the token's 8 block scales.
+// Accumulators: Y0-Y3 row 0 tokens 0-3, Y4-Y7 row 1. Y12,Y13 temps,
+// Y14 nibble mask, Y15 int16 ones.
+
+#define I8T4MAC(wl, wh, xl, xh, so, acc) \
+	VPMADDUBSW xl, wl, Y12; \
+	VPMADDUBSW xh, wh, Y13; \
+	VPMADDWD Y15, Y12, Y12; \
+	VPMADDWD Y15, Y13, Y13; \
+	VPADDD Y13, Y12, Y12; \
+	VCVTDQ2PS Y12, Y12; \
+	VFMADD231PS so, Y12, acc
+
+// I8T4DEC(idx, tab, lo, hi): decode 64 indices at idx through tab.
+#define I8T4DEC(idx, tab, lo, hi) \
+	VMOVDQU idx, lo; \
+	VPSRLW $4, lo, hi; \
+	VPAND Y14, lo, lo; \
+	VPAND Y14, hi, hi; \
+	VBROADCASTI128 tab, Y12; \
+	VPSHUFB lo, Y12, lo; \
+	VPSHUFB hi, Y12, hi
+
+// func i8Lut4Tile(idx0, idx1, tab0, tab1 *byte, n64 int, xq *int8, xstride int, sc *float32, scstride int, out *float32)
+// out[0:4] = row 0 x tokens 0..3, out[4:8] = row 1 (raw block-scaled sums).
+TEXT ·i8Lut4Tile(SB), NOSPLIT, $0-80
+	MOVQ idx0+0(FP), SI
+	MOVQ idx1+8(FP), DI
+	MOVQ tab0+16(FP), DX
+	MOVQ tab1+24(FP), BX
+	MOVQ n64+32(FP), CX
+	MOVQ xq+40(FP), AX
+	MOVQ xstride+48(FP), R8
+	MOVQ sc+56(FP), R9
+	MOVQ scstride+64(FP), R10
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R10)(R10*2), R12
+	BCAST8($0x0f0f0f0f, Y14, X14)
+	BCAST8($0x00010001, Y15, X15)
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	TESTQ CX, CX
+	JZ   t4done
+t4loop:
+	I8T4DEC((SI), (DX), Y8, Y9)
+	I8T4DEC((DI), (BX), Y10, Y11)
+	I8T4MAC(Y8, Y9, (AX), 32(AX), (R9), Y0)
+	I8T4MAC(Y10, Y11, (AX), 32(AX), (R9), Y4)
+	I8T4MAC(Y8, Y9, (AX)(R8*1), 32(AX)(R8*1), (R9)(R10*1), Y1)
+	I8T4MAC(Y10, Y11, (AX)(R8*1), 32(AX)(R8*1), (R9)(R10*1), Y5)
+	I8T4MAC(Y8, Y9, (AX)(R8*2), 32(AX)(R8*2), (R9)(R10*2), Y2)
+	I8T4MAC(Y10, Y11, (AX)(R8*2), 32(AX)(R8*2), (R9)(R10*2), Y6)
+	I8T4MAC(Y8, Y9, (AX)(R11*1), 32(AX)(R11*1), (R9)(R12*1), Y3)
+	I8T4MAC(Y10, Y11, (AX)(R11*1), 32(AX)(R11*1), (R9)(R12*1), Y7)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	ADDQ $64, AX
+	ADDQ $32, R9
+	DECQ CX
+	JNZ  t4loop
+t4done:
+	MOVQ out+72(FP), DX
+	VHADDPS Y1, Y0, Y0
+	VHADDPS Y3, Y2, Y2
+	VHADDPS Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VMOVUPS X0, (DX)
+	VHADDPS Y5, Y4, Y4
+	VHADDPS Y7, Y6, Y6
+	VHADDPS Y6, Y4, Y4
+	VEXTRACTF128 $1, Y4, X5
+	VADDPS X5, X4, X4
+	VMOVUPS X4, 16(DX)
+	VZEROUPPER
+	RET
+
+// ---- lut2 tile: the same 2 x 4 tile over 128-element units, in halves ----
+// A 32-byte load holds two 64-element index blocks; field k (shift 2k) of
+// both is vector k of qx.permute's 2-bit layout. Half 0 decodes fields 0,1
+// (activations 0..63 of the unit, scales 0..7), half 1 fields 2,3
+// (activations 64..127, scales 8..15). Y14 holds the 2-bit mask.
+
+// I8T2DEC(idx, tab, sh0, sh1, lo, hi): lo = field at shift sh0, hi at sh1.
+#define I8T2DEC(idx, tab, sh0, sh1, lo, hi) \
+	VMOVDQU idx, Y13; \
+	VPSRLW $sh0, Y13, lo; \
+	VPSRLW $sh1, Y13, hi; \
+	VPAND Y14, lo, lo; \
+	VPAND Y14, hi, hi; \
+	VBROADCASTI128 tab, Y12; \
+	VPSHUFB lo, Y12, lo; \
+	VPSHUFB hi, Y12, hi
+
+#define I8T2HALF(sh0, sh1, xo, so) \
+	I8T2DEC((SI), (DX), sh0, sh1, Y8, Y9); \
+	I8T2DEC((DI), (BX), sh0, sh1, Y10, Y11); \
+	I8T4MAC(Y8, Y9, xo(AX), xo+32(AX), so(R9), Y0); \
+	I8T4MAC(Y10, Y11, xo(AX), xo+32(AX), so(R9), Y4); \
+	I8T4MAC(Y8, Y9, xo(AX)(R8*1), xo+32(AX)(R8*1), so(R9)(R10*1), Y1); \
+	I8T4MAC(Y10, Y11, xo(AX)(R8*1), xo+32(AX)(R8*1), so(R9)(R10*1), Y5); \
+	I8T4MAC(Y8, Y9, xo(AX)(R8*2), xo+32(AX)(R8*2), so(R9)(R10*2), Y2); \
+	I8T4MAC(Y10, Y11, xo(AX)(R8*2), xo+32(AX)(R8*2), so(R9)(R10*2), Y6); \
+	I8T4MAC(Y8, Y9, xo(AX)(R11*1), xo+32(AX)(R11*1), so(R9)(R12*1), Y3); \
+	I8T4MAC(Y10, Y11, xo(AX)(R11*1), xo+32(AX)(R11*1), so(R9)(R12*1), Y7)
+
+// func i8Lut2Tile(idx0, idx1, tab0, tab1 *byte, n128 int, xq *int8, xstride int, sc *float32, scstride int, out *float32)
+TEXT ·i8Lut2Tile(SB), NOSPLIT, $0-80
+	MOVQ idx0+0(FP), SI
+	MOVQ idx1+8(FP), DI
+	MOVQ tab0+16(FP), DX
+	MOVQ tab1+24(FP), BX
+	MOVQ n128+32(FP), CX
+	MOVQ xq+40(FP), AX
+	MOVQ xstride+48(FP), R8
+	MOVQ sc+56(FP), R9
+	MOVQ scstride+64(FP), R10
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R10)(R10*2), R12
+	BCAST8($0x03030303, Y14, X14)
+	BCAST8($0x00010001, Y15, X15)
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	TESTQ CX, CX
+	JZ   t2done
+t2loop:
+	I8T2HALF(0, 2, 0, 0)
+	I8T2HALF(4, 6, 64, 32)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	ADDQ $128, AX
+	ADDQ $64, R9
+	DECQ CX
+	JNZ  t2loop
+t2done:
+	MOVQ out+72(FP), DX
+	VHADDPS Y1, Y0, Y0
+	VHADDPS Y3, Y2, Y2
+	VHADDPS Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VMOVUPS X0, (DX)
+	VHADDPS Y5, Y4, Y4
+	VHADDPS Y7, Y6, Y6
+	VHADDPS Y6, Y4, Y4
+	VEXTRACTF128 $1, Y4, X5
+	VADDPS X5, X4, X4
+	VMOVUPS X4, 16(DX)
+	VZEROUPPER
+	RET
+
+// ---- lut3 tile: lut2's 2-bit plane plus the 1-bit plane ----
+// Per 128-element unit: plane 0 32 bytes (as lut2), plane 1 16 bytes,
+// broadcast to both lanes with lane 1 shifted right by 4 (nibshift), so
+// bit k of byte j is the high bit of field k; it is moved to bit 2 (<<2,
+// <<1, as is, >>1 for k = 0..3), masked with c4 and OR'd in. Tables at
+// (DX) (row 0) and 16(DX) (row 1); plane-1 rows at BX and R13.
+
+DATA c4x32<>+0(SB)/8, $0x0404040404040404
+DATA c4x32<>+8(SB)/8, $0x0404040404040404
+DATA c4x32<>+16(SB)/8, $0x0404040404040404
+DATA c4x32<>+24(SB)/8, $0x0404040404040404
+GLOBL c4x32<>(SB), RODATA|NOPTR, $32
+
+// fields 0, 1 (plane-1 bits 0, 1)
+#define I8T3DEC0(p0, p1, tab, lo, hi) \
+	VMOVDQU p0, Y13; \
+	VBROADCASTI128 p1, Y12; \
+	VPSRLVQ nibshift<>(SB), Y12, Y12; \
+	VPSLLW $2, Y12, lo; \
+	VPSLLW $1, Y12, hi; \
+	VPAND c4x32<>(SB), lo, lo; \
+	VPAND c4x32<>(SB), hi, hi; \
+	VPAND Y14, Y13, Y12; \
+	VPOR Y12, lo, lo; \
+	VPSRLW $2, Y13, Y13; \
+	VPAND Y14, Y13, Y13; \
+	VPOR Y13, hi, hi; \
+	VBROADCASTI128 tab, Y12; \
+	VPSHUFB lo, Y12, lo; \
+	VPSHUFB hi, Y12, hi
+
+// fields 2, 3 (plane-1 bits 2, 3)
+#define I8T3DEC1(p0, p1, tab, lo, hi) \
+	VMOVDQU p0, Y13; \
+	VBROADCASTI128 p1, Y12; \
+	VPSRLVQ nibshift<>(SB), Y12, Y12; \
+	VPAND c4x32<>(SB), Y12, lo; \
+	VPSRLW $1, Y12, hi; \
+	VPAND c4x32<>(SB), hi, hi; \
+	VPSRLW $4, Y13, Y12; \
+	VPAND Y14, Y12, Y12; \
+	VPOR Y12, lo, lo; \
+	VPSRLW $6, Y13, Y13; \
+	VPAND Y14, Y13, Y13; \
+	VPOR Y13, hi, hi; \
+	VBROADCASTI128 tab, Y12; \
+	VPSHUFB lo, Y12, lo; \
+	VPSHUFB hi, Y12, hi
+
+#define I8T3MACS(xo, so) \
+	I8T4MAC(Y8, Y9, xo(AX), xo+32(AX), so(R9), Y0); \
+	I8T4MAC(Y10, Y11, xo(AX), xo+32(AX), so(R9), Y4); \
+	I8T4MAC(Y8, Y9, xo(AX)(R8*1), xo+32(AX)(R8*1), so(R9)(R10*1), Y1); \
+	I8T4MAC(Y10, Y11, xo(AX)(R8*1), xo+32(AX)(R8*1), so(R9)(R10*1), Y5); \
+	I8T4MAC(Y8, Y9, xo(AX)(R8*2), xo+32(AX)(R8*2), so(R9)(R10*2), Y2); \
+	I8T4MAC(Y10, Y11, xo(AX)(R8*2), xo+32(AX)(R8*2), so(R9)(R10*2), Y6); \
+	I8T4MAC(Y8, Y9, xo(AX)(R11*1), xo+32(AX)(R11*1), so(R9)(R12*1), Y3); \
+	I8T4MAC(Y10, Y11, xo(AX)(R11*1), xo+32(AX)(R11*1), so(R9)(R12*1), Y7)
+
+// func i8Lut3Tile(p0a, p0b, p1a, p1b *byte, tabs *byte, n128 int, xq *int8, xstride int, sc *float32, scstride int, out *float32)
+TEXT ·i8Lut3Tile(SB), NOSPLIT, $0-88
+	BCAST8($0x03030303, Y14, X14) // BCAST8 uses R13: before the arguments
+	BCAST8($0x00010001, Y15, X15)
+	MOVQ p0a+0(FP), SI
+	MOVQ p0b+8(FP), DI
+	MOVQ p1a+16(FP), BX
+	MOVQ p1b+24(FP), R13
+	MOVQ tabs+32(FP), DX
+	MOVQ n128+40(FP), CX
+	MOVQ xq+48(FP), AX
+	MOVQ xstride+56(FP), R8
+	MOVQ sc+64(FP), R9
+	MOVQ scstride+72(FP), R10
+	LEAQ (R8)(R8*2), R11
+	LEAQ (R10)(R10*2), R12
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	TESTQ CX, CX
+	JZ   t3done
+t3loop:
+	I8T3DEC0((SI), (BX), (DX), Y8, Y9)
+	I8T3DEC0((DI), (R13), 16(DX), Y10, Y11)
+	I8T3MACS(0, 0)
+	I8T3DEC1((SI), (BX), (DX), Y8, Y9)
+	I8T3DEC1((DI), (R13), 16(DX), Y10, Y11)
+	I8T3MACS(64, 32)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	ADDQ $16, BX
+	ADDQ $16, R13
+	ADDQ $128, AX
+	ADDQ $64, R9
+	DECQ CX
+	JNZ  t3loop
+t3done:
+	MOVQ out+80(FP), DX
+	VHADDPS Y1, Y0, Y0
+	VHADDPS Y3, Y2, Y2
+	VHADDPS Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VMOVUPS X0, (DX)
+	VHADDPS Y5, Y4, Y4
+	VHADDPS Y7, Y6, Y6
+	VHADDPS Y6, Y4, Y4
+	VEXTRACTF128 $1, Y4, X5
+	VADDPS X5, X4, X4
+	VMOVUPS X4, 16(DX)
+	VZEROUPPER
+	RET
+
+
+// func axpyAVX2(a float32, x, y *float32, n int)
+// y[i] += a * x[i] (FMA), n a multiple of 8.
+TEXT ·axpyAVX2(SB), NOSPLIT, $0-32
+	VBROADCASTSS a+0(FP), Y0
+	MOVQ x+8(FP), SI
+	MOVQ y+16(FP), DI
+	MOVQ n+24(FP), CX
+axpy32:
+	CMPQ CX, $32
+	JL   axpy8
+	VMOVUPS (DI), Y1
+	VMOVUPS 32(DI), Y2
+	VMOVUPS 64(DI), Y3
+	VMOVUPS 96(DI), Y4
+	VFMADD231PS (SI), Y0, Y1
+	VFMADD231PS 32(SI), Y0, Y2
+	VFMADD231PS 64(SI), Y0, Y3
+	VFMADD231PS 96(SI), Y0, Y4
+	VMOVUPS Y1, (DI)
+	VMOVUPS Y2, 32(DI)
+	VMOVUPS Y3, 64(DI)
+	VMOVUPS Y4, 96(DI)
+	ADDQ $128, SI
+	ADDQ $128, DI
+	SUBQ $32, CX
+	JMP  axpy32
+axpy8:
+	CMPQ CX, $8
+	JL   axpydone
+	VMOVUPS (DI), Y1
+	VFMADD231PS (SI), Y0, Y1
+	VMOVUPS Y1, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	SUBQ $8, CX
+	JMP  axpy8
+axpydone:
+	VZEROUPPER
+	RET

@@ -62,3 +62,16 @@ func i8Rows(bits int, p0, p1 []byte, rowB [2]int, nrows int, q *qx, tab []byte, 
 }
 
 func quantQ8(x []float32, qn []int8, d []float32, isum []int32) bool { return false }
+
+func i8Tile(bits int, p0a, p0b, p1a, p1b, ta, tb []byte, qb *qxBatch, t, c0, c1 int, out *[8]float32) bool {
+	return false
+}
+
+func i8TileBits(bits int) bool { return false }
+
+func axpy(a float32, x, y []float32) {
+	x = x[:len(y)]
+	for i := range y {
+		y[i] += a * x[i]
+	}
+}

@@ -124,6 +124,11 @@ func MatMul(w *ir.Tensor, x, out []float32, n, r0, r1 int) {
 // in-order sum (dotRef) by a few ulps of the sum of |a[i]*b[i]|.
 func Dot(a, b []float32) float32 { return dotF32(a, b) }
 
+// Axpy sets y[i] += a * x[i] for i < len(y) (len(x) >= len(y)); the SIMD
+// path fuses the multiply-add (one rounding instead of two). Attention's
+// weighted sum of values is a sequence of these.
+func Axpy(a float32, x, y []float32) { axpy(a, x, y) }
+
 // Impl names the kernel family selected on this machine ("avx2" or "go").
 func Impl() string { return archImpl() }
 

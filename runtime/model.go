@@ -452,8 +452,12 @@ func (r *Model) attention(s *State, l int, q, out []float32, n int, scores []flo
 		for t := 0; t <= pos; t++ {
 			a := sc[t]
 			vt := vals[t*kvd+kh : t*kvd+kh+hd]
-			for j := range o {
-				o[j] += a * vt[j]
+			if hd < 32 {
+				for j := range o {
+					o[j] += a * vt[j]
+				}
+			} else {
+				kernels.Axpy(a, vt, o)
 			}
 		}
 	}

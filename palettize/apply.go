@@ -12,6 +12,8 @@ type ApplyOptions struct {
 	Method  string // overrides plan.Method when set
 	Seed    uint64 // overrides plan.Seed when non-zero
 	MaxBins int    // see Options.MaxBins
+	// FastBins: see Options.FastBins.
+	FastBins bool
 	// Calib weights the k-means (and, with the plan's ErrorFeedback, holds
 	// the Gram matrices); see CandidateOptions.Calib. imp is ignored when
 	// it holds OutputFisher.
@@ -54,7 +56,7 @@ func Apply(m *ir.Model, plan *Plan, imp map[string][]float32, opt ApplyOptions) 
 	for i, e := range plan.Tensors {
 		t := m.Tensors[e.Name]
 		o := Options{Bits: e.Bits, GroupSize: e.GroupSize, PerRowScale: e.PerRowScale,
-			Method: method, Seed: seed, MaxBins: opt.MaxBins, Workers: opt.Workers, RefitLUT: plan.RefitLUT}
+			Method: method, Seed: seed, MaxBins: opt.MaxBins, FastBins: opt.FastBins, Workers: opt.Workers, RefitLUT: plan.RefitLUT}
 		if err := tw.fill(e.Name, &o); err != nil {
 			return nil, fmt.Errorf("apply plan: %w", err)
 		}

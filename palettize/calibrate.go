@@ -207,6 +207,8 @@ func calibrateSens(m *ir.Model, tokens []int, bos int, opt CalibrateOptions) (*C
 	}
 	wins := windowsOf(len(tokens), ctx, opt.MaxWindows)
 	workers := max(1, min(opt.Workers, len(wins)))
+	// Fewer windows than workers: split each matrix product instead.
+	sm.inner = max(1, opt.Workers/len(wins))
 	perWindow := make([]*sensAcc, len(wins))
 	errs := make([]error, workers)
 	var mu sync.Mutex

@@ -47,6 +47,20 @@ type CandidateOptions struct {
 	// per tensor and option and extrapolates the damage (see
 	// EstimateDamage); bytes are always exact. 0 clusters everything.
 	SampleGroups int
+	// SampleRows > 0 also caps the sample at about that many rows per
+	// option (at least one group): a tensor-wide LUT is then estimated
+	// from one group of all rows, a 16-row LUT from SampleRows/16 groups.
+	SampleRows int
+	// MinGroupSavingBPW > 0 drops group sizes that save less than that
+	// many bits per weight of LUT storage over the next smaller group size
+	// kept (same bits and scale): on wide matrices every LUT is a tiny
+	// overhead (16 rows x 2048 columns at 4 bits: 16*16/(16*2048) = 0.008
+	// bpw), so the larger groups cannot buy the allocator anything but
+	// damage. The smallest group size is always kept.
+	MinGroupSavingBPW float64
+	// FastBins clusters large groups on FastBins(k) histogram bins instead
+	// of DefaultMaxBins (see Options.FastBins).
+	FastBins bool
 	// Calib, when it holds OutputFisher (CalibrateWith with Sensitivity),
 	// weights the damage by output sensitivity too (see TensorWeights),
 	// which makes damage comparable across tensors; imp is then ignored.
@@ -165,11 +179,26 @@ func Candidates(m *ir.Model, imp map[string][]float32, opt CandidateOptions) ([]
 		rows, cols := t.Rows(), t.Cols()
 		tc := TensorCandidates{Name: name, Shape: slices.Clone(t.Shape), Weights: int64(t.Elems())}
 		seen := map[[3]int]bool{}
+		var rgs []int // resolved group sizes, ascending, distinct
+		for _, g := range gs {
+			if g == 0 || g > rows {
+				g = rows
+			}
+			if !slices.Contains(rgs, g) {
+				rgs = append(rgs, g)
+			}
+		}
+		slices.Sort(rgs)
 		for _, b := range bits {
-			for _, g := range gs {
-				if g == 0 || g > rows {
-					g = rows
+			kept := -1
+			for _, g := range rgs {
+				if opt.MinGroupSavingBPW > 0 && kept > 0 {
+					save := 8 * float64(PalettizedBytes(rows, cols, b, kept, false)-PalettizedBytes(rows, cols, b, g, false)) / float64(t.Elems())
+					if save < opt.MinGroupSavingBPW {
+						continue
+					}
 				}
+				kept = g
 				for _, s := range scales {
 					key := [3]int{b, g, boolInt(s)}
 					if seen[key] {
@@ -213,12 +242,19 @@ func Candidates(m *ir.Model, imp map[string][]float32, opt CandidateOptions) ([]
 				c := &tc.Options[jb.o]
 				t := m.Tensors[tc.Name]
 				o := Options{Bits: c.Bits, GroupSize: c.GroupSize, PerRowScale: c.PerRowScale,
-					Method: opt.Method, Seed: opt.Seed, MaxBins: opt.MaxBins, Workers: 1, RefitLUT: opt.RefitLUT}
+					Method: opt.Method, Seed: opt.Seed, MaxBins: opt.MaxBins, FastBins: opt.FastBins, Workers: 1, RefitLUT: opt.RefitLUT}
 				var d, sse float64
 				var sampled bool
+				maxGroups := opt.SampleGroups
+				if opt.SampleRows > 0 {
+					mg := max(1, (opt.SampleRows+c.GroupSize-1)/c.GroupSize)
+					if maxGroups == 0 || mg < maxGroups {
+						maxGroups = mg
+					}
+				}
 				err := tw.fill(tc.Name, &o)
 				if err == nil {
-					d, sse, sampled, err = EstimateDamage(t, o, opt.SampleGroups)
+					d, sse, sampled, err = EstimateDamage(t, o, maxGroups)
 				}
 				mu.Lock()
 				if err != nil && firstErr == nil {

@@ -31,8 +31,15 @@
 // values. A group with more than DefaultMaxBins values is first reduced to
 // a histogram of about that many bins (the DP is exact among clusterings
 // that keep bins whole; TestBinnedGap measures ~1e-4 relative extra cost at
-// 4 bits), then refined by one Lloyd step, so the work per group does not
-// grow with its size beyond O(n) passes.
+// 4 bits), then refined by one Lloyd step (on the points; with FastBins on the fine
+// histogram's cells), so
+// the work per group does not grow with its size beyond O(n) passes; the
+// nearest LUT entry of each weight is found through a table over the LUT's
+// range (nearTable, exact). For big models compile uses FastBins (fewer
+// bins), CandidateOptions.SampleRows (damage estimated on sampled rows)
+// and MinGroupSavingBPW (no group sizes that save next to nothing). The
+// calibration backward pass transposes small tiles of each weight on the
+// fly, so it never holds a second copy of the model.
 //
 // Everything is deterministic for a given input and seed: parallel work is
 // split by LUT group or by (tensor, option) and written to fixed slots.

@@ -315,38 +315,35 @@ func KMeansBinned(x, w []float64, k, maxBins int) (centers []float64, assign []i
 		return KMeansExact(x, w, k)
 	}
 	ew := prep(x, w)
-	pts := slicePoints(x, ew)
-	centers = binnedCenters(pts, k, maxBins)
+	centers = binnedCenters(x, ew, k, maxBins, nil, false)
 	for it := 0; it < 2; it++ {
-		centers = lloydStep(pts, centers)
+		centers = lloydStep(x, ew, centers, nil)
 	}
 	assign, cost = finish(x, ew, centers)
 	return centers, assign, cost
 }
 
-// points streams (value, weight) pairs, so that large groups can be
-// clustered without materialising them.
-type points func(yield func(x, w float64) bool)
-
-func slicePoints(x, ew []float64) points {
-	return func(yield func(x, w float64) bool) {
-		for i, v := range x {
-			if !yield(v, ew[i]) {
-				return
-			}
+// binnedCenters runs the DP on a histogram of the positive-weight points
+// (w nil: every weight 1). It returns nil if no point has positive
+// weight. fine, if not nil, is scratch for the fine histogram. With
+// refine, one Lloyd step on the fine histogram's cells (each cell moved
+// whole to the center nearest its mean, with its exact moments) refines
+// the centers: the same as a Lloyd step on the points except for points
+// in the few cells that straddle a boundary between two centers, for
+// O(16 maxBins) work instead of O(n).
+func binnedCenters(x, w []float64, k, maxBins int, fine *[]item, refine bool) []float64 {
+	wt := func(i int) float64 {
+		if w == nil {
+			return 1
 		}
+		return w[i]
 	}
-}
-
-// binnedCenters runs the DP on a histogram of the positive-weight points.
-// It returns nil if no point has positive weight.
-func binnedCenters(pts points, k, maxBins int) []float64 {
 	// At most k distinct values: each is a center, exactly (this pass
 	// stops at the (k+1)-th distinct value, so it is cheap otherwise).
-	seen := make(map[float64]struct{}, k+1)
-	for v, w := range pts {
-		if w > 0 {
-			seen[v] = struct{}{}
+	var seen []float64
+	for i, v := range x {
+		if wt(i) > 0 && !slices.Contains(seen, v) {
+			seen = append(seen, v)
 			if len(seen) > k {
 				break
 			}
@@ -356,19 +353,23 @@ func binnedCenters(pts points, k, maxBins int) []float64 {
 		return nil
 	}
 	if len(seen) <= k {
-		c := make([]float64, 0, len(seen))
-		for v := range seen {
-			c = append(c, v)
-		}
-		return dedupSorted(c)
+		return dedupSorted(seen)
 	}
 	lo, hi := math.Inf(1), math.Inf(-1)
 	var tw, mu float64
-	for v, w := range pts {
-		if w > 0 {
+	if w == nil {
+		for _, v := range x {
 			lo, hi = min(lo, v), max(hi, v)
-			tw += w
-			mu += w * v
+			mu += v
+		}
+		tw = float64(len(x))
+	} else {
+		for i, v := range x {
+			if wi := w[i]; wi > 0 {
+				lo, hi = min(lo, v), max(hi, v)
+				tw += wi
+				mu += wi * v
+			}
 		}
 	}
 	if !(tw > 0) {
@@ -379,10 +380,20 @@ func binnedCenters(pts points, k, maxBins int) []float64 {
 		return []float64{lo}
 	}
 	nf := 16 * maxBins
-	fine := make([]item, nf)
+	var fb []item
+	if fine != nil {
+		if cap(*fine) < nf {
+			*fine = make([]item, nf)
+		}
+		fb = (*fine)[:nf]
+		clear(fb)
+	} else {
+		fb = make([]item, nf)
+	}
 	scale := float64(nf) / (hi - lo)
-	for v, w := range pts {
-		if w <= 0 {
+	for i, v := range x {
+		wi := wt(i)
+		if wi <= 0 {
 			continue
 		}
 		f := int((v - lo) * scale)
@@ -390,15 +401,16 @@ func binnedCenters(pts points, k, maxBins int) []float64 {
 			f = nf - 1
 		}
 		d := v - mu
-		fine[f].w += w
-		fine[f].wx += w * d
-		fine[f].wx2 += w * d * d
+		it := &fb[f]
+		it.w += wi
+		it.wx += wi * d
+		it.wx2 += wi * d * d
 	}
 	capW := 2 * tw / float64(maxBins)
 	capSpan := 2 * nf / maxBins
 	var bins []item
 	start := -1
-	for f, it := range fine {
+	for f, it := range fb {
 		if it.w <= 0 {
 			continue
 		}
@@ -422,22 +434,53 @@ func binnedCenters(pts points, k, maxBins int) []float64 {
 		return dedupSorted(c)
 	}
 	b, _ := dpPartition(bins, k)
-	return boundsToCenters(bins, b, mu)
+	centers := boundsToCenters(bins, b, mu)
+	if !refine {
+		return centers
+	}
+	kk := len(centers)
+	sw := make([]float64, kk)
+	sx := make([]float64, kk)
+	var nt nearTable
+	nt.build(centers)
+	for _, it := range fb {
+		if it.w <= 0 {
+			continue
+		}
+		a := nt.find(centers, it.wx/it.w+mu)
+		sw[a] += it.w
+		sx[a] += it.wx
+	}
+	for j := range centers {
+		if sw[j] > 0 {
+			centers[j] = sx[j]/sw[j] + mu
+		}
+	}
+	return dedupSorted(centers)
 }
 
 // lloydStep assigns each point to its nearest center and returns the
-// weighted means (a center that loses all its points keeps its value).
-func lloydStep(pts points, centers []float64) []float64 {
+// weighted means (a center that loses all its points keeps its value);
+// w nil means every weight 1. nt, if not nil, is scratch for the lookup.
+func lloydStep(x, w, centers []float64, nt *nearTable) []float64 {
 	k := len(centers)
 	sw := make([]float64, k)
 	sx := make([]float64, k)
-	for v, w := range pts {
-		if w <= 0 {
+	if nt == nil {
+		nt = &nearTable{}
+	}
+	nt.build(centers)
+	for i, v := range x {
+		wi := 1.0
+		if w != nil {
+			wi = w[i]
+		}
+		if wi <= 0 {
 			continue
 		}
-		a := nearest(centers, v)
-		sw[a] += w
-		sx[a] += w * (v - centers[a])
+		a := nt.find(centers, v)
+		sw[a] += wi
+		sx[a] += wi * (v - centers[a])
 	}
 	out := make([]float64, k)
 	for j := range out {
@@ -447,6 +490,97 @@ func lloydStep(pts points, centers []float64) []float64 {
 		}
 	}
 	return dedupSorted(out)
+}
+
+// nearTable finds nearest centers fast: a table over the centers' range
+// gives a starting index, and a short walk finishes the search with the
+// same comparisons as nearest, so find(c, v) == nearest(c, v) exactly
+// (TestNearTable) for any sorted c, including c scaled per row when the
+// table was built on the unscaled values (the walk then just takes a few
+// more steps).
+type nearTable struct {
+	lo, scale float64
+	tab       []uint8
+	pure      []bool // no boundary between two centers within (a margin of) the cell
+}
+
+// nearCells is the table size: ~4 cells per center at 8 bits.
+const nearCells = 1024
+
+// build prepares the table for sorted centers c (at most 256).
+func (t *nearTable) build(c []float64) {
+	t.tab, t.pure = t.tab[:0], t.pure[:0]
+	if len(c) < 2 || !(c[len(c)-1] > c[0]) {
+		t.scale = 0
+		return
+	}
+	t.lo = c[0]
+	t.scale = nearCells / (c[len(c)-1] - c[0])
+	if math.IsInf(t.scale, 0) || math.IsNaN(t.scale) {
+		t.scale = 0
+		return
+	}
+	for i := 0; i < nearCells; i++ {
+		// A cell is pure when the nearest center is the same a hundredth
+		// of a cell beyond both of its ends: far more than the rounding
+		// of (v - lo) * scale, so every v that lands in it has that
+		// nearest center.
+		a := nearest(c, t.lo+(float64(i)-0.01)/t.scale)
+		b := nearest(c, t.lo+(float64(i)+1.01)/t.scale)
+		t.tab = append(t.tab, uint8(a))
+		t.pure = append(t.pure, a == b)
+	}
+}
+
+// find returns nearest(c, v). c must be the centers the table was built
+// on, or any sorted slice of the same length (then it is only slower).
+func (t *nearTable) find(c []float64, v float64) int {
+	a := 0
+	if t.scale != 0 {
+		f := (v - t.lo) * t.scale
+		if f >= nearCells {
+			a = int(t.tab[nearCells-1])
+		} else if f > 0 {
+			a = int(t.tab[int(f)])
+		}
+	}
+	return nearWalk(c, v, a)
+}
+
+// findPure is find for c == the centers the table was built on: a value in
+// a pure cell needs no comparison.
+func (t *nearTable) findPure(c []float64, v float64) int {
+	if t.scale != 0 {
+		f := (v - t.lo) * t.scale
+		if f > 0 && f < nearCells {
+			i := int(f)
+			if t.pure[i] {
+				return int(t.tab[i])
+			}
+			return nearWalk(c, v, int(t.tab[i]))
+		}
+		if f >= nearCells {
+			return nearWalk(c, v, int(t.tab[nearCells-1]))
+		}
+	}
+	return nearWalk(c, v, 0)
+}
+
+// nearWalk returns nearest(c, v) by walking from a: the predicate
+// P(a) = v-c[a] > c[a+1]-v is true then false along sorted c, and nearest
+// is the first a where it is false (or the last index).
+func nearWalk(c []float64, v float64, a int) int {
+	k := len(c)
+	if a >= k {
+		a = k - 1
+	}
+	for a > 0 && v-c[a-1] <= c[a]-v {
+		a--
+	}
+	for a+1 < k && v-c[a] > c[a+1]-v {
+		a++
+	}
+	return a
 }
 
 // KMeansLloyd is weighted k-means++ initialisation followed by Lloyd

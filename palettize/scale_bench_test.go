@@ -13,3 +13,19 @@ func BenchmarkPalettizeTinyLlamaLayer(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkBackMul is the calibration backward product dY W for one
+// TinyLlama ffn_down (2048 x 5632) over 128 positions, single goroutine.
+func BenchmarkBackMul(b *testing.B) {
+	w := transposeOf(randTensor("blk.0.ffn_down", 2048, 5632, 1))
+	const n = 128
+	dy := make([]float32, n*2048)
+	for i := range dy {
+		dy[i] = float32(i%7) - 3
+	}
+	dx := make([]float32, n*5632)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		w.backMul(dy, dx, n, 1)
+	}
+}

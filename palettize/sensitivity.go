@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync"
+	"unsafe"
 
 	"github.com/squeeze-ml/squeeze/ir"
 	"github.com/squeeze-ml/squeeze/runtime/kernels"
@@ -35,33 +37,116 @@ import (
 // mean_t (dL/dx0_tj)^2 normalised to mean 1: their product approximates
 // the diagonal Fisher of the lookup.
 
-// wT is a linear weight decoded once to float32, transposed ([cols][rows]),
-// for the backward products dX = dY W.
+// wT gives the backward products dX = dY W of one linear weight without
+// keeping a transposed copy of it (that would be a second full-precision
+// model in memory): backMul transposes one small tile at a time (a few
+// rows-blocks x columns, ~128 KiB) and takes dot products against it, so
+// the weight streams through the cache once per window and the extra
+// memory is one tile (plus, for a weight stored other than as float32, one
+// decoded block of rows).
 type wT struct {
+	w          *ir.Tensor
 	rows, cols int
-	t          []float32 // cols x rows
+	view       []float32 // the weight itself when it is float32 and aligned
 }
 
 func transposeOf(t *ir.Tensor) *wT {
-	rows, cols := t.Rows(), t.Cols()
-	out := &wT{rows: rows, cols: cols, t: make([]float32, rows*cols)}
-	row := make([]float32, cols)
-	for r := 0; r < rows; r++ {
-		t.DecodeRow(r, row)
-		for c, v := range row {
-			out.t[c*rows+r] = v
-		}
+	w := &wT{w: t, rows: t.Rows(), cols: t.Cols()}
+	if t.Type == ir.F32 && len(t.Data) > 0 && uintptr(unsafe.Pointer(&t.Data[0]))%4 == 0 {
+		w.view = t.F32()
 	}
-	return out
+	return w
 }
 
-// backMul adds dy (n x rows) W (rows x cols) to dx (n x cols).
-func (w *wT) backMul(dy, dx []float32, n int) {
-	for i := 0; i < n; i++ {
-		dyi := dy[i*w.rows : (i+1)*w.rows]
-		dxi := dx[i*w.cols : (i+1)*w.cols]
-		for c := range dxi {
-			dxi[c] += kernels.Dot(w.t[c*w.rows:(c+1)*w.rows], dyi)
+// backMul adds dy (n x rows) W (rows x cols) to dx (n x cols), with the
+// columns split over inner goroutines (each dx element is computed the same
+// way whatever inner is).
+func (w *wT) backMul(dy, dx []float32, n, inner int) {
+	parts := max(1, min(inner, w.cols/64))
+	if parts == 1 {
+		w.backCols(dy, dx, n, 0, w.cols)
+		return
+	}
+	var wg sync.WaitGroup
+	for p := 0; p < parts; p++ {
+		c0, c1 := p*w.cols/parts, (p+1)*w.cols/parts
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.backCols(dy, dx, n, c0, c1)
+		}()
+	}
+	wg.Wait()
+}
+
+// backCols is backMul for the columns [cA, cB): per block of rows, it
+// gathers dy's block contiguously, transposes ~128 KiB tiles of W (columns
+// x rows) and multiplies them with kernels.MatMul (the forward's kernel:
+// four tokens per weight row).
+func (w *wT) backCols(dy, dx []float32, n, cA, cB int) {
+	rows, cols := w.rows, w.cols
+	// 512-row blocks and 64-column tiles: the transpose reads 256
+	// contiguous bytes of each row (few cache lines and pages per tile),
+	// and a tile is 128 KiB.
+	rb := min(rows, 512)
+	if w.view == nil {
+		rb = min(rows, max(64, (1<<20)/cols))
+	}
+	var blkBuf []float32
+	dyb := make([]float32, n*rb)
+	cbMax := max(4, 32768/rb)
+	tile := make([]float32, cbMax*rb)
+	ob := make([]float32, n*cbMax)
+	tt := &ir.Tensor{Name: "backward tile", Type: ir.F32}
+	for r0 := 0; r0 < rows; r0 += rb {
+		r1 := min(r0+rb, rows)
+		nr := r1 - r0
+		var blk []float32
+		if w.view != nil {
+			blk = w.view[r0*cols : r1*cols]
+		} else {
+			if blkBuf == nil {
+				blkBuf = make([]float32, rb*cols)
+			}
+			blk = blkBuf[:nr*cols]
+			for r := r0; r < r1; r++ {
+				w.w.DecodeRow(r, blk[(r-r0)*cols:(r-r0+1)*cols])
+			}
+		}
+		for i := 0; i < n; i++ {
+			copy(dyb[i*nr:(i+1)*nr], dy[i*rows+r0:i*rows+r1])
+		}
+		cb := cbMax
+		for c0 := cA; c0 < cB; c0 += cb {
+			c1 := min(c0+cb, cB)
+			nc := c1 - c0
+			t := tile[:nc*nr]
+			r := 0
+			for ; r+4 <= nr; r += 4 { // four rows at a time: 16-byte writes
+				a0 := blk[r*cols+c0 : r*cols+c1]
+				a1 := blk[(r+1)*cols+c0 : (r+1)*cols+c1][:len(a0)]
+				a2 := blk[(r+2)*cols+c0 : (r+2)*cols+c1][:len(a0)]
+				a3 := blk[(r+3)*cols+c0 : (r+3)*cols+c1][:len(a0)]
+				for c, v := range a0 {
+					o := t[c*nr+r : c*nr+r+4 : c*nr+r+4]
+					o[0], o[1], o[2], o[3] = v, a1[c], a2[c], a3[c]
+				}
+			}
+			for ; r < nr; r++ {
+				for c, v := range blk[r*cols+c0 : r*cols+c1] {
+					t[c*nr+r] = v
+				}
+			}
+			tt.Shape = []int{nc, nr}
+			tt.Data = unsafe.Slice((*byte)(unsafe.Pointer(&t[0])), 4*len(t))
+			o := ob[:n*nc]
+			kernels.MatMul(tt, dyb[:n*nr], o, n, 0, nc)
+			for i := 0; i < n; i++ {
+				dxi := dx[i*cols+c0 : i*cols+c1]
+				for c, v := range o[i*nc : (i+1)*nc] {
+					dxi[c] += v
+				}
+			}
 		}
 	}
 }
@@ -78,6 +163,7 @@ type sensModel struct {
 	wt      map[string]*wT
 	ropeCos []float32 // [pos][headDim/2]
 	ropeSin []float32
+	inner   int // goroutines per matrix product (see calibrateSens)
 }
 
 func newSensModel(m *ir.Model, maxPos int) (*sensModel, error) {
@@ -250,9 +336,26 @@ func rmsBack(dx, dy, x, w, rinv []float32, n int) {
 	}
 }
 
+// lin computes out = W x for n positions, rows split over s.inner
+// goroutines (each output is computed the same way whatever the split).
 func (s *sensModel) lin(name string, x, out []float32, n int) {
 	w := s.w[name]
-	kernels.MatMul(w, x, out, n, 0, w.Rows())
+	rows := w.Rows()
+	parts := max(1, min(s.inner, rows/64))
+	if parts == 1 {
+		kernels.MatMul(w, x, out, n, 0, rows)
+		return
+	}
+	var wg sync.WaitGroup
+	for p := 0; p < parts; p++ {
+		r0, r1 := p*rows/parts, (p+1)*rows/parts
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			kernels.MatMul(w, x, out, n, r0, r1)
+		}()
+	}
+	wg.Wait()
 }
 
 // window runs forward and backward on one window and adds its statistics
@@ -370,7 +473,8 @@ func (s *sensModel) window(tokens []int, acc *sensAcc, rng *rand.Rand, gram bool
 	}
 	acc.fish(ir.NameOutput, logits, n)
 	dxo := make([]float32, n*dim)
-	s.wt[ir.NameOutput].backMul(logits, dxo, n)
+	bs := s.inner
+	s.wt[ir.NameOutput].backMul(logits, dxo, n, bs)
 	dx := make([]float32, n*dim)
 	rmsBack(dx, dxo, x, s.outNorm, ro, n)
 	dxf := make([]float32, n*dim)
@@ -385,7 +489,7 @@ func (s *sensModel) window(tokens []int, acc *sensAcc, rng *rand.Rand, gram bool
 		ng, nu, nd := ir.Blk(l, ir.FFNGate), ir.Blk(l, ir.FFNUp), ir.Blk(l, ir.FFNDown)
 		acc.fish(nd, dx, n)
 		clear(da)
-		s.wt[nd].backMul(dx, da, n)
+		s.wt[nd].backMul(dx, da, n, bs)
 		for i, g := range a.g {
 			sg := 1 / (1 + float32(math.Exp(float64(-g))))
 			du[i] = da[i] * g * sg
@@ -394,13 +498,13 @@ func (s *sensModel) window(tokens []int, acc *sensAcc, rng *rand.Rand, gram bool
 		acc.fish(ng, dg, n)
 		acc.fish(nu, du, n)
 		clear(dxf)
-		s.wt[ng].backMul(dg, dxf, n)
-		s.wt[nu].backMul(du, dxf, n)
+		s.wt[ng].backMul(dg, dxf, n, bs)
+		s.wt[nu].backMul(du, dxf, n, bs)
 		rmsBack(dx, dxf, a.xmid, s.norms[l][1], a.rf, n) // dx is now dL/dxmid
 		no := ir.Blk(l, ir.AttnOut)
 		acc.fish(no, dx, n)
 		clear(datt)
-		s.wt[no].backMul(dx, datt, n)
+		s.wt[no].backMul(dx, datt, n, bs)
 		clear(dq)
 		clear(dk)
 		clear(dv)
@@ -445,9 +549,9 @@ func (s *sensModel) window(tokens []int, acc *sensAcc, rng *rand.Rand, gram bool
 		acc.fish(nk, dk, n)
 		acc.fish(nv, dv, n)
 		clear(dxa)
-		s.wt[nq].backMul(dq, dxa, n)
-		s.wt[nk].backMul(dk, dxa, n)
-		s.wt[nv].backMul(dv, dxa, n)
+		s.wt[nq].backMul(dq, dxa, n, bs)
+		s.wt[nk].backMul(dk, dxa, n, bs)
+		s.wt[nv].backMul(dv, dxa, n, bs)
 		rmsBack(dx, dxa, a.xin, s.norms[l][0], a.ra, n) // dx is now dL/dxin
 	}
 	if acc.embRow == nil {

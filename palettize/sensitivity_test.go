@@ -147,3 +147,48 @@ func TestSensitivityGradientFiniteDifference(t *testing.T) {
 		}
 	}
 }
+
+// backMul (tiled transposes, no transposed copy) equals the plain
+// product dy W, for a weight taller than one row block (2048 rows) whose
+// rows are not a multiple of it, as float32 and as float16, whatever the
+// number of goroutines.
+func TestBackMulTiled(t *testing.T) {
+	const rows, cols, n = 2100, 130, 5
+	src := randTensor("w", rows, cols, 3)
+	w32 := src.F32()
+	rng := rand.New(rand.NewPCG(4, 5))
+	dy := make([]float32, n*rows)
+	for i := range dy {
+		dy[i] = float32(rng.NormFloat64())
+	}
+	want := make([]float64, n*cols)
+	for i := 0; i < n; i++ {
+		for r := 0; r < rows; r++ {
+			for c := 0; c < cols; c++ {
+				want[i*cols+c] += float64(dy[i*rows+r]) * float64(w32[r*cols+c])
+			}
+		}
+	}
+	f16 := make([]uint16, len(w32))
+	for i, v := range w32 {
+		f16[i] = ir.F32ToF16(v)
+	}
+	h := &ir.Tensor{Name: "w16", Shape: []int{rows, cols}, Type: ir.F16, Data: make([]byte, 2*len(f16))}
+	for i, v := range f16 {
+		h.Data[2*i], h.Data[2*i+1] = byte(v), byte(v>>8)
+	}
+	for _, tc := range []struct {
+		w   *ir.Tensor
+		tol float64
+	}{{src, 1e-4}, {h, 2e-2}} {
+		for _, inner := range []int{1, 2} {
+			dx := make([]float32, n*cols)
+			transposeOf(tc.w).backMul(dy, dx, n, inner)
+			for i, v := range dx {
+				if d := math.Abs(float64(v) - want[i]); d > tc.tol*(1+math.Abs(want[i])) {
+					t.Fatalf("%s inner %d: dx[%d] = %g, want %g", tc.w.Name, inner, i, v, want[i])
+				}
+			}
+		}
+	}
+}

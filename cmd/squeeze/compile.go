@@ -4,9 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
+	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,13 +29,15 @@ type compileOptions struct {
 	model         modelFlags
 	Target        string
 	Calib         string
+	CalibTokens   string
 	CalibCtx      int
 	Bits          string
 	GroupSize     string
 	EmbeddingBits string
 	PerRowScale   bool
 	Proxy         string
-	ErrorFeedback bool
+	ErrorFeedback string
+	Fast          string
 	RefitLUT      int
 	CalibWindows  int
 	PlanIn        string
@@ -62,13 +67,16 @@ calibration on --calib text predicts. It writes a bundle that squeeze run/eval/i
 	f := c.Flags()
 	f.StringVar(&o.Target, "target", "", "bits per palettized weight, overhead included, e.g. 3.7bpw (required unless --plan)")
 	f.StringVar(&o.Calib, "calib", "", "calibration text: importance of each input channel (without it, compression is data-free)")
+	f.StringVar(&o.CalibTokens, "calib-tokens", "", "calibrate on token ids instead of text: FILE (whitespace-separated ids; the first should be BOS) or random:N (N ids drawn uniformly from the vocabulary with --seed, BOS = 1: for timing models without a tokenizer, e.g. --synthetic; says nothing about quality)")
 	f.IntVar(&o.CalibCtx, "calib-ctx", 256, "calibration window length in tokens")
 	f.StringVar(&o.Bits, "bits", "2,3,4,6", "candidate index widths, a subset of 1,2,3,4,6,8")
 	f.StringVar(&o.GroupSize, "group-size", "auto", "rows sharing one LUT: a number (16 as Apple), 'tensor' for one LUT per tensor, or 'auto' to let the allocator choose among 16,32,64,128,256 and per-tensor")
 	f.StringVar(&o.EmbeddingBits, "embedding-bits", "auto", "token embedding / tied classifier: 'auto' (allocated with the rest), a width from --bits' set, or 'keep' (left unpalettized, outside the target)")
 	f.BoolVar(&o.PerRowScale, "per-row-scale", true, "also try a float16 scale per output row before clustering (the allocator picks per tensor)")
 	f.StringVar(&o.Proxy, "proxy", "fisher", "damage proxy: fisher (output sensitivity from a backward pass x input mean square: predicted KL divergence, comparable across tensors) or input (input mean square only)")
-	f.BoolVar(&o.ErrorFeedback, "error-feedback", true, "round with GPTQ-style error feedback on each linear's input Gram matrix (needs --calib)")
+	f.StringVar(&o.ErrorFeedback, "error-feedback", "auto", "round with GPTQ-style error feedback on each linear's input Gram matrix (needs calibration): on, off, or auto (on unless --fast is in effect: on a 1B model the Gram matrices take ~8 GB and the rounding ~1.5e12 multiply-adds)")
+	f.Lookup("error-feedback").NoOptDefVal = "on"
+	f.StringVar(&o.Fast, "fast", "auto", "big-model mode: on, off, or auto (on above 20M parameters): candidates estimated on ~64 sampled rows per option, group sizes saving < 0.01 bpw of LUT storage over a smaller one dropped, palettize.FastBins histogram bins (256 at 4 bits, 512 at 6) instead of 1024, no error feedback unless --error-feedback on")
 	f.IntVar(&o.RefitLUT, "refit-lut", 1, "with --error-feedback: rounds of least-squares LUT refit")
 	f.IntVar(&o.CalibWindows, "calib-windows", 16, "run the calibration (forward and backward) pass on at most this many evenly spaced windows (0 = all)")
 	f.StringVar(&o.PlanIn, "plan", "", "use this plan (JSON, e.g. edited from --write-plan) instead of allocating")
@@ -93,6 +101,8 @@ type compileResult struct {
 	RelGap          float64               `json:"optimality_gap"`
 	Calibrated      bool                  `json:"calibrated"`
 	Seconds         float64               `json:"seconds"`
+	StageSeconds    map[string]float64    `json:"stage_seconds"` // load, calibrate, candidates (with allocation), palettize, write
+	Fast            bool                  `json:"fast"`
 	BaseSHA256      string                `json:"base_sha256"`
 	Tensors         []palettize.PlanEntry `json:"tensors"`
 	Device          string                `json:"device,omitempty"`
@@ -157,6 +167,7 @@ type planner struct {
 	threads int
 	ef      bool
 	refit   int
+	fast    bool // see --fast
 }
 
 func newPlanner(m *ir.Model, calibPath string, calibCtx int, threads int, stderr io.Writer) (*planner, error) {
@@ -166,25 +177,52 @@ func newPlanner(m *ir.Model, calibPath string, calibCtx int, threads int, stderr
 // newPlannerWith calibrates with the given options (Ctx, Sensitivity, Gram,
 // MaxWindows); Workers 0 means all CPUs.
 func newPlannerWith(m *ir.Model, calibPath string, copt palettize.CalibrateOptions, stderr io.Writer) (*planner, error) {
+	return newPlannerFrom(m, calibPath, "", copt, stderr)
+}
+
+// newPlannerFrom is newPlannerWith with an optional token source
+// (--calib-tokens) instead of calibration text.
+func newPlannerFrom(m *ir.Model, calibPath, calibTokens string, copt palettize.CalibrateOptions, stderr io.Writer) (*planner, error) {
 	calibCtx, threads := copt.Ctx, copt.Workers
 	p := &planner{m: m, threads: threads}
 	if p.threads <= 0 {
 		p.threads = goruntime.NumCPU()
 	}
-	if calibPath == "" {
+	if calibPath != "" && calibTokens != "" {
+		return nil, fmt.Errorf("give --calib or --calib-tokens, not both")
+	}
+	if calibPath == "" && calibTokens == "" {
 		fmt.Fprintln(stderr, "squeeze: no --calib text: compressing without data (every input channel weighted alike)")
 		return p, nil
 	}
-	if err := needTokenizer(m); err != nil {
-		return nil, err
-	}
-	text, err := os.ReadFile(calibPath)
-	if err != nil {
-		return nil, fmt.Errorf("--calib: %w", err)
-	}
-	toks := m.Tokenizer.Encode(string(text), true)
-	if len(toks) < 2 {
-		return nil, fmt.Errorf("--calib %s: the text tokenizes to %d tokens, nothing to calibrate on", calibPath, len(toks)-1)
+	var toks []int
+	bos := 1
+	source := filepath.Base(calibPath)
+	if calibTokens != "" {
+		var err error
+		if toks, err = readCalibTokens(calibTokens, m.Config.Vocab, copt.Seed); err != nil {
+			return nil, err
+		}
+		if m.Tokenizer != nil {
+			bos = m.Tokenizer.BOS
+		}
+		source = calibTokens
+		if !strings.HasPrefix(calibTokens, "random:") {
+			source = filepath.Base(calibTokens)
+		}
+	} else {
+		if err := needTokenizer(m); err != nil {
+			return nil, err
+		}
+		text, err := os.ReadFile(calibPath)
+		if err != nil {
+			return nil, fmt.Errorf("--calib: %w", err)
+		}
+		toks = m.Tokenizer.Encode(string(text), true)
+		if len(toks) < 2 {
+			return nil, fmt.Errorf("--calib %s: the text tokenizes to %d tokens, nothing to calibrate on", calibPath, len(toks)-1)
+		}
+		bos = m.Tokenizer.BOS
 	}
 	nw := (len(toks) + calibCtx - 1) / calibCtx
 	if copt.MaxWindows > 0 {
@@ -193,12 +231,12 @@ func newPlannerWith(m *ir.Model, calibPath string, copt palettize.CalibrateOptio
 	update, finish := reports.Progress(stderr, nw, "calibrate")
 	copt.Workers = p.threads
 	copt.Progress = func(d, _ int) { update(d) }
-	c, err := palettize.CalibrateWith(m, toks, m.Tokenizer.BOS, copt)
+	c, err := palettize.CalibrateWith(m, toks, bos, copt)
 	finish()
 	if err != nil {
 		return nil, err
 	}
-	c.Source = filepath.Base(calibPath)
+	c.Source = source
 	p.calib, p.imp = c, c.Importance
 	return p, nil
 }
@@ -223,8 +261,9 @@ func (p *planner) candidates(bits, groups []int, scale bool, embBits string, std
 		names = slices.DeleteFunc(names, func(n string) bool { return n == ir.NameTokenEmbd })
 		embName = []string{ir.NameTokenEmbd}
 		update, finish := reports.Progress(stderr, 1, "embedding")
-		ec, err := palettize.Candidates(p.m, p.imp, palettize.CandidateOptions{Bits: []int{b}, GroupSizes: groups, PerRowScale: scales,
-			Tensors: embName, Method: p.method, Seed: p.seed, Workers: p.threads, Calib: p.calib, ErrorFeedback: p.ef, RefitLUT: p.refit, Progress: func(d, _ int) { update(d) }})
+		eo := p.candidateOptions([]int{b}, groups, scales, embName)
+		eo.Progress = func(d, _ int) { update(d) }
+		ec, err := palettize.Candidates(p.m, p.imp, eo)
 		finish()
 		if err != nil {
 			return err
@@ -233,14 +272,66 @@ func (p *planner) candidates(bits, groups []int, scale bool, embBits string, std
 	}
 	total := len(names) * len(bits) * len(groups) * len(scales)
 	update, finish := reports.Progress(stderr, total, "candidates")
-	c, err := palettize.Candidates(p.m, p.imp, palettize.CandidateOptions{Bits: bits, GroupSizes: groups, PerRowScale: scales,
-		Tensors: names, Method: p.method, Seed: p.seed, Workers: p.threads, Calib: p.calib, ErrorFeedback: p.ef, RefitLUT: p.refit, Progress: func(d, _ int) { update(d) }})
+	co := p.candidateOptions(bits, groups, scales, names)
+	co.Progress = func(d, _ int) { update(d) }
+	c, err := palettize.Candidates(p.m, p.imp, co)
 	finish()
 	if err != nil {
 		return err
 	}
 	p.cands = append(c, p.cands...)
 	return nil
+}
+
+// candidateOptions are the Candidates options of this planner (with the
+// big-model shortcuts of --fast).
+func (p *planner) candidateOptions(bits, groups []int, scales []bool, names []string) palettize.CandidateOptions {
+	o := palettize.CandidateOptions{Bits: bits, GroupSizes: groups, PerRowScale: scales,
+		Tensors: names, Method: p.method, Seed: p.seed, Workers: p.threads, Calib: p.calib, ErrorFeedback: p.ef, RefitLUT: p.refit}
+	if p.fast {
+		o.SampleRows, o.MinGroupSavingBPW, o.FastBins = fastSampleRows, fastMinGroupSaving, true
+	}
+	return o
+}
+
+// The --fast settings (see the flag's help and docs/PERF.md, "Compile").
+const (
+	fastParams         = 20_000_000 // --fast auto: on above this many parameters
+	fastSampleRows     = 64
+	fastMinGroupSaving = 0.01 // bpw
+)
+
+// readCalibTokens reads --calib-tokens: random:N or a file of
+// whitespace-separated token ids, each checked against the vocabulary.
+func readCalibTokens(spec string, vocab int, seed uint64) ([]int, error) {
+	if n, ok := strings.CutPrefix(spec, "random:"); ok {
+		cnt, err := strconv.Atoi(n)
+		if err != nil || cnt < 2 {
+			return nil, fmt.Errorf("--calib-tokens %q: expected random:N with N >= 2", spec)
+		}
+		rng := rand.New(rand.NewPCG(seed, 0x746f6b656e73)) // "tokens"
+		toks := make([]int, cnt)
+		for i := range toks {
+			toks[i] = rng.IntN(vocab)
+		}
+		return toks, nil
+	}
+	data, err := os.ReadFile(spec)
+	if err != nil {
+		return nil, fmt.Errorf("--calib-tokens: %w", err)
+	}
+	var toks []int
+	for i, f := range strings.Fields(string(data)) {
+		v, err := strconv.Atoi(f)
+		if err != nil || v < 0 || v >= vocab {
+			return nil, fmt.Errorf("--calib-tokens %s: token %d is %q, expected an id in 0..%d", spec, i, f, vocab-1)
+		}
+		toks = append(toks, v)
+	}
+	if len(toks) < 2 {
+		return nil, fmt.Errorf("--calib-tokens %s: %d token ids, expected at least 2", spec, len(toks))
+	}
+	return toks, nil
 }
 
 func (p *planner) allocate(target float64) (*palettize.Plan, error) {
@@ -258,7 +349,7 @@ func (p *planner) allocate(target float64) (*palettize.Plan, error) {
 
 func (p *planner) apply(plan *palettize.Plan, stderr io.Writer) (*ir.Model, error) {
 	update, finish := reports.Progress(stderr, len(plan.Tensors), "palettize")
-	out, err := palettize.Apply(p.m, plan, p.imp, palettize.ApplyOptions{Workers: p.threads, Calib: p.calib,
+	out, err := palettize.Apply(p.m, plan, p.imp, palettize.ApplyOptions{Workers: p.threads, Calib: p.calib, FastBins: p.fast,
 		Progress: func(d, _ int, _ string, _ palettize.Stats) { update(d) }})
 	finish()
 	return out, err
@@ -266,6 +357,17 @@ func (p *planner) apply(plan *palettize.Plan, stderr io.Writer) (*ir.Model, erro
 
 func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) error {
 	start := time.Now()
+	if path := os.Getenv("SQUEEZE_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return fmt.Errorf("SQUEEZE_CPUPROFILE: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("SQUEEZE_CPUPROFILE: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if o.Out == "" {
 		return fmt.Errorf("-o OUT.sqz is required")
 	}
@@ -294,11 +396,19 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	stages := map[string]float64{}
+	lap := time.Now()
+	stage := func(name string) {
+		now := time.Now()
+		stages[name] += now.Sub(lap).Seconds()
+		lap = now
+	}
 	m, err := o.model.load(args)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
+	stage("load")
 	if m.Format == "bundle" {
 		return fmt.Errorf("%s is already a compiled bundle; compile the original model", m.Source)
 	}
@@ -314,11 +424,40 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 	if o.RefitLUT < 0 {
 		return fmt.Errorf("--refit-lut %d: expected >= 0", o.RefitLUT)
 	}
-	ef := o.ErrorFeedback && o.Calib != ""
-	p, err := newPlannerWith(m, o.Calib, palettize.CalibrateOptions{Ctx: o.CalibCtx, Workers: o.Threads,
+	var fast bool
+	switch o.Fast {
+	case "auto":
+		fast = m.NumParams() > fastParams
+	case "on", "true":
+		fast = true
+	case "off", "false":
+	default:
+		return fmt.Errorf("--fast %q: expected auto, on or off", o.Fast)
+	}
+	var ef bool
+	switch o.ErrorFeedback {
+	case "auto":
+		ef = !fast
+	case "on", "true":
+		ef = true
+	case "off", "false":
+	default:
+		return fmt.Errorf("--error-feedback %q: expected auto, on or off", o.ErrorFeedback)
+	}
+	ef = ef && (o.Calib != "" || o.CalibTokens != "")
+	p, err := newPlannerFrom(m, o.Calib, o.CalibTokens, palettize.CalibrateOptions{Ctx: o.CalibCtx, Workers: o.Threads,
 		Sensitivity: o.Proxy == "fisher", Gram: ef, MaxWindows: o.CalibWindows, Seed: o.Seed}, stderr)
 	if err != nil {
 		return err
+	}
+	p.fast = fast
+	stage("calibrate")
+	if fast && os.Getenv("GOGC") == "" {
+		// The model is most of the live heap and holds no pointers, so
+		// collecting often is cheap; the default (collect when the heap
+		// doubles) would let per-group garbage grow to a second model's
+		// worth of memory.
+		debug.SetGCPercent(10)
 	}
 	if ef {
 		p.ef, p.refit = true, o.RefitLUT
@@ -374,10 +513,12 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("--write-plan: %w", err)
 		}
 	}
+	stage("candidates")
 	pm, err := p.apply(plan, stderr)
 	if err != nil {
 		return err
 	}
+	stage("palettize")
 	ex := bundle.Extra{SqueezeVersion: version, Source: filepath.Base(m.Source), Plan: plan}
 	if p.calib != nil {
 		ex.Calibration = p.calib
@@ -386,9 +527,10 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	stage("write")
 	res := compileResult{Path: info.Path, BPW: plan.AchievedBPW, BPWTotal: 8 * float64(info.Bytes) / float64(m.NumParams()),
 		Bytes: info.Bytes, Params: m.NumParams(), TargetBPW: target, PredictedDamage: plan.PredictedDamage, RelGap: plan.RelGap,
-		Calibrated: p.calib != nil, Seconds: time.Since(start).Seconds(), BaseSHA256: info.BaseSHA256, Tensors: plan.Tensors,
+		Calibrated: p.calib != nil, Seconds: time.Since(start).Seconds(), StageSeconds: stages, Fast: fast, BaseSHA256: info.BaseSHA256, Tensors: plan.Tensors,
 		Device: plan.Device, Predicted: plan.Predicted}
 	if o.JSON {
 		e := json.NewEncoder(stdout)

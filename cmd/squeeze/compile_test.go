@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -70,4 +71,48 @@ func abs(x float64) float64 {
 		return -x
 	}
 	return x
+}
+
+// The big-model path (--fast on: sampled candidates, pruned group sizes,
+// fewer histogram bins, no error feedback) with a random token stream
+// (--calib-tokens random:N) is deterministic too, and meets the target.
+func TestCompileFastDeterministic(t *testing.T) {
+	dir := t.TempDir()
+	var data [][]byte
+	for _, th := range []string{"1", "2"} {
+		out := filepath.Join(dir, "f"+th+".sqz")
+		args := []string{"compile", stories, "--calib-tokens", "random:600", "--fast", "on", "--target", "3.2bpw", "--threads", th, "-o", out, "--json"}
+		so, se, err := squeeze(t, args...)
+		if err != nil {
+			t.Fatalf("squeeze %v: %v\n%s", args, err, se)
+		}
+		var r compileResult
+		if err := json.Unmarshal([]byte(so), &r); err != nil {
+			t.Fatalf("compile --json: %v\n%s", err, so)
+		}
+		if !r.Fast || !r.Calibrated || r.BPW > 3.2 || r.BPW < 3.1 {
+			t.Errorf("--fast on --calib-tokens random:600: fast %v calibrated %v bpw %.4f, want fast, calibrated, bpw in [3.1, 3.2]", r.Fast, r.Calibrated, r.BPW)
+		}
+		d, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data = append(data, d)
+	}
+	if !bytes.Equal(data[0], data[1]) {
+		t.Fatalf("--fast compiles with 1 and 2 threads differ: %d and %d bytes", len(data[0]), len(data[1]))
+	}
+}
+
+// --calib-tokens rejects ids outside the vocabulary, naming the file and
+// the token.
+func TestCompileCalibTokensBad(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "toks.txt")
+	if err := os.WriteFile(f, []byte("1 5 99999"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := squeeze(t, "compile", stories, "--calib-tokens", f, "--target", "3.7bpw", "-o", filepath.Join(t.TempDir(), "x.sqz"))
+	if err == nil || !strings.Contains(err.Error(), "toks.txt") || !strings.Contains(err.Error(), "99999") {
+		t.Fatalf("error %v, want one naming the file and the token 99999", err)
+	}
 }

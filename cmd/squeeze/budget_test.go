@@ -15,7 +15,7 @@ func TestCompileBudgets(t *testing.T) {
 	dir := t.TempDir()
 	ok := filepath.Join(dir, "ok.sqz")
 	out, _, err := squeeze(t, "compile", stories, "--target", "3.7bpw", "--device", "rpi5", "--max-decode-ms", "0.45",
-		"--bits", "2,4", "--group-size", "tensor", "--proxy", "input", "--error-feedback=false", "-o", ok, "--json")
+		"--bits", "2,4", "--group-size", "tensor", "--proxy", "input", "--error-feedback=off", "-o", ok, "--json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +31,7 @@ func TestCompileBudgets(t *testing.T) {
 	}
 	bad := filepath.Join(dir, "bad.sqz")
 	_, _, err = squeeze(t, "compile", stories, "--target", "3.7bpw", "--device", "rpi5", "--max-decode-ms", "0.01",
-		"--bits", "2,4", "--group-size", "tensor", "--proxy", "input", "--error-feedback=false", "-o", bad)
+		"--bits", "2,4", "--group-size", "tensor", "--proxy", "input", "--error-feedback=off", "-o", bad)
 	if err == nil || !strings.Contains(err.Error(), "cannot be met") || !strings.Contains(err.Error(), "best achievable") {
 		t.Fatalf("impossible budget: %v", err)
 	}
@@ -40,5 +40,40 @@ func TestCompileBudgets(t *testing.T) {
 	}
 	if _, _, err := squeeze(t, "compile", stories, "--target", "3.7bpw", "--max-decode-ms", "1", "-o", bad); err == nil || !strings.Contains(err.Error(), "--device") {
 		t.Errorf("budget without --device: %v", err)
+	}
+}
+
+// compile --recover trains adapters as its last stage and reports their cost.
+func TestCompileRecover(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "r.sqz")
+	text, err := os.ReadFile("../../testdata/tinystories/calib.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	calib := filepath.Join(dir, "calib.txt") // a tenth of it keeps the test quick
+	if err := os.WriteFile(calib, text[:len(text)/10], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	js, _, err := squeeze(t, "compile", stories, "--target", "2.5bpw", "--calib", calib,
+		"--calib-windows", "2", "--error-feedback=off", "--recover", "--steps", "2", "-o", out, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r compileResult
+	if err := json.Unmarshal([]byte(js), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.AdapterBytes <= 0 || r.AdapterBPW <= 0 {
+		t.Fatalf("adapter_bytes %d adapter_bpw %v", r.AdapterBytes, r.AdapterBPW)
+	}
+	if float64(r.AdapterBytes) > 0.1*float64(r.Bytes) {
+		t.Errorf("adapters %d bytes exceed 10%% of the %d-byte bundle", r.AdapterBytes, r.Bytes)
+	}
+	if _, _, err := squeeze(t, "run", out, "--adapter", "recover", "--prompt", "Once", "-n", "4", "--temp", "0"); err != nil {
+		t.Fatalf("running the recovered bundle: %v", err)
+	}
+	if _, _, err := squeeze(t, "compile", stories, "--target", "2.5bpw", "--recover", "-o", out); err == nil || !strings.Contains(err.Error(), "--calib") {
+		t.Errorf("--recover without --calib: %v", err)
 	}
 }

@@ -48,6 +48,12 @@ type compileOptions struct {
 	JSON          bool
 	Threads       int
 	budget        budgetFlags
+	// --recover: LoRA recovery as the last stage (see squeeze recover).
+	Recover       bool
+	RecoverRank   int
+	RecoverSteps  int
+	RecoverLR     float64
+	AdapterBudget float64
 }
 
 func newCompileCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -64,6 +70,12 @@ calibration on --calib text predicts. It writes a bundle that squeeze run/eval/i
 	}
 	o.model.bind(c)
 	o.budget.bind(c)
+	f0 := c.Flags()
+	f0.BoolVar(&o.Recover, "recover", false, "train LoRA recovery adapters (distillation from MODEL on --calib) as the last stage")
+	f0.IntVar(&o.RecoverRank, "rank", 0, "--recover: maximum adapter rank (capped by --adapter-budget; 0 = default)")
+	f0.IntVar(&o.RecoverSteps, "steps", 0, "--recover: optimizer steps (0 = default)")
+	f0.Float64Var(&o.RecoverLR, "lr", 0, "--recover: peak learning rate (0 = default)")
+	f0.Float64Var(&o.AdapterBudget, "adapter-budget", 0.10, "--recover: adapters add at most this fraction to the bundle's size")
 	f := c.Flags()
 	f.StringVar(&o.Target, "target", "", "bits per palettized weight, overhead included, e.g. 3.7bpw (required unless --plan)")
 	f.StringVar(&o.Calib, "calib", "", "calibration text: importance of each input channel (without it, compression is data-free)")
@@ -105,6 +117,8 @@ type compileResult struct {
 	Fast            bool                  `json:"fast"`
 	BaseSHA256      string                `json:"base_sha256"`
 	Tensors         []palettize.PlanEntry `json:"tensors"`
+	AdapterBytes    int64                 `json:"adapter_bytes,omitempty"` // --recover: float16 A and B bytes
+	AdapterBPW      float64               `json:"adapter_bpw,omitempty"`   // adapter bits per palettized weight
 	Device          string                `json:"device,omitempty"`
 	Predicted       map[string]float64    `json:"predicted,omitempty"`
 }
@@ -368,6 +382,9 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 		}
 		defer pprof.StopCPUProfile()
 	}
+	if o.Recover && o.Calib == "" {
+		return fmt.Errorf("--recover needs --calib text to distil on")
+	}
 	if o.Out == "" {
 		return fmt.Errorf("-o OUT.sqz is required")
 	}
@@ -519,6 +536,30 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	stage("palettize")
+	var adapterBytes int64
+	if o.Recover {
+		text, err := os.ReadFile(o.Calib)
+		if err != nil {
+			return fmt.Errorf("--recover: %w", err)
+		}
+		// The budget is a fraction of the bundle's size: write the base
+		// bundle once (beside the output, then removed) to know it.
+		probe := o.Out + ".base-probe"
+		binfo, err := bundle.Write(probe, pm, bundle.Extra{SqueezeVersion: version, Source: filepath.Base(m.Source), Plan: plan, Calibration: p.calib})
+		os.Remove(probe)
+		if err != nil {
+			return err
+		}
+		set, _, err := recoverAdapters(m, pm, text, recoverConfig{Rank: o.RecoverRank, Steps: o.RecoverSteps, LR: o.RecoverLR,
+			Budget: o.AdapterBudget, Name: "recover", Seed: o.Seed, Threads: o.Threads, Importance: p.imp, Log: stderr,
+			BundleBytes: binfo.Bytes})
+		if err != nil {
+			return err
+		}
+		pm.AdapterSets = []*ir.AdapterSet{set}
+		adapterBytes = set.Bytes()
+		stage("recover")
+	}
 	ex := bundle.Extra{SqueezeVersion: version, Source: filepath.Base(m.Source), Plan: plan}
 	if p.calib != nil {
 		ex.Calibration = p.calib
@@ -532,6 +573,10 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 		Bytes: info.Bytes, Params: m.NumParams(), TargetBPW: target, PredictedDamage: plan.PredictedDamage, RelGap: plan.RelGap,
 		Calibrated: p.calib != nil, Seconds: time.Since(start).Seconds(), StageSeconds: stages, Fast: fast, BaseSHA256: info.BaseSHA256, Tensors: plan.Tensors,
 		Device: plan.Device, Predicted: plan.Predicted}
+	if o.Recover {
+		res.AdapterBytes = adapterBytes
+		res.AdapterBPW = 8 * float64(adapterBytes) / float64(plan.TotalWeights)
+	}
 	if o.JSON {
 		e := json.NewEncoder(stdout)
 		e.SetIndent("", "  ")

@@ -80,7 +80,7 @@ func allocateWithBudgets(m *ir.Model, cands []palettize.TensorCandidates, target
 		}
 		return nil, nil, err
 	}
-	plan := &palettize.Plan{Version: palettize.PlanVersion, TargetBPW: target, }
+	plan := &palettize.Plan{Version: palettize.PlanVersion, TargetBPW: target}
 	for _, tc := range cands {
 		enc, ok := res.Plan[tc.Name]
 		if !ok {

@@ -18,7 +18,12 @@
 //     sequences of a batch are processed in parallel, and their gradients
 //     are reduced in sequence order);
 //   - RankForBudget: the largest rank whose float16 adapters fit a byte
-//     budget.
+//     budget;
+//   - TuneLUTs (lut_tune.go): zero-byte recovery -- the same distillation
+//     trains the palettes of a palettized model (float16 LUT entries and
+//     per-row scales; indices frozen) and optionally its float32 RMSNorm
+//     weights; the backward pass hands each tuned weight's dout and input
+//     to a weight sink that reduces dL/dW to the palette gradient.
 //
 // Adapters are ir.Adapter values: y = W x + Scale * B (A x), with A
 // (rank x in) and B (out x rank) row-major float32 in memory. Storing them

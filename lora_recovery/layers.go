@@ -73,7 +73,14 @@ type lin struct {
 	in, out int
 	rank    int
 	scale   float32
+	// tuned marks a base weight whose gradient is wanted (LUT tuning): the
+	// backward pass hands its dout and inp to the weight sink.
+	tuned bool
 }
+
+// needsGrad reports whether backward must reach this linear: it has an
+// adapter or a tuned weight.
+func (l *lin) needsGrad() bool { return l.A != nil || l.tuned }
 
 // linearForward: out (T,out) = inp (T,in) W^T + scale * (inp A^T) B^T, and
 // u (T,rank) = inp A^T saved for the backward pass.

@@ -28,13 +28,18 @@ type layerW struct {
 // net is a Llama-family decoder in float32 for training: frozen base
 // weights, optional adapters on the linears (lin.A != nil).
 type net struct {
-	cfg        ir.Config
-	emb        []float32 // (V,D)
-	cls, clsT  []float32 // (V,D) and its transpose (D,V)
-	outNorm    []float32
-	layers     []layerW
-	eps        float32
-	lowest     int // lowest layer holding an adapter (backward stops there)
+	cfg       ir.Config
+	emb       []float32 // (V,D)
+	cls, clsT []float32 // (V,D) and its transpose (D,V)
+	outNorm   []float32
+	layers    []layerW
+	eps       float32
+	lowest    int // lowest layer holding an adapter or a tuned weight (backward stops there)
+	// embGrad makes backward run down to the embedding output and hand its
+	// gradient to the weight sink (tuning of token_embd or the norms).
+	embGrad bool
+	// normGrad hands every RMSNorm's output gradient to the weight sink.
+	normGrad   bool
 	withGrad   bool
 	ropeMu     sync.Mutex // guards ropeTables: workers share the net
 	ropeTables map[int]*ropeTable
@@ -163,6 +168,25 @@ type acts struct {
 	dres, dx2, dbr, dxn, dq, dk, dv, dao, dg, dup, dh []float32
 	du                                                []float32
 	scratch                                           []float32
+
+	// sink, when set, receives what the gradients of tuned frozen
+	// weights need during backward (lut_tune.go).
+	sink weightSink
+}
+
+// weightSink receives, during backward, the quantities from which the
+// gradient of a frozen weight follows (dW = dout^T inp): for every linear
+// marked lin.tuned, its output gradient and input; the classifier's
+// dlogits and input; and, when net.embGrad is set, the gradient of the
+// embedding output x[0]. The slices are scratch: use them before
+// returning.
+type weightSink interface {
+	linear(layer, kind int, dout, inp []float32, T int)
+	classifier(dlogits, inp []float32, T int)
+	embedding(dx0 []float32, tokens []int, T int)
+	// norm: RMSNorm id (2l: blk.l.attn_norm, 2l+1: blk.l.ffn_norm,
+	// 2L: output_norm), its output gradient, input and saved 1/rms.
+	norm(id int, dout, inp, rstd []float32, T int)
 }
 
 func newActs(n *net, T int, maxRank int, withGrad bool) *acts {
@@ -255,8 +279,12 @@ func (n *net) backward(a *acts, tokens []int, grads []*linGrad) {
 	rt := n.rope(T)
 	ad := attnDims{c.Heads, c.KVHeads, c.HeadDim}
 	zero(a.dres[:T*D])
+	if a.sink != nil {
+		a.sink.classifier(a.log[:T*c.Vocab], a.xnF[:T*D], T)
+	}
 	classifierBackward(a.dres, a.log, a.xnF, n.clsT, T, D, c.Vocab)
 	zero(a.dx2[:T*D])
+	n.sinkNorm(a, 2*c.Layers, a.dres, a.x[c.Layers], a.rstdF, T)
 	rmsnormBackward(a.dx2, a.dres, a.x[c.Layers], a.rstdF, n.outNorm, T, D)
 	a.dres, a.dx2 = a.dx2, a.dres
 	for l := c.Layers - 1; l >= n.lowest; l-- {
@@ -268,15 +296,19 @@ func (n *net) backward(a *acts, tokens []int, grads []*linGrad) {
 		residualBackward(a.dx2, a.dbr, a.dres, T*D)
 		zero(a.dh[:T*F])
 		linBack(a.dh, g[kDown], a.dbr, a.h[l], a.u[l][kDown], lw.lins[kDown], T, a.du)
+		n.sinkLinear(a, l, kDown, a.dbr, a.h[l], T)
 		zero(a.dg[:T*F])
 		zero(a.dup[:T*F])
 		swigluBackward(a.dg, a.dup, a.dh, a.g[l], a.up[l], T*F)
 		zero(a.dxn[:T*D])
 		linBack(a.dxn, g[kGate], a.dg, a.xn2[l], a.u[l][kGate], lw.lins[kGate], T, a.du)
 		linBack(a.dxn, g[kUp], a.dup, a.xn2[l], a.u[l][kUp], lw.lins[kUp], T, a.du)
+		n.sinkLinear(a, l, kGate, a.dg, a.xn2[l], T)
+		n.sinkLinear(a, l, kUp, a.dup, a.xn2[l], T)
+		n.sinkNorm(a, 2*l+1, a.dxn, a.x2[l], a.rstd2[l], T)
 		rmsnormBackward(a.dx2, a.dxn, a.x2[l], a.rstd2[l], lw.ffnNorm, T, D)
-		last := l == n.lowest
-		if last && lw.lins[kQ].A == nil && lw.lins[kK].A == nil && lw.lins[kV].A == nil && lw.lins[kO].A == nil {
+		last := l == n.lowest && !n.embGrad
+		if last && !lw.lins[kQ].needsGrad() && !lw.lins[kK].needsGrad() && !lw.lins[kV].needsGrad() && !lw.lins[kO].needsGrad() {
 			break
 		}
 		// x2 = x + attn_output(...)
@@ -285,6 +317,7 @@ func (n *net) backward(a *acts, tokens []int, grads []*linGrad) {
 		residualBackward(a.dres, a.dbr, a.dx2, T*D)
 		zero(a.dao[:T*QC])
 		linBack(a.dao, g[kO], a.dbr, a.ao[l], a.u[l][kO], lw.lins[kO], T, a.du)
+		n.sinkLinear(a, l, kO, a.dbr, a.ao[l], T)
 		zero(a.dq[:T*QC])
 		zero(a.dk[:T*KC])
 		zero(a.dv[:T*KC])
@@ -299,10 +332,39 @@ func (n *net) backward(a *acts, tokens []int, grads []*linGrad) {
 		linBack(dxn, g[kQ], a.dq, a.xn1[l], a.u[l][kQ], lw.lins[kQ], T, a.du)
 		linBack(dxn, g[kK], a.dk, a.xn1[l], a.u[l][kK], lw.lins[kK], T, a.du)
 		linBack(dxn, g[kV], a.dv, a.xn1[l], a.u[l][kV], lw.lins[kV], T, a.du)
+		n.sinkLinear(a, l, kQ, a.dq, a.xn1[l], T)
+		n.sinkLinear(a, l, kK, a.dk, a.xn1[l], T)
+		n.sinkLinear(a, l, kV, a.dv, a.xn1[l], T)
 		if !last {
+			n.sinkNorm(a, 2*l, a.dxn, a.x[l], a.rstd1[l], T)
 			rmsnormBackward(a.dres, a.dxn, a.x[l], a.rstd1[l], lw.attnNorm, T, D)
 		}
 	}
+	// a.dres now holds the gradient of x[lowest] (x[0] when embGrad).
+	if n.embGrad && a.sink != nil {
+		a.sink.embedding(a.dres[:T*D], tokens, T)
+	}
+}
+
+// sinkNorm hands an RMSNorm's output gradient, input and 1/rms to the
+// weight sink when the norms are tuned.
+func (n *net) sinkNorm(a *acts, id int, dout, inp, rstd []float32, T int) {
+	if a.sink == nil || !n.normGrad {
+		return
+	}
+	D := n.cfg.Dim
+	a.sink.norm(id, dout[:T*D], inp[:T*D], rstd[:T], T)
+}
+
+// sinkLinear hands a tuned linear's output gradient and input to the
+// weight sink.
+func (n *net) sinkLinear(a *acts, l, k int, dout, inp []float32, T int) {
+	li := n.layers[l].lins[k]
+	if a.sink == nil || !li.tuned {
+		return
+	}
+	out, in := linShape(n.cfg, k)
+	a.sink.linear(l, k, dout[:T*out], inp[:T*in], T)
 }
 
 // linGrad points at the gradient slices of one adapter (nil when the

@@ -219,11 +219,6 @@ func Train(teacher, student *ir.Model, tokens []int, opt Options) (*ir.AdapterSe
 	if err := opt.check(c); err != nil {
 		return nil, rep, err
 	}
-	for i, t := range tokens {
-		if t < 0 || t >= c.Vocab {
-			return nil, rep, fmt.Errorf("lora: calibration token %d at position %d outside vocabulary of %d", t, i, c.Vocab)
-		}
-	}
 	tr := &trainer{opt: opt, T: opt.SeqLen, V: c.Vocab}
 	var err error
 	if tr.targets, err = resolveTargets(c, opt.Targets); err != nil {
@@ -234,18 +229,9 @@ func Train(teacher, student *ir.Model, tokens []int, opt Options) (*ir.AdapterSe
 			return nil, rep, fmt.Errorf("lora: rank %d exceeds min(out, in) = %d of target %q", opt.Rank, min(out, in), t.name())
 		}
 	}
-	nWin := len(tokens) / tr.T
-	nHeld := int(math.Round(opt.HeldOutFrac * float64(nWin)))
-	nHeld = max(1, nHeld)
-	if nWin-nHeld < 1 {
-		return nil, rep, fmt.Errorf("lora: %d calibration tokens make %d windows of %d; need at least 2 (one to train, one held out)", len(tokens), nWin, tr.T)
-	}
-	tr.nTrain = nWin - nHeld
-	for w := 0; w < nWin; w++ {
-		s := tokens[w*tr.T : (w+1)*tr.T]
-		in := append([]int{opt.BOS}, s[:tr.T-1]...)
-		tr.windows = append(tr.windows, in)
-		tr.labels = append(tr.labels, append([]int(nil), s...))
+	nHeld, err := tr.cutWindows(tokens, opt.HeldOutFrac, opt.BOS)
+	if err != nil {
+		return nil, rep, err
 	}
 	if tr.teacher, err = newNet(teacher, false); err != nil {
 		return nil, rep, err
@@ -262,26 +248,7 @@ func Train(teacher, student *ir.Model, tokens []int, opt Options) (*ir.AdapterSe
 		tr.work = append(tr.work, newActs(tr.student, tr.T, opt.Rank, true))
 	}
 
-	// Teacher log-probabilities: always cached for held-out windows; for
-	// training windows when they fit the budget.
-	tr.tcache = make([][]float32, nWin)
-	cacheTrain := int64(nWin)*int64(tr.T)*int64(tr.V)*4 <= opt.TeacherCacheBytes
-	var fill []int
-	for w := 0; w < nWin; w++ {
-		if w >= tr.nTrain || cacheTrain {
-			fill = append(fill, w)
-		}
-	}
-	tr.parallel(len(fill), func(worker, i int) {
-		w := fill[i]
-		tr.tcache[w] = make([]float32, tr.T*tr.V)
-		tr.teacherLogp(tr.work[worker], tr.windows[w], tr.tcache[w])
-	})
-	if !cacheTrain {
-		for range tr.work {
-			tr.tbuf = append(tr.tbuf, make([]float32, tr.T*tr.V))
-		}
-	}
+	tr.cacheTeacher(opt.TeacherCacheBytes)
 
 	rep = Report{Rank: opt.Rank, Scale: float64(scale), Targets: len(tr.targets), Params: len(tr.theta),
 		AdapterBytes: 2 * int64(len(tr.theta)), SeqLen: tr.T, Batch: opt.Batch, Steps: opt.Steps,
@@ -388,6 +355,58 @@ func Train(teacher, student *ir.Model, tokens []int, opt Options) (*ir.AdapterSe
 		rep.SecondsPerToken = rep.StepTime.Seconds() / float64(rep.TrainTokens)
 	}
 	return set, rep, nil
+}
+
+// cutWindows checks the calibration tokens against the vocabulary and cuts
+// them into windows of tr.T (BOS first, the rest shifted by one; labels are
+// the window's own tokens), holding out the last heldOutFrac of them. It
+// returns the number held out.
+func (tr *trainer) cutWindows(tokens []int, heldOutFrac float64, bos int) (int, error) {
+	for i, t := range tokens {
+		if t < 0 || t >= tr.V {
+			return 0, fmt.Errorf("lora: calibration token %d at position %d outside vocabulary of %d", t, i, tr.V)
+		}
+	}
+	nWin := len(tokens) / tr.T
+	nHeld := int(math.Round(heldOutFrac * float64(nWin)))
+	nHeld = max(1, nHeld)
+	if nWin-nHeld < 1 {
+		return 0, fmt.Errorf("lora: %d calibration tokens make %d windows of %d; need at least 2 (one to train, one held out)", len(tokens), nWin, tr.T)
+	}
+	tr.nTrain = nWin - nHeld
+	for w := 0; w < nWin; w++ {
+		s := tokens[w*tr.T : (w+1)*tr.T]
+		in := append([]int{bos}, s[:tr.T-1]...)
+		tr.windows = append(tr.windows, in)
+		tr.labels = append(tr.labels, append([]int(nil), s...))
+	}
+	return nHeld, nil
+}
+
+// cacheTeacher computes the teacher's log-probabilities: always cached for
+// held-out windows; for training windows when they all fit in budget bytes
+// (otherwise per-worker buffers are allocated for teacherFor). tr.teacher
+// and tr.work must be set.
+func (tr *trainer) cacheTeacher(budget int64) {
+	nWin := len(tr.windows)
+	tr.tcache = make([][]float32, nWin)
+	cacheTrain := int64(nWin)*int64(tr.T)*int64(tr.V)*4 <= budget
+	var fill []int
+	for w := 0; w < nWin; w++ {
+		if w >= tr.nTrain || cacheTrain {
+			fill = append(fill, w)
+		}
+	}
+	tr.parallel(len(fill), func(worker, i int) {
+		w := fill[i]
+		tr.tcache[w] = make([]float32, tr.T*tr.V)
+		tr.teacherLogp(tr.work[worker], tr.windows[w], tr.tcache[w])
+	})
+	if !cacheTrain {
+		for range tr.work {
+			tr.tbuf = append(tr.tbuf, make([]float32, tr.T*tr.V))
+		}
+	}
 }
 
 // lrAt is the learning rate of a 1-based step: linear warmup over

@@ -35,6 +35,8 @@ const (
 	defaultRecoverBudget  = 0.10
 	defaultRecoverTargets = "q,k,v,o,gate,up,down"
 	defaultRecoverName    = "recover"
+	defaultTuneSteps      = 200
+	defaultTuneLR         = 5e-3
 )
 
 type recoverOptions struct {
@@ -55,6 +57,10 @@ type recoverOptions struct {
 	Threads   int
 	Out       string
 	JSON      bool
+	TuneLUTs  bool
+	TuneSteps int
+	TuneLR    float64
+	TuneNorms bool
 }
 
 func newRecoverCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -68,7 +74,12 @@ importance-weighted compression residual, trains them to match the original's ne
 distributions (KL), keeps the checkpoint with the lowest held-out KL and writes the bundle with the
 adapter set added (a set of the same --name is replaced). The rank is the smaller of --rank and the
 largest rank whose float16 adapters add at most --adapter-budget x the bundle's size.
-Use them with squeeze run/eval --adapter NAME.`,
+Use them with squeeze run/eval --adapter NAME.
+
+--tune-luts first fine-tunes the palettes themselves by the same distillation (zero-byte recovery):
+the indices stay frozen, the float16 LUT entries and per-row scales are trained, and the bundle is
+rewritten with the tuned palettes (same size; new base checksum, so adapter sets already in it are
+dropped). Adapters are then trained on the tuned base unless --rank 0.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error { return runRecover(o, args, stdout, stderr) },
 	}
@@ -77,7 +88,7 @@ Use them with squeeze run/eval --adapter NAME.`,
 	f.StringVar(&o.Tokenizer, "tokenizer", "", "tokenizer file for a llama2.c --original (default: beside it)")
 	f.StringVar(&o.Calib, "calib", "", "calibration text to train on (required); its last 10% of windows are held out")
 	f.IntVar(&o.CalibCtx, "calib-ctx", 256, "window length for the importance calibration")
-	f.IntVar(&o.Rank, "rank", defaultRecoverRank, "maximum adapter rank (the budget may lower it)")
+	f.IntVar(&o.Rank, "rank", defaultRecoverRank, "maximum adapter rank (the budget may lower it); 0 = no adapters (with --tune-luts)")
 	f.IntVar(&o.Steps, "steps", defaultRecoverSteps, "optimizer steps")
 	f.Float64Var(&o.LR, "lr", defaultRecoverLR, "peak learning rate (Adam, warmup then cosine decay)")
 	f.IntVar(&o.Batch, "batch", defaultRecoverBatch, "windows per step")
@@ -90,6 +101,10 @@ Use them with squeeze run/eval --adapter NAME.`,
 	f.IntVar(&o.Threads, "threads", 0, "threads (0 = all CPUs)")
 	f.StringVarP(&o.Out, "output", "o", "", "output bundle (default: rewrite BUNDLE in place, atomically)")
 	f.BoolVar(&o.JSON, "json", false, "print JSON")
+	f.BoolVar(&o.TuneLUTs, "tune-luts", false, "first fine-tune the palettes (LUT entries and row scales; indices frozen) by distillation")
+	f.IntVar(&o.TuneSteps, "tune-steps", defaultTuneSteps, "optimizer steps of --tune-luts")
+	f.Float64Var(&o.TuneLR, "tune-lr", defaultTuneLR, "peak step of --tune-luts, relative to each tensor's LUT (or scale) RMS")
+	f.BoolVar(&o.TuneNorms, "tune-norms", false, "with --tune-luts, also tune the float32 RMSNorm weights (zero bytes too)")
 	return c
 }
 
@@ -291,6 +306,89 @@ func recoverAdapters(orig, base *ir.Model, calibText []byte, cfg recoverConfig) 
 	return set, rep, nil
 }
 
+// calibStream tokenizes the calibration text with orig's tokenizer for the
+// trainers: the stream without a leading BOS (the trainers put BOS first in
+// each window themselves) and the BOS id.
+func calibStream(orig *ir.Model, calibText []byte) ([]int, int, error) {
+	if orig.Tokenizer == nil {
+		return nil, 0, fmt.Errorf("recover: %s: no tokenizer to read the calibration text with", orig.Source)
+	}
+	tok := orig.Tokenizer
+	stream := tok.Encode(string(calibText), true)
+	if len(stream) < 2 {
+		return nil, 0, fmt.Errorf("recover: the calibration text tokenizes to %d tokens, nothing to train on", len(stream)-1)
+	}
+	if tok.BOS >= 0 && stream[0] == tok.BOS {
+		stream = stream[1:]
+	}
+	return stream, max(tok.BOS, 0), nil
+}
+
+// tuneConfig configures tuneBase. Zero values take the command's defaults.
+type tuneConfig struct {
+	Steps   int
+	LR      float64
+	Batch   int
+	SeqLen  int
+	Seed    uint64
+	Threads int
+	Norms   bool      // also tune the RMSNorm weights
+	Log     io.Writer // progress line when a terminal; nil = silent
+}
+
+// tuneBase fine-tunes base's palettes (LUT entries and row scales, indices
+// frozen) by distillation from orig on calibText. The returned model shares
+// base's index data, has no adapter sets and no base checksum (bundle.Write
+// computes the new one).
+func tuneBase(orig, base *ir.Model, calibText []byte, cfg tuneConfig) (*ir.Model, lorarecovery.TuneReport, error) {
+	var rep lorarecovery.TuneReport
+	if cfg.Steps == 0 {
+		cfg.Steps = defaultTuneSteps
+	}
+	if cfg.LR == 0 {
+		cfg.LR = defaultTuneLR
+	}
+	if cfg.Batch == 0 {
+		cfg.Batch = defaultRecoverBatch
+	}
+	if cfg.SeqLen == 0 {
+		cfg.SeqLen = defaultRecoverSeqLen
+	}
+	if cfg.Threads <= 0 {
+		cfg.Threads = goruntime.NumCPU()
+	}
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
+	}
+	tokens, bos, err := calibStream(orig, calibText)
+	if err != nil {
+		return nil, rep, err
+	}
+	progress := func(int, float64, float64) {}
+	f, tty := cfg.Log.(*os.File)
+	tty = tty && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
+	if tty {
+		var last time.Time
+		progress = func(step int, loss, kl float64) {
+			if now := time.Now(); now.Sub(last) > 100*time.Millisecond || step == cfg.Steps {
+				last = now
+				fmt.Fprintf(f, "\rtune-luts: step %d/%d  loss %.4f  held-out KL %.4f ", step, cfg.Steps, loss, kl)
+			}
+		}
+	}
+	tuned, rep, err := lorarecovery.TuneLUTs(orig, base, tokens, lorarecovery.TuneOptions{
+		Steps: cfg.Steps, LR: cfg.LR, Batch: cfg.Batch, SeqLen: min(cfg.SeqLen, base.Config.SeqLen),
+		BOS: bos, Seed: cfg.Seed, Threads: cfg.Threads, Norms: cfg.Norms, Progress: progress,
+	})
+	if tty {
+		fmt.Fprintln(f)
+	}
+	if err != nil {
+		return nil, rep, fmt.Errorf("recover: --tune-luts: %w", err)
+	}
+	return tuned, rep, nil
+}
+
 // recoverResult is the --json output of recover.
 type recoverResult struct {
 	Path            string  `json:"path"`
@@ -310,6 +408,27 @@ type recoverResult struct {
 	TrainTokens     int64   `json:"train_tokens"`
 	Seconds         float64 `json:"seconds"`
 	BaseSHA256      string  `json:"base_sha256"`
+	// Tune reports --tune-luts (nil without it). With --rank 0 the adapter
+	// fields above are zero.
+	Tune *tuneResult `json:"tune_luts,omitempty"`
+	// DroppedSets are the adapter sets the bundle had that were trained on
+	// the palettes --tune-luts replaced.
+	DroppedSets []string `json:"dropped_adapter_sets,omitempty"`
+}
+
+// tuneResult is the --tune-luts part of recoverResult.
+type tuneResult struct {
+	Steps           int     `json:"steps"`
+	LR              float64 `json:"lr"`
+	Tensors         int     `json:"tensors"`
+	LUTEntries      int     `json:"lut_entries"`
+	Scales          int     `json:"scales"`
+	NormWeights     int     `json:"norm_weights"`
+	HeldOutKLBefore float64 `json:"heldout_kl_before"`
+	HeldOutKLAfter  float64 `json:"heldout_kl_after"`
+	BestStep        int     `json:"best_step"`
+	TrainTokens     int64   `json:"train_tokens"`
+	Seconds         float64 `json:"seconds"`
 }
 
 func runRecover(o *recoverOptions, args []string, stdout, stderr io.Writer) error {
@@ -320,8 +439,14 @@ func runRecover(o *recoverOptions, args []string, stdout, stderr io.Writer) erro
 	if o.Calib == "" {
 		return fmt.Errorf("--calib FILE is required")
 	}
-	if o.Rank < 1 || o.Steps < 1 || !(o.LR > 0) || o.Batch < 1 || o.SeqLen < 2 || o.CEWeight < 0 || o.Budget < 0 {
-		return fmt.Errorf("--rank %d, --steps %d, --lr %g, --batch %d, --seq-len %d, --ce-weight %g, --adapter-budget %g: expected rank, steps, batch >= 1, lr > 0, seq-len >= 2, ce-weight and budget >= 0",
+	if o.Rank == 0 && !o.TuneLUTs {
+		return fmt.Errorf("--rank 0 trains no adapters: nothing to do without --tune-luts")
+	}
+	if o.TuneLUTs && (o.TuneSteps < 1 || !(o.TuneLR > 0)) {
+		return fmt.Errorf("--tune-steps %d, --tune-lr %g: expected steps >= 1 and lr > 0", o.TuneSteps, o.TuneLR)
+	}
+	if o.Rank < 0 || o.Steps < 1 || !(o.LR > 0) || o.Batch < 1 || o.SeqLen < 2 || o.CEWeight < 0 || o.Budget < 0 {
+		return fmt.Errorf("--rank %d, --steps %d, --lr %g, --batch %d, --seq-len %d, --ce-weight %g, --adapter-budget %g: expected rank >= 0, steps, batch >= 1, lr > 0, seq-len >= 2, ce-weight and budget >= 0",
 			o.Rank, o.Steps, o.LR, o.Batch, o.SeqLen, o.CEWeight, o.Budget)
 	}
 	if o.Name == "" || o.Name == "none" || strings.ContainsAny(o.Name, "/\\ ") {
@@ -371,53 +496,95 @@ func runRecover(o *recoverOptions, args []string, stdout, stderr io.Writer) erro
 	for _, s := range base.AdapterSets {
 		bb -= s.Bytes()
 	}
-	set, rep, err := recoverAdapters(orig, base, text, recoverConfig{Rank: o.Rank, Steps: o.Steps, LR: o.LR, Batch: o.Batch,
-		SeqLen: o.SeqLen, CEWeight: o.CEWeight, Budget: o.Budget, Targets: targets, Name: o.Name, Seed: o.Seed,
-		Threads: o.Threads, CalibCtx: o.CalibCtx, BundleBytes: bb, Log: stderr})
+	res := recoverResult{BaseBytes: bb}
+	model := base
+	if o.TuneLUTs {
+		t0 := time.Now()
+		tuned, trep, err := tuneBase(orig, base, text, tuneConfig{Steps: o.TuneSteps, LR: o.TuneLR, Batch: o.Batch,
+			SeqLen: o.SeqLen, Seed: o.Seed, Threads: o.Threads, Norms: o.TuneNorms, Log: stderr})
+		if err != nil {
+			return err
+		}
+		for _, s := range base.AdapterSets {
+			res.DroppedSets = append(res.DroppedSets, s.Name)
+		}
+		if len(res.DroppedSets) > 0 {
+			fmt.Fprintf(stderr, "recover: dropping adapter sets %s: they were trained on the palettes --tune-luts replaced\n",
+				strings.Join(res.DroppedSets, ", "))
+		}
+		model = tuned
+		res.Tune = &tuneResult{Steps: trep.Steps, LR: o.TuneLR, Tensors: trep.Tensors, LUTEntries: trep.LUTEntries,
+			Scales: trep.Scales, NormWeights: trep.NormWeights, HeldOutKLBefore: trep.BaseHeldOutKL, HeldOutKLAfter: trep.BestHeldOutKL,
+			BestStep: trep.BestStep, TrainTokens: trep.TrainTokens, Seconds: time.Since(t0).Seconds()}
+	}
+	var set *ir.AdapterSet
+	if o.Rank > 0 {
+		var rep lorarecovery.Report
+		set, rep, err = recoverAdapters(orig, model, text, recoverConfig{Rank: o.Rank, Steps: o.Steps, LR: o.LR, Batch: o.Batch,
+			SeqLen: o.SeqLen, CEWeight: o.CEWeight, Budget: o.Budget, Targets: targets, Name: o.Name, Seed: o.Seed,
+			Threads: o.Threads, CalibCtx: o.CalibCtx, BundleBytes: bb, Log: stderr})
+		if err != nil {
+			return err
+		}
+		res.Name, res.Rank, res.Targets, res.Steps = set.Name, rep.Rank, rep.Targets, rep.Steps
+		res.AdapterBytes = set.Bytes()
+		res.AdapterBPW = 8 * float64(set.Bytes()) / float64(palettizedWeights(base))
+		res.HeldOutKLBefore, res.HeldOutKLInit, res.HeldOutKLAfter = rep.BaseHeldOutKL, rep.InitHeldOutKL, rep.BestHeldOutKL
+		res.BestStep, res.TrainTokens = rep.BestStep, rep.TrainTokens
+	}
+	info, err := writeWithAdapterSet(out, model, man, set)
 	if err != nil {
 		return err
 	}
-	info, err := writeWithAdapterSet(out, base, man, set)
-	if err != nil {
-		return err
-	}
-	res := recoverResult{Path: info.Path, Name: set.Name, Rank: rep.Rank, Targets: rep.Targets, Steps: rep.Steps,
-		AdapterBytes: set.Bytes(), AdapterBPW: 8 * float64(set.Bytes()) / float64(palettizedWeights(base)),
-		BundleBytes: info.Bytes, BaseBytes: bb, AddedBytes: info.Bytes - st.Size(), HeldOutKLBefore: rep.BaseHeldOutKL, HeldOutKLInit: rep.InitHeldOutKL,
-		HeldOutKLAfter: rep.BestHeldOutKL, BestStep: rep.BestStep, TrainTokens: rep.TrainTokens,
-		Seconds: time.Since(start).Seconds(), BaseSHA256: info.BaseSHA256}
+	res.Path, res.BundleBytes, res.AddedBytes = info.Path, info.Bytes, info.Bytes-st.Size()
+	res.Seconds, res.BaseSHA256 = time.Since(start).Seconds(), info.BaseSHA256
 	if o.JSON {
 		e := json.NewEncoder(stdout)
 		e.SetIndent("", "  ")
 		return e.Encode(res)
 	}
-	rows := [][]string{
-		{"adapter set", fmt.Sprintf("%s: rank %d on %d linears", res.Name, res.Rank, res.Targets)},
-		{"adapter size", fmt.Sprintf("%s (%.1f%% of the base bundle, %.3f bits per palettized weight)",
-			reports.Bytes(res.AdapterBytes), 100*float64(res.AdapterBytes)/float64(bb), res.AdapterBPW)},
-		{"held-out KL(original || bundle)", fmt.Sprintf("%.5f without adapters, %.5f initialised, %.5f trained (step %d of %d)",
-			res.HeldOutKLBefore, res.HeldOutKLInit, res.HeldOutKLAfter, res.BestStep, res.Steps)},
-		{"training", fmt.Sprintf("%d tokens, %.1fs", res.TrainTokens, res.Seconds)},
+	var rows [][]string
+	if tr := res.Tune; tr != nil {
+		rows = append(rows,
+			[]string{"palettes tuned", fmt.Sprintf("%d tensors: %d LUT entries, %d row scales, %d norm weights (indices unchanged, no bytes added)", tr.Tensors, tr.LUTEntries, tr.Scales, tr.NormWeights)},
+			[]string{"held-out KL(original || bundle)", fmt.Sprintf("%.5f as compiled, %.5f with tuned palettes (step %d of %d, %.1fs)",
+				tr.HeldOutKLBefore, tr.HeldOutKLAfter, tr.BestStep, tr.Steps, tr.Seconds)})
 	}
+	if set != nil {
+		rows = append(rows,
+			[]string{"adapter set", fmt.Sprintf("%s: rank %d on %d linears", res.Name, res.Rank, res.Targets)},
+			[]string{"adapter size", fmt.Sprintf("%s (%.1f%% of the base bundle, %.3f bits per palettized weight)",
+				reports.Bytes(res.AdapterBytes), 100*float64(res.AdapterBytes)/float64(bb), res.AdapterBPW)},
+			[]string{"held-out KL(original || bundle)", fmt.Sprintf("%.5f without adapters, %.5f initialised, %.5f trained (step %d of %d)",
+				res.HeldOutKLBefore, res.HeldOutKLInit, res.HeldOutKLAfter, res.BestStep, res.Steps)})
+	}
+	rows = append(rows, []string{"total", fmt.Sprintf("%d adapter training tokens, %.1fs", res.TrainTokens, res.Seconds)})
 	if err := reports.Table(stdout, []string{"recover", "value"}, rows, nil); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "\nwrote %s (%s); use it with --adapter %s\n", info.Path, reports.Bytes(info.Bytes), res.Name)
+	if set != nil {
+		fmt.Fprintf(stdout, "\nwrote %s (%s); use it with --adapter %s\n", info.Path, reports.Bytes(info.Bytes), res.Name)
+	} else {
+		fmt.Fprintf(stdout, "\nwrote %s (%s)\n", info.Path, reports.Bytes(info.Bytes))
+	}
 	return nil
 }
 
-// writeWithAdapterSet writes base (a loaded bundle) to path with set added,
-// replacing a set of the same name, keeping the manifest's plan,
-// calibration summary, source and metadata.
+// writeWithAdapterSet writes base (a loaded bundle, or one with tuned
+// palettes) to path with set added (nil: none), replacing a set of the same
+// name, keeping the manifest's plan, calibration summary, source and
+// metadata.
 func writeWithAdapterSet(path string, base *ir.Model, man *bundle.Manifest, set *ir.AdapterSet) (bundle.Info, error) {
 	m := *base
 	m.AdapterSets = nil
 	for _, s := range base.AdapterSets {
-		if s.Name != set.Name {
+		if set == nil || s.Name != set.Name {
 			m.AdapterSets = append(m.AdapterSets, s)
 		}
 	}
-	m.AdapterSets = append(m.AdapterSets, set)
+	if set != nil {
+		m.AdapterSets = append(m.AdapterSets, set)
+	}
 	ex := bundle.Extra{SqueezeVersion: man.SqueezeVersion, Source: man.Source, Meta: man.Extra}
 	if len(man.Plan) > 0 {
 		ex.Plan = man.Plan

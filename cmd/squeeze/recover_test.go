@@ -393,3 +393,84 @@ func TestRecoverErrors(t *testing.T) {
 		t.Errorf("original of another shape: %v", err)
 	}
 }
+
+// TestRecoverTuneLUTs: --tune-luts --rank 0 rewrites the palettes only
+// (same indices, same file size, new base checksum, the old adapter sets
+// dropped); with adapters, the set is trained on (and accepted by) the tuned
+// base.
+func TestRecoverTuneLUTs(t *testing.T) {
+	recoverFixtures(t)
+	dir := t.TempDir()
+	tuned := filepath.Join(dir, "t.sqz")
+	stdout, stderr, err := squeeze(t, "recover", recoverTwoSets, "--original", stories, "--calib", recoverCalib, "--tune-luts",
+		"--tune-steps", "6", "--tune-lr", "2e-2", "--batch", "2", "--seq-len", "32", "--rank", "0", "-o", tuned, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r recoverResult
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("recover --json: %v\n%s", err, stdout)
+	}
+	if r.Tune == nil || r.Tune.Steps != 6 || r.Tune.Tensors != 35 || r.Tune.LUTEntries == 0 || r.Rank != 0 || r.AdapterBytes != 0 {
+		t.Fatalf("result %+v, tune %+v", r, r.Tune)
+	}
+	if !(r.Tune.HeldOutKLAfter <= r.Tune.HeldOutKLBefore) || !(r.Tune.HeldOutKLBefore > 0) {
+		t.Errorf("held-out KL %v -> %v", r.Tune.HeldOutKLBefore, r.Tune.HeldOutKLAfter)
+	}
+	if strings.Join(r.DroppedSets, ",") != "a,b" || !strings.Contains(stderr, "dropping adapter sets a, b") {
+		t.Errorf("dropped %v; stderr %q", r.DroppedSets, stderr)
+	}
+	base, _, err := bundle.Load(recoverBundle, bundle.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Close()
+	m, _, err := bundle.Load(tuned, bundle.Options{Verify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if len(m.AdapterSets) != 0 || m.Meta["base_sha256"] == base.Meta["base_sha256"] || m.Meta["base_sha256"] != r.BaseSHA256 {
+		t.Errorf("sets %d, base %s (was %s, reported %s)", len(m.AdapterSets), m.Meta["base_sha256"], base.Meta["base_sha256"], r.BaseSHA256)
+	}
+	st, _ := os.Stat(recoverBundle)
+	if r.BundleBytes != st.Size() {
+		t.Errorf("tuned bundle %d bytes, base %d: tuning must not change the size", r.BundleBytes, st.Size())
+	}
+	changed := 0
+	for name, bt := range base.Tensors {
+		mt := m.Tensors[name]
+		if string(bt.Data) != string(mt.Data) {
+			t.Fatalf("%s: data (indices) changed", name)
+		}
+		if bt.Pal != nil && fmt.Sprint(bt.Pal.LUT) != fmt.Sprint(mt.Pal.LUT) {
+			changed++
+		}
+	}
+	if changed < 30 {
+		t.Errorf("%d of 35 LUTs changed", changed)
+	}
+	// Tuning then adapters: the set carries the tuned base's checksum and
+	// runs on it.
+	both := filepath.Join(dir, "tr.sqz")
+	stdout, _, err = squeeze(t, "recover", recoverBundle, "--original", stories, "--calib", recoverCalib, "--tune-luts",
+		"--tune-steps", "2", "--steps", "2", "--batch", "2", "--seq-len", "32", "--rank", "2", "--adapter-budget", "0", "-o", both, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Tune == nil || r.Rank != 2 {
+		t.Fatalf("tune %+v, rank %d", r.Tune, r.Rank)
+	}
+	if _, _, err := squeeze(t, "eval", both, "--text", recoverCalib, "--ctx", "64", "--max-windows", "1", "--adapter", defaultRecoverName); err != nil {
+		t.Fatalf("eval --adapter on the tuned bundle: %v", err)
+	}
+	for _, args := range [][]string{{"--rank", "0"}, {"--tune-luts", "--tune-steps", "0"}, {"--tune-luts", "--tune-lr", "-1"}} {
+		_, _, err := squeeze(t, append([]string{"recover", recoverBundle, "--original", stories, "--calib", recoverCalib}, args...)...)
+		if err == nil {
+			t.Errorf("%v: no error", args)
+		}
+	}
+}

@@ -78,6 +78,18 @@ calibration on --calib text predicts. It writes a bundle that squeeze run/eval/i
 	f0.Float64Var(&o.AdapterBudget, "adapter-budget", 0.10, "--recover: adapters add at most this fraction to the bundle's size")
 	f := c.Flags()
 	f.StringVar(&o.Target, "target", "", "bits per palettized weight, overhead included, e.g. 3.7bpw (required unless --plan)")
+	o.bindPlannerFlags(c)
+	f.StringVar(&o.PlanIn, "plan", "", "use this plan (JSON, e.g. edited from --write-plan) instead of allocating")
+	f.StringVar(&o.PlanOut, "write-plan", "", "also write the plan as JSON to this file")
+	f.StringVarP(&o.Out, "output", "o", "", "output bundle path (required)")
+	f.BoolVar(&o.JSON, "json", false, "print JSON")
+	return c
+}
+
+// bindPlannerFlags binds the calibration, candidate and palettization
+// flags that compile and sweep share.
+func (o *compileOptions) bindPlannerFlags(c *cobra.Command) {
+	f := c.Flags()
 	f.StringVar(&o.Calib, "calib", "", "calibration text: importance of each input channel (without it, compression is data-free)")
 	f.StringVar(&o.CalibTokens, "calib-tokens", "", "calibrate on token ids instead of text: FILE (whitespace-separated ids; the first should be BOS) or random:N (N ids drawn uniformly from the vocabulary with --seed, BOS = 1: for timing models without a tokenizer, e.g. --synthetic; says nothing about quality)")
 	f.IntVar(&o.CalibCtx, "calib-ctx", 256, "calibration window length in tokens")
@@ -91,14 +103,9 @@ calibration on --calib text predicts. It writes a bundle that squeeze run/eval/i
 	f.StringVar(&o.Fast, "fast", "auto", "big-model mode: on, off, or auto (on above 20M parameters): candidates estimated on ~64 sampled rows per option, group sizes saving < 0.01 bpw of LUT storage over a smaller one dropped, palettize.FastBins histogram bins (256 at 4 bits, 512 at 6) instead of 1024, no error feedback unless --error-feedback on")
 	f.IntVar(&o.RefitLUT, "refit-lut", 1, "with --error-feedback: rounds of least-squares LUT refit")
 	f.IntVar(&o.CalibWindows, "calib-windows", 16, "run the calibration (forward and backward) pass on at most this many evenly spaced windows (0 = all)")
-	f.StringVar(&o.PlanIn, "plan", "", "use this plan (JSON, e.g. edited from --write-plan) instead of allocating")
-	f.StringVar(&o.PlanOut, "write-plan", "", "also write the plan as JSON to this file")
 	f.StringVar(&o.Method, "method", "exact", "k-means solver: exact (optimal 1-D dynamic programming on a 1024-bin histogram) or lloyd (k-means++ and Lloyd)")
 	f.Uint64Var(&o.Seed, "seed", 1, "seed (Lloyd initialisation); same inputs and seed give a byte-identical bundle")
-	f.StringVarP(&o.Out, "output", "o", "", "output bundle path (required)")
-	f.BoolVar(&o.JSON, "json", false, "print JSON")
 	f.IntVar(&o.Threads, "threads", 0, "threads (0 = all CPUs)")
-	return c
 }
 
 // compileResult is the --json output of compile.
@@ -429,60 +436,10 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 	if m.Format == "bundle" {
 		return fmt.Errorf("%s is already a compiled bundle; compile the original model", m.Source)
 	}
-	groups, err := parseGroupSizes(o.GroupSize, m)
+	p, groups, fast, err := o.preparePlanner(m, stage, stderr)
 	if err != nil {
 		return err
 	}
-	switch o.Proxy {
-	case "fisher", "input":
-	default:
-		return fmt.Errorf("--proxy %q: expected fisher or input", o.Proxy)
-	}
-	if o.RefitLUT < 0 {
-		return fmt.Errorf("--refit-lut %d: expected >= 0", o.RefitLUT)
-	}
-	var fast bool
-	switch o.Fast {
-	case "auto":
-		fast = m.NumParams() > fastParams
-	case "on", "true":
-		fast = true
-	case "off", "false":
-	default:
-		return fmt.Errorf("--fast %q: expected auto, on or off", o.Fast)
-	}
-	var ef bool
-	switch o.ErrorFeedback {
-	case "auto":
-		ef = !fast
-	case "on", "true":
-		ef = true
-	case "off", "false":
-	default:
-		return fmt.Errorf("--error-feedback %q: expected auto, on or off", o.ErrorFeedback)
-	}
-	ef = ef && (o.Calib != "" || o.CalibTokens != "")
-	p, err := newPlannerFrom(m, o.Calib, o.CalibTokens, palettize.CalibrateOptions{Ctx: o.CalibCtx, Workers: o.Threads,
-		Sensitivity: o.Proxy == "fisher", Gram: ef, MaxWindows: o.CalibWindows, Seed: o.Seed}, stderr)
-	if err != nil {
-		return err
-	}
-	p.fast = fast
-	stage("calibrate")
-	if fast && os.Getenv("GOGC") == "" {
-		// The model is most of the live heap and holds no pointers, so
-		// collecting often is cheap; the default (collect when the heap
-		// doubles) would let per-group garbage grow to a second model's
-		// worth of memory.
-		debug.SetGCPercent(10)
-	}
-	if ef {
-		p.ef, p.refit = true, o.RefitLUT
-	}
-	if o.Proxy == "input" && p.calib != nil {
-		p.calib.OutputFisher = nil // weigh by input mean squares only
-	}
-	p.method, p.seed = o.Method, o.Seed
 	var plan *palettize.Plan
 	if o.PlanIn != "" {
 		f, err := os.Open(o.PlanIn)
@@ -597,4 +554,64 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "\nwrote %s: %s, %.3f bits per palettized weight (target %.3g, overhead included), %.3f bits per parameter overall; allocation gap %.2f%%; %.1fs\n",
 		info.Path, reports.Bytes(info.Bytes), res.BPW, target, res.BPWTotal, 100*plan.RelGap, res.Seconds)
 	return nil
+}
+
+// preparePlanner validates the shared planner flags, calibrates and
+// returns the planner, the candidate group sizes and whether --fast is on.
+func (o *compileOptions) preparePlanner(m *ir.Model, stage func(string), stderr io.Writer) (*planner, []int, bool, error) {
+	groups, err := parseGroupSizes(o.GroupSize, m)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	switch o.Proxy {
+	case "fisher", "input":
+	default:
+		return nil, nil, false, fmt.Errorf("--proxy %q: expected fisher or input", o.Proxy)
+	}
+	if o.RefitLUT < 0 {
+		return nil, nil, false, fmt.Errorf("--refit-lut %d: expected >= 0", o.RefitLUT)
+	}
+	var fast bool
+	switch o.Fast {
+	case "auto":
+		fast = m.NumParams() > fastParams
+	case "on", "true":
+		fast = true
+	case "off", "false":
+	default:
+		return nil, nil, false, fmt.Errorf("--fast %q: expected auto, on or off", o.Fast)
+	}
+	var ef bool
+	switch o.ErrorFeedback {
+	case "auto":
+		ef = !fast
+	case "on", "true":
+		ef = true
+	case "off", "false":
+	default:
+		return nil, nil, false, fmt.Errorf("--error-feedback %q: expected auto, on or off", o.ErrorFeedback)
+	}
+	ef = ef && (o.Calib != "" || o.CalibTokens != "")
+	p, err := newPlannerFrom(m, o.Calib, o.CalibTokens, palettize.CalibrateOptions{Ctx: o.CalibCtx, Workers: o.Threads,
+		Sensitivity: o.Proxy == "fisher", Gram: ef, MaxWindows: o.CalibWindows, Seed: o.Seed}, stderr)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	p.fast = fast
+	stage("calibrate")
+	if fast && os.Getenv("GOGC") == "" {
+		// The model is most of the live heap and holds no pointers, so
+		// collecting often is cheap; the default (collect when the heap
+		// doubles) would let per-group garbage grow to a second model's
+		// worth of memory.
+		debug.SetGCPercent(10)
+	}
+	if ef {
+		p.ef, p.refit = true, o.RefitLUT
+	}
+	if o.Proxy == "input" && p.calib != nil {
+		p.calib.OutputFisher = nil // weigh by input mean squares only
+	}
+	p.method, p.seed = o.Method, o.Seed
+	return p, groups, fast, nil
 }

@@ -36,21 +36,13 @@ func newSweepCmd(stdout, stderr io.Writer) *cobra.Command {
 	}
 	co := &o.compile
 	co.model.bind(c)
+	co.bindPlannerFlags(c)
 	f := c.Flags()
 	f.StringVar(&o.Targets, "targets", "2.5,3,3.5,3.7,4,4.5", "bits per palettized weight to compile at")
 	f.StringVar(&o.Text, "text", "", "evaluation text (required)")
 	f.IntVar(&o.Ctx, "ctx", 256, "evaluation window")
 	f.IntVar(&o.MaxWindows, "max-windows", 0, "evaluate at most this many windows (0 = all)")
-	f.StringVar(&co.Calib, "calib", "", "calibration text")
-	f.IntVar(&co.CalibCtx, "calib-ctx", 256, "calibration window length in tokens")
-	f.StringVar(&co.Bits, "bits", "2,4", "candidate index widths")
-	f.StringVar(&co.GroupSize, "group-size", "auto", "rows sharing one LUT (see compile)")
-	f.StringVar(&co.EmbeddingBits, "embedding-bits", "auto", "token embedding handling (see compile)")
-	f.BoolVar(&co.PerRowScale, "per-row-scale", false, "also try per-row scales")
-	f.StringVar(&co.Method, "method", "exact", "k-means solver")
-	f.Uint64Var(&co.Seed, "seed", 1, "seed")
 	f.BoolVar(&co.JSON, "json", false, "print JSON")
-	f.IntVar(&co.Threads, "threads", 0, "threads (0 = all CPUs)")
 	return c
 }
 
@@ -103,15 +95,10 @@ func runSweep(o *sweepOptions, args []string, stdout, stderr io.Writer) error {
 	if err := needTokenizer(m); err != nil {
 		return err
 	}
-	groups, err := parseGroupSizes(co.GroupSize, m)
+	p, groups, _, err := co.preparePlanner(m, func(string) {}, stderr)
 	if err != nil {
 		return err
 	}
-	p, err := newPlanner(m, co.Calib, co.CalibCtx, co.Threads, stderr)
-	if err != nil {
-		return err
-	}
-	p.method, p.seed = co.Method, co.Seed
 	if err := p.candidates(bits, groups, co.PerRowScale, co.EmbeddingBits, stderr); err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package lorarecovery
 import (
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"slices"
 	"time"
 
@@ -516,37 +515,20 @@ func TuneLUTs(teacher, student *ir.Model, tokens []int, topt TuneOptions) (*ir.M
 	}
 	gsum := make([]float32, P)
 	rounded := make([]float32, P)
-	rng := rand.New(rand.NewPCG(opt.Seed, 0x1a7e))
-	order := rng.Perm(tr.nTrain)
-	pos := 0
+	sampler := newWindowSampler(opt.Seed, 0x1a7e, tr.nTrain)
 	lossB := make([]float64, opt.Batch)
 	batch := make([]int, opt.Batch)
 	lastKL := rep.BaseHeldOutKL
 	const b1, b2, adamEps = 0.9, 0.999, 1e-12
 	for step := 1; step <= opt.Steps; step++ {
 		t0 := time.Now()
-		for b := range batch {
-			if pos == len(order) {
-				order = rng.Perm(tr.nTrain)
-				pos = 0
-			}
-			batch[b] = order[pos]
-			pos++
-		}
+		sampler.fill(batch)
 		klScale := float32(1 / float64(opt.Batch*tr.T))
 		ceScale := float32(opt.CEWeight / float64(opt.Batch*tr.T))
 		tr.parallel(opt.Batch, func(worker, b int) {
 			lossB[b] = tu.seqGrad(worker, batch[b], grads[b], klScale, ceScale)
 		})
-		copy(gsum, grads[0])
-		for b := 1; b < opt.Batch; b++ {
-			axpy(gsum, 1, grads[b])
-		}
-		var loss float64
-		for _, l := range lossB {
-			loss += l
-		}
-		loss /= float64(opt.Batch * tr.T)
+		loss := sumBatch(gsum, grads, lossB, opt.Batch*tr.T)
 		lr := lrAt(step, opt)
 		bc1 := 1 - math.Pow(b1, float64(step))
 		bc2 := 1 - math.Pow(b2, float64(step))

@@ -270,38 +270,20 @@ func Train(teacher, student *ir.Model, tokens []int, opt Options) (*ir.AdapterSe
 		grads[b] = make([]float32, P)
 	}
 	gsum := make([]float32, P)
-	rng := rand.New(rand.NewPCG(opt.Seed, 0x10a4))
-	order := rng.Perm(tr.nTrain)
-	pos := 0
+	sampler := newWindowSampler(opt.Seed, 0x10a4, tr.nTrain)
 	lossB := make([]float64, opt.Batch)
 	batch := make([]int, opt.Batch)
 	lastKL := rep.InitHeldOutKL
 	const b1, b2, adamEps = 0.9, 0.999, 1e-8
 	for step := 1; step <= opt.Steps; step++ {
 		t0 := time.Now()
-		for b := range batch {
-			if pos == len(order) {
-				order = rng.Perm(tr.nTrain)
-				pos = 0
-			}
-			batch[b] = order[pos]
-			pos++
-		}
+		sampler.fill(batch)
 		klScale := float32(1 / float64(opt.Batch*tr.T))
 		ceScale := float32(opt.CEWeight / float64(opt.Batch*tr.T))
 		tr.parallel(opt.Batch, func(worker, b int) {
 			lossB[b] = tr.seqGrad(worker, batch[b], grads[b], klScale, ceScale)
 		})
-		// Reduce in batch order: the result does not depend on threads.
-		copy(gsum, grads[0])
-		for b := 1; b < opt.Batch; b++ {
-			axpy(gsum, 1, grads[b])
-		}
-		var loss float64
-		for _, l := range lossB {
-			loss += l
-		}
-		loss /= float64(opt.Batch * tr.T)
+		loss := sumBatch(gsum, grads, lossB, opt.Batch*tr.T)
 		if opt.GradClip > 0 {
 			var ss float64
 			for _, g := range gsum {
@@ -577,4 +559,45 @@ func parallelFor(n, workers int, f func(worker, i int)) {
 		}(w)
 	}
 	wg.Wait()
+}
+
+// windowSampler draws training windows in epochs, reshuffling at the end
+// of each (deterministic for a seed).
+type windowSampler struct {
+	rng   *rand.Rand
+	n     int
+	order []int
+	pos   int
+}
+
+func newWindowSampler(seed, stream uint64, n int) *windowSampler {
+	rng := rand.New(rand.NewPCG(seed, stream))
+	return &windowSampler{rng: rng, n: n, order: rng.Perm(n)}
+}
+
+// fill puts the next len(batch) window indices in batch.
+func (s *windowSampler) fill(batch []int) {
+	for b := range batch {
+		if s.pos == len(s.order) {
+			s.order = s.rng.Perm(s.n)
+			s.pos = 0
+		}
+		batch[b] = s.order[s.pos]
+		s.pos++
+	}
+}
+
+// sumBatch adds the per-sequence gradients into gsum in batch order (so the
+// result does not depend on the thread count) and returns the batch loss
+// per token.
+func sumBatch(gsum []float32, grads [][]float32, lossB []float64, tokens int) float64 {
+	copy(gsum, grads[0])
+	for b := 1; b < len(grads); b++ {
+		axpy(gsum, 1, grads[b])
+	}
+	var loss float64
+	for _, l := range lossB {
+		loss += l
+	}
+	return loss / float64(tokens)
 }

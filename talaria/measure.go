@@ -242,12 +242,12 @@ func Measure(opts MeasureOptions) (*MeasureResult, error) {
 		return nil, err
 	}
 	prefill := append([]float64(nil), cur...)
-	next := argmax(logits)
+	next := sqzrt.Argmax(logits)
 	for s := 0; s < W; s++ {
 		if err := rt.Forward(st, []int{next}, logits, false); err != nil {
 			return nil, fmt.Errorf("measure: decode: %w", err)
 		}
-		next = argmax(logits)
+		next = sqzrt.Argmax(logits)
 	}
 	steps := make([][]float64, len(ops))
 	wall := make([]float64, 0, K)
@@ -264,7 +264,7 @@ func Measure(opts MeasureOptions) (*MeasureResult, error) {
 		for i := range ops {
 			steps[i] = append(steps[i], cur[i])
 		}
-		next = argmax(logits)
+		next = sqzrt.Argmax(logits)
 	}
 	res.LoadAvgAfter = loadAvg()
 
@@ -330,16 +330,6 @@ func errPct(pred, meas float64) float64 {
 		return 0
 	}
 	return 100 * (pred - meas) / meas
-}
-
-func argmax(v []float32) int {
-	b := 0
-	for i, x := range v {
-		if x > v[b] {
-			b = i
-		}
-	}
-	return b
 }
 
 func median(v []float64) float64 {

@@ -202,13 +202,13 @@ func runBench(o *benchOptions, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		res.PrefillRuns = append(res.PrefillRuns, float64(o.PromptTokens)/time.Since(t0).Seconds())
-		tok := argmax(logits)
+		tok := runtime.Argmax(logits)
 		t0 = time.Now()
 		for i := 0; i < o.GenTokens; i++ {
 			if err := rt.Forward(s, []int{tok}, logits, false); err != nil {
 				return err
 			}
-			tok = argmax(logits)
+			tok = runtime.Argmax(logits)
 		}
 		res.DecodeRuns = append(res.DecodeRuns, float64(o.GenTokens)/time.Since(t0).Seconds())
 	}
@@ -239,16 +239,6 @@ func runBench(o *benchOptions, args []string, stdout, stderr io.Writer) error {
 		humanBytes(wb), res.BandwidthGBps, res.StreamBandwidthGBps, res.BandwidthFraction)
 	fmt.Fprintf(w, "peak resident memory: %s; load average %s\n", humanBytes(res.PeakRSSBytes), res.LoadAvg)
 	return nil
-}
-
-func argmax(v []float32) int {
-	best := 0
-	for i, x := range v {
-		if x > v[best] {
-			best = i
-		}
-	}
-	return best
 }
 
 func median(v []float64) float64 {

@@ -47,9 +47,10 @@ func MatVec(w *ir.Tensor, x, out []float32, r0, r1 int) {
 }
 
 // MatMul computes, for each of n input vectors x[i*cols:(i+1)*cols], the
-// rows [r0, r1) of W x into out[i*rows + r]. Each weight row is decoded once
-// per tile of tokens (the tile's inputs stay in L2) and multiplied with the
-// tile's inputs four at a time.
+// rows [r0, r1) of W x into out[i*rows + r]. Outside the int8 path, weight
+// rows are decoded a panel at a time and multiplied by a 3-row x 4-token
+// register-tiled kernel (gemm.go); every output is bit-identical whatever
+// the row range or the number (>= 2) of inputs; one input goes to MatVec.
 func MatMul(w *ir.Tensor, x, out []float32, n, r0, r1 int) {
 	if n <= 0 || r0 >= r1 {
 		return
@@ -70,53 +71,10 @@ func MatMul(w *ir.Tensor, x, out []float32, n, r0, r1 int) {
 	if isLUT && CurrentMode() == ModeInt8 && matMulLUTI8(w, &L, x, out, n, r0, r1) {
 		return
 	}
-	bp := getBuf(cols)
-	defer putBuf(bp)
-	row := (*bp)[:cols]
-	tab := getTable()
-	defer putTable(tab)
-
-	tile := (512 << 10) / (4 * cols) &^ 3
-	if tile < 4 {
-		tile = 4
+	if !isF32 {
+		wf = nil
 	}
-	var o4 [4]float32
-	for t0 := 0; t0 < n; t0 += tile {
-		t1 := min(t0+tile, n)
-		for r := r0; r < r1; r++ {
-			var wr []float32
-			scale := float32(1)
-			switch {
-			case isF32:
-				wr = wf[r*cols : (r+1)*cols]
-			case isLUT:
-				scale = decodeLUTRow(w, &L, r, row, tab)
-				wr = row
-			case w.Type == ir.F16:
-				wh, ok := f16View(w)
-				if ok {
-					f16ToF32(wh[r*cols:(r+1)*cols], row)
-				} else {
-					w.DecodeRow(r, row)
-				}
-				wr = row
-			default:
-				w.DecodeRow(r, row)
-				wr = row
-			}
-			i := t0
-			for ; i+4 <= t1; i += 4 {
-				dot4(wr, x[i*cols:], cols, &o4)
-				out[i*rows+r] = o4[0] * scale
-				out[(i+1)*rows+r] = o4[1] * scale
-				out[(i+2)*rows+r] = o4[2] * scale
-				out[(i+3)*rows+r] = o4[3] * scale
-			}
-			for ; i < t1; i++ {
-				out[i*rows+r] = dotF32(wr, x[i*cols:(i+1)*cols]) * scale
-			}
-		}
-	}
+	matMulPanel(w, wf, &L, isLUT, x, out, n, r0, r1)
 }
 
 // Dot is the float32 dot product of a and b (len(a) == len(b)). The fast

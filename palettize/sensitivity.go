@@ -8,6 +8,7 @@ import (
 	"unsafe"
 
 	"github.com/squeeze-ml/squeeze/ir"
+	"github.com/squeeze-ml/squeeze/runtime"
 	"github.com/squeeze-ml/squeeze/runtime/kernels"
 )
 
@@ -273,6 +274,8 @@ func addSq(dst map[string][]float64, name string, x []float32, n int) {
 	}
 }
 
+var gramPool sync.Pool
+
 func addGram(dst map[string][]float64, name string, x []float32, n int) {
 	w := len(x) / n
 	g := dst[name]
@@ -280,18 +283,23 @@ func addGram(dst map[string][]float64, name string, x []float32, n int) {
 		g = make([]float64, w*w)
 		dst[name] = g
 	}
+	// X^T X of this window in float32 through the prefill kernel (X^T as a
+	// w x n matrix times its own rows), then accumulated in float64.
+	bp, _ := gramPool.Get().(*[]float32)
+	if bp == nil || cap(*bp) < w*n+w*w {
+		b := make([]float32, w*n+w*w)
+		bp = &b
+	}
+	defer gramPool.Put(bp)
+	xt, gw := (*bp)[:w*n], (*bp)[w*n:w*n+w*w]
 	for i := 0; i < n; i++ {
-		xi := x[i*w : (i+1)*w]
-		for a, va := range xi {
-			if va == 0 {
-				continue
-			}
-			row := g[a*w : (a+1)*w]
-			fa := float64(va)
-			for b, vb := range xi {
-				row[b] += fa * float64(vb)
-			}
+		for a, v := range x[i*w : (i+1)*w] {
+			xt[a*n+i] = v
 		}
+	}
+	kernels.MatMulF32(xt, w, n, xt, gw, w)
+	for i, v := range gw {
+		g[i] += float64(v)
 	}
 }
 
@@ -440,7 +448,7 @@ func (s *sensModel) window(tokens []int, acc *sensAcc, rng *rand.Rand, gram bool
 		s.lin(ng, a.xf, a.g, n)
 		s.lin(nu, a.xf, a.u, n)
 		for i, g := range a.g {
-			a.a[i] = g * (1 / (1 + float32(math.Exp(float64(-g))))) * a.u[i]
+			a.a[i] = g * (1 / (1 + runtime.Expf(-g))) * a.u[i]
 		}
 		stat(nd, nd, a.a)
 		s.lin(nd, a.a, tmp, n)
@@ -491,7 +499,7 @@ func (s *sensModel) window(tokens []int, acc *sensAcc, rng *rand.Rand, gram bool
 		clear(da)
 		s.wt[nd].backMul(dx, da, n, bs)
 		for i, g := range a.g {
-			sg := 1 / (1 + float32(math.Exp(float64(-g))))
+			sg := 1 / (1 + runtime.Expf(-g))
 			du[i] = da[i] * g * sg
 			dg[i] = da[i] * a.u[i] * sg * (1 + g*(1-sg))
 		}
@@ -605,7 +613,7 @@ func softmax32(x []float32) {
 	}
 	var sum float32
 	for i, v := range x {
-		e := float32(math.Exp(float64(v - mx)))
+		e := runtime.Expf(v - mx)
 		x[i] = e
 		sum += e
 	}

@@ -21,3 +21,7 @@ func expf(x float32) float32 {
 	p := 1 + r*(1+r*(0.5+r*(1.0/6+r*(1.0/24+r*(1.0/120+r*(1.0/720))))))
 	return math.Float32frombits(math.Float32bits(p) + uint32(int32(k))<<23)
 }
+
+// Expf is expf for other packages (calibration's softmax and SiLU), so the
+// whole toolchain shares one float32 exp.
+func Expf(x float32) float32 { return expf(x) }

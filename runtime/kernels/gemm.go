@@ -177,3 +177,17 @@ func dot3x4Go(w []float32, ldw int, x []float32, ldx, n int, out *[12]float32) {
 		}
 	}
 }
+
+// MatMulF32 is MatMul for a float32 matrix held in a slice (rows x cols,
+// row-major): out[i*rows+r] = sum_c w[r*cols+c] * x[i*cols+c] for i < n.
+// Calibration forms its Gram matrices X^T X with it.
+func MatMulF32(w []float32, rows, cols int, x, out []float32, n int) {
+	if n <= 0 || rows <= 0 {
+		return
+	}
+	_ = w[rows*cols-1]
+	_ = x[n*cols-1]
+	_ = out[n*rows-1]
+	shape := &ir.Tensor{Shape: []int{rows, cols}, Type: ir.F32}
+	matMulPanel(shape, w, nil, false, x, out, n, 0, rows)
+}

@@ -393,6 +393,7 @@ func (s *sensModel) window(tokens []int, acc *sensAcc, rng *rand.Rand, gram bool
 		}
 	}
 	hd := c.HeadDim
+	simdHead := hd >= 32 // as the runtime: SIMD dot and axpy over a head from 32 lanes
 	group := c.Heads / c.KVHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	probs := make([]float32, n*n) // per head, recomputed
@@ -425,6 +426,10 @@ func (s *sensModel) window(tokens []int, acc *sensAcc, rng *rand.Rand, gram bool
 				for t := 0; t <= i; t++ {
 					p := probs[i*n+t]
 					vt := a.v[t*kvd+kh : t*kvd+kh+hd]
+					if simdHead {
+						kernels.Axpy(p, vt, o)
+						continue
+					}
 					for j := range o {
 						o[j] += p * vt[j]
 					}
@@ -527,9 +532,14 @@ func (s *sensModel) window(tokens []int, acc *sensAcc, rng *rand.Rand, gram bool
 					vt := a.v[t*kvd+kh : t*kvd+kh+hd]
 					dvt := dv[t*kvd+kh : t*kvd+kh+hd]
 					var d float32
-					for j, g := range do {
-						d += g * vt[j]
-						dvt[j] += p * g
+					if simdHead {
+						d = kernels.Dot(do, vt)
+						kernels.Axpy(p, do, dvt)
+					} else {
+						for j, g := range do {
+							d += g * vt[j]
+							dvt[j] += p * g
+						}
 					}
 					dp[t] = d
 					sum += p * d
@@ -543,6 +553,11 @@ func (s *sensModel) window(tokens []int, acc *sensAcc, rng *rand.Rand, gram bool
 					}
 					kt := a.k[t*kvd+kh : t*kvd+kh+hd]
 					dkt := dk[t*kvd+kh : t*kvd+kh+hd]
+					if simdHead {
+						kernels.Axpy(ds, kt, dqi)
+						kernels.Axpy(ds, qi, dkt)
+						continue
+					}
 					for j := range dqi {
 						dqi[j] += ds * kt[j]
 						dkt[j] += ds * qi[j]

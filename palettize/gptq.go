@@ -102,6 +102,39 @@ func NewHessian(h []float64, n int, damp float64) (*Hessian, error) {
 	return out, nil
 }
 
+// bilinear returns a H b^T.
+func (h *Hessian) bilinear(a, b []float64) float64 {
+	n := h.N
+	var s float64
+	for i, ai := range a {
+		if ai == 0 {
+			continue
+		}
+		row := h.H[i*n : (i+1)*n]
+		var t float64
+		for k, bk := range b {
+			t += row[k] * bk
+		}
+		s += ai * t
+	}
+	return s
+}
+
+// refitScale returns the row scale s minimising (w - s q) H (w - s q)^T for
+// the row w and its decoded unscaled LUT values q, or 0 when there is no
+// positive minimiser.
+func (h *Hessian) refitScale(w, q []float64) float64 {
+	den := h.bilinear(q, q)
+	if !(den > 0) {
+		return 0
+	}
+	s := h.bilinear(q, w) / den
+	if !(s > 0) || math.IsInf(s, 0) {
+		return 0
+	}
+	return s
+}
+
 // quadForm returns e H e^T.
 func (h *Hessian) quadForm(e []float64) float64 {
 	n := h.N

@@ -32,6 +32,10 @@ type Options struct {
 	Bits        int  // index width, one of ir.PaletteBits
 	GroupSize   int  // consecutive rows sharing one LUT; 0 means all rows (one LUT per tensor)
 	PerRowScale bool // store a float16 scale per row (max |w| of the row) and cluster w/scale
+	// NoScaleRefit keeps the max-|w| row scales under error feedback
+	// (otherwise each LUT refit round also refits every row's scale by
+	// least squares on the Hessian).
+	NoScaleRefit bool
 	// Method is "exact" (default when empty: optimal 1-D k-means by DP,
 	// on a histogram of MaxBins bins for large groups) or "lloyd"
 	// (k-means++ then Lloyd, seeded).
@@ -445,6 +449,23 @@ func (j *job) group(g int, out groupOut, sc *scratch) groupResult {
 				}
 			}
 			sortLUT(lut, idx)
+			if j.opt.PerRowScale && !j.opt.NoScaleRefit {
+				// Refit each row's scale for its assignment (weighted
+				// least squares on the Hessian), then round again with it.
+				wq, q := make([]float64, cols), make([]float64, cols)
+				for r := 0; r < nr; r++ {
+					for c, v := range src[r*cols : (r+1)*cols] {
+						wq[c] = float64(v)
+						q[c] = float64(ir.F16ToF32(lut[idx[r*cols+c]]))
+					}
+					if s := hs.refitScale(wq, q); s > 0 {
+						h := ir.F32ToF16(float32(s))
+						if f := ir.F16ToF32(h); f > 0 && !math.IsInf(float64(f), 0) {
+							scale[r], sbits[r] = f, h
+						}
+					}
+				}
+			}
 		}
 		e := buf
 		for r := 0; r < nr; r++ {

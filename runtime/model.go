@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	goruntime "runtime"
-	"sync"
 	"time"
 
 	"github.com/squeeze-ml/squeeze/ir"
@@ -315,18 +314,14 @@ func (r *Model) linear(name string, w *ir.Tensor, x, out []float32, n int) {
 		nt = 1
 	}
 	if nt > 1 {
-		chunk := (rows + nt - 1) / nt
-		chunk = (chunk + 15) &^ 15
-		var wg sync.WaitGroup
-		for r0 := 0; r0 < rows; r0 += chunk {
-			r1 := min(r0+chunk, rows)
-			wg.Add(1)
-			go func(r0, r1 int) {
-				defer wg.Done()
-				kernels.MatMul(w, x, out, n, r0, r1)
-			}(r0, r1)
-		}
-		wg.Wait()
+		// chunks of whole 16-row groups, claimed dynamically (parallel)
+		nc := chunks(nt, work, (rows+15)/16)
+		chunk := ((rows+nc-1)/nc + 15) &^ 15
+		nc = (rows + chunk - 1) / chunk
+		parallel(nt, nc, func(c int) {
+			r0 := c * chunk
+			kernels.MatMul(w, x, out, n, r0, min(r0+chunk, rows))
+		})
 	} else {
 		kernels.MatMul(w, x, out, n, 0, rows)
 	}
@@ -471,18 +466,15 @@ func (r *Model) attention(s *State, l int, q, out []float32, n int, scores []flo
 		}
 		return
 	}
-	var wg sync.WaitGroup
 	nt := min(r.threads, total)
-	for t := 0; t < nt; t++ {
-		wg.Add(1)
-		go func(t int) {
-			defer wg.Done()
-			for j := t; j < total; j += nt {
-				job(j/c.Heads, j%c.Heads)
-			}
-		}(t)
-	}
-	wg.Wait()
+	// chunk ch takes jobs ch, ch+nc, ...: later tokens (longer causal
+	// context) are spread over all chunks
+	nc := chunks(nt, work, total)
+	parallel(nt, nc, func(ch int) {
+		for j := ch; j < total; j += nc {
+			job(j/c.Heads, j%c.Heads)
+		}
+	})
 }
 
 // softmax in place, max-subtracted, float32 as llama2.c.

@@ -55,9 +55,17 @@
 //
 // # MatMul (prefill), float mode
 //
-// Rows are decoded once per tile of tokens (tile = 512 KiB of inputs, so
-// they stay in L2) into a pooled row buffer and multiplied with 4 inputs at
-// a time (dot4: one weight load feeds 4 FMAs).
+// gemm.go: weight rows are decoded (f32 used in place) a panel of 24 rows
+// at a time and multiplied with the inputs by dot3x4, a register-tiled
+// micro-kernel (3 rows x 4 tokens, 12 ymm accumulators, 7 loads per 12
+// FMAs, so it is FMA-bound where dot4's 5 loads per 4 FMAs were load- and
+// L2-bound), in 512-column blocks: a token quad's block stays in L1 while
+// the panel's 8 row triples pass over it, the panel's block in L2 while
+// every quad passes. Rows or tokens without a full triple or quad go
+// through the same kernel with a stride of 0, and the cols%8 tail is added
+// last, so every output has the same arithmetic whatever the row range or
+// the token batch (TestMatMulSplitInvariant). MatMulF32 is the same on a
+// plain []float32 matrix (calibration's Gram matrices X^T X).
 //
 // # int8 path (ModeInt8, opt-in)
 //
@@ -78,6 +86,23 @@
 // row scale. lut3 ORs the plane-1 bit in at bit 2 before the lookup.
 // The unsigned table avoids llama.cpp's VPSIGNB pair
 // (4 fewer uops per 64 weights) at the price of a 7-bit LUT step.
+//
+// Decode streams each weight byte once, and per cache line of indices the
+// kernel computes about as long as DRAM takes to deliver the line; the
+// hardware prefetcher alone left the two serialized (lut4 at ~0.59 of the
+// streaming probe, BenchmarkI8Stream). The row kernels therefore issue a
+// PREFETCHT0 3 KiB ahead in the index stream (both planes for lut3), once
+// per 64 (lut4) or 32 (lut2, lut3) index bytes; rows are contiguous, so
+// it runs on across row boundaries (past a tensor's end it is a no-op).
+// This raised lut4 to ~0.9 of the probe on the microbenchmark.
+//
+// lut2 rows look up nibbles, not 2-bit fields: each group gets two
+// 16-byte tables (i8Tab.u2: [i] = u[i&3], [16+i] = u[i>>2]); the low and
+// high nibble of an index byte (one shift, two masks) are each looked up
+// in both, giving the four fields with the same element order as before
+// (so the same activation layout and bit-identical results) in 22 instead
+// of 25 vector uops per 128 weights. The tile kernel keeps the 16-byte
+// table.
 //
 // # int8 MatMul (prefill): the tile kernels
 //

@@ -38,7 +38,7 @@ func BenchmarkI8Parts(b *testing.B) {
 		b.Run("rows"+string(rune('0'+bits)), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				p0, p1 := L.rowPlanes(w.Data, 0)
-				i8Rows(bits, p0, p1, L.rowB, 64, q, tab.u, 16, 16, out)
+				i8Rows(bits, p0, p1, L.rowB, 64, q, tab, 0, 16, 16, out)
 			}
 			b.ReportMetric(float64(64*2048)*float64(b.N)/b.Elapsed().Seconds()/1e9, "Gelem/s")
 		})

@@ -71,6 +71,11 @@ func CurrentMode() Mode { return Mode(mode.Load()) }
 type i8Tab struct {
 	u    []byte    // NumGroups x 16
 	s, m []float32 // per group: w ~ s*u + m
+	// u2 (2-bit palettes only): per group two 16-byte tables indexed by a
+	// nibble (two 2-bit indices): [i] = u[i&3] and [16+i] = u[i>>2], so
+	// the lut2 row kernel decodes 4 fields per byte with one shift, two
+	// masks and four lookups.
+	u2 []byte
 }
 
 type i8Entry struct {
@@ -145,6 +150,15 @@ func buildI8Tab(lut []uint16, bits int) *i8Tab {
 		for i := 0; i < k; i++ {
 			q := math.Round(float64((f[i] - lo) / s))
 			t.u[16*g+i] = uint8(max(0, min(127, q)))
+		}
+	}
+	if bits == 2 {
+		t.u2 = make([]byte, 32*ng)
+		for g := 0; g < ng; g++ {
+			u, o := t.u[16*g:16*g+4], t.u2[32*g:32*g+32]
+			for i := 0; i < 16; i++ {
+				o[i], o[16+i] = u[i&3], u[i>>2]
+			}
 		}
 	}
 	return t
@@ -302,7 +316,7 @@ func matVecI8Rows(w *ir.Tensor, L *lutLayout, tab *i8Tab, q *qx, out []float32, 
 	g0 := r0 / gs
 	first := gs - r0%gs
 	p0, p1 := L.rowPlanes(w.Data, r0)
-	i8Rows(L.bits, p0, p1, L.rowB, r1-r0, q, tab.u[16*g0:], gs, first, out[r0:r1])
+	i8Rows(L.bits, p0, p1, L.rowB, r1-r0, q, tab, g0, gs, first, out[r0:r1])
 	for r := r0; r < r1; r++ {
 		g := r / gs
 		v := tab.s[g]*out[r] + tab.m[g]*q.xsum

@@ -229,23 +229,26 @@ func i8Asm() bool { return useAVX2 }
 
 // i8Rows runs the int8 row kernel over nrows rows starting at p0/p1 (the
 // first row's bytes; later rows follow at rowB strides, which layoutOf
-// has checked lie inside the tensor), the table of the first row's group
-// at tab[0:16], first rows left in that group, out[:nrows] receiving the
-// raw sums.
-func i8Rows(bits int, p0, p1 []byte, rowB [2]int, nrows int, q *qx, tab []byte, gs, first int, out []float32) {
+// has checked lie inside the tensor), g0 the first row's group, first
+// rows left in that group, out[:nrows] receiving the raw sums. The groups
+// the rows span must lie in tab.
+func i8Rows(bits int, p0, p1 []byte, rowB [2]int, nrows int, q *qx, tab *i8Tab, g0, gs, first int, out []float32) {
 	if nrows <= 0 {
 		return
 	}
 	_ = out[nrows-1]
-	_ = tab[15]
+	gl := g0 + (nrows-first+gs-1)/gs // last group the rows reach
 	n := q.n
 	switch bits {
 	case 4:
-		i8Lut4Rows(&p0[0], rowB[0], nrows, n/64, &q.perm[0], &q.sc[0], &tab[0], gs, first, &out[0])
+		u := tab.u[16*g0 : 16*gl+16]
+		i8Lut4Rows(&p0[0], rowB[0], nrows, n/64, &q.perm[0], &q.sc[0], &u[0], gs, first, &out[0])
 	case 2:
-		i8Lut2Rows(&p0[0], rowB[0], nrows, n/128, &q.perm[0], &q.sc[0], &tab[0], gs, first, &out[0])
+		u := tab.u2[32*g0 : 32*gl+32]
+		i8Lut2Rows(&p0[0], rowB[0], nrows, n/128, &q.perm[0], &q.sc[0], &u[0], gs, first, &out[0])
 	case 3:
-		i8Lut3Rows(&p0[0], rowB[0], &p1[0], rowB[1], nrows, n/128, &q.perm[0], &q.sc[0], &tab[0], gs, first, &out[0])
+		u := tab.u[16*g0 : 16*gl+16]
+		i8Lut3Rows(&p0[0], rowB[0], &p1[0], rowB[1], nrows, n/128, &q.perm[0], &q.sc[0], &u[0], gs, first, &out[0])
 	default:
 		panic("kernels: no int8 kernel for this width")
 	}

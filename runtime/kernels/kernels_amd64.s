@@ -615,14 +615,16 @@ bpdone:
 	VHADDPS X2, X2, X2; \
 	VMOVSS X2, (DX)
 
-// next row: out, table (every gs rows)
-#define I8NEXT(lbl) \
+// next row: out, table (every gs rows; tstride bytes per group)
+#define I8NEXTS(lbl, tstride) \
 	ADDQ $4, DX; \
 	DECQ R12; \
 	JNZ  lbl; \
-	ADDQ $16, AX; \
+	ADDQ $tstride, AX; \
 	MOVQ R11, R12; \
 lbl:
+
+#define I8NEXT(lbl) I8NEXTS(lbl, 16)
 
 #define BCAST8(val, reg, x) \
 	MOVL val, R13; \
@@ -639,6 +641,15 @@ lbl:
 	VPSHUFB b, Y13, b; \
 	I8MAC(a, b, xo1(DI)(BX*2), xo2(DI)(BX*2), io(R8)(BX*1), acc)
 
+// PFD is the software prefetch distance of the int8 row kernels, in bytes
+// of the (plane-0) index stream. At ~1 byte of indices per 2 weights the
+// kernels spend about as long computing on a cache line as DRAM needs to
+// deliver one, and the hardware prefetcher alone did not run far enough
+// ahead to overlap the two (BenchmarkI8Stream: lut4 at 0.59 of the
+// streaming probe without, ~0.9 with PREFETCHT0 3 KiB ahead; 256 B..1 KiB
+// helped less, 6 KiB no more). Rows are contiguous, so the prefetch runs
+// on into the next rows; past a tensor's end it is a harmless no-op.
+#define PFD 3072
 // func i8Lut4Rows(idx *byte, rowBytes, nrows, n64 int, xq *int8, sc *float32, tab *byte, gs, first int, out *float32)
 TEXT ·i8Lut4Rows(SB), NOSPLIT, $0-80
 	MOVQ idx+0(FP), SI
@@ -665,6 +676,7 @@ i4pair:
 	LEAQ 64(BX), R13
 	CMPQ R13, R10
 	JG   i4single
+	PREFETCHT0 PFD(SI)(BX*1)
 	I8U4(0, 0, 32, Y2, Y4, Y5)
 	I8U4(32, 64, 96, Y3, Y6, Y7)
 	ADDQ $64, BX
@@ -684,7 +696,11 @@ i4done:
 	RET
 
 // 2-bit unit (128 elements, 32 index bytes at (SI)(BX*1); activations at
-// (DI)(BX*4), 128 bytes; scales at (R8)(BX*2), 64 bytes).
+// (DI)(BX*4), 128 bytes; scales at (R8)(BX*2), 64 bytes). tab holds per
+// group the two nibble tables of i8Tab.u2 (32 bytes): the low and high
+// nibble of each index byte are looked up in both ([i] = u[i&3] gives
+// fields 0 and 2, [16+i] = u[i>>2] fields 1 and 3), one shift and two
+// masks instead of three shifts and four masks.
 // func i8Lut2Rows(idx *byte, rowBytes, nrows, n128 int, xq *int8, sc *float32, tab *byte, gs, first int, out *float32)
 TEXT ·i8Lut2Rows(SB), NOSPLIT, $0-80
 	MOVQ idx+0(FP), SI
@@ -698,30 +714,28 @@ TEXT ·i8Lut2Rows(SB), NOSPLIT, $0-80
 	MOVQ first+64(FP), R12
 	MOVQ out+72(FP), DX
 	SHLQ $5, R10
-	BCAST8($0x03030303, Y15, X15)
+	BCAST8($0x0f0f0f0f, Y15, X15)
 	BCAST8($0x00010001, Y14, X14)
 	TESTQ CX, CX
 	JZ   i2done
 i2row:
 	VBROADCASTI128 (AX), Y13
+	VBROADCASTI128 16(AX), Y12
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
 	XORQ BX, BX
 	TESTQ R10, R10
 	JZ   i2rowdone
 i2loop:
+	PREFETCHT0 PFD(SI)(BX*1)
 	VMOVDQU (SI)(BX*1), Y8
-	VPAND Y15, Y8, Y4
-	VPSRLW $2, Y8, Y5
-	VPAND Y15, Y5, Y5
-	VPSRLW $4, Y8, Y6
-	VPAND Y15, Y6, Y6
-	VPSRLW $6, Y8, Y7
-	VPAND Y15, Y7, Y7
-	VPSHUFB Y4, Y13, Y4
-	VPSHUFB Y5, Y13, Y5
-	VPSHUFB Y6, Y13, Y6
-	VPSHUFB Y7, Y13, Y7
+	VPSRLW $4, Y8, Y9
+	VPAND Y15, Y8, Y8
+	VPAND Y15, Y9, Y9
+	VPSHUFB Y8, Y13, Y4
+	VPSHUFB Y8, Y12, Y5
+	VPSHUFB Y9, Y13, Y6
+	VPSHUFB Y9, Y12, Y7
 	I8MAC(Y4, Y5, (DI)(BX*4), 32(DI)(BX*4), (R8)(BX*2), Y2)
 	I8MAC(Y6, Y7, 64(DI)(BX*4), 96(DI)(BX*4), 32(R8)(BX*2), Y3)
 	ADDQ $32, BX
@@ -730,7 +744,7 @@ i2loop:
 i2rowdone:
 	I8STORE
 	ADDQ R9, SI
-	I8NEXT(i2next)
+	I8NEXTS(i2next, 32)
 	DECQ CX
 	JNZ  i2row
 i2done:
@@ -769,6 +783,8 @@ i3row:
 	TESTQ R10, R10
 	JZ   i3rowdone
 i3loop:
+	PREFETCHT0 PFD(SI)(BX*2)
+	PREFETCHT0 PFD/2(R9)(BX*1)
 	VMOVDQU (SI)(BX*2), Y8
 	VBROADCASTI128 (R9)(BX*1), Y9
 	VPSRLVQ Y11, Y9, Y9

@@ -57,7 +57,7 @@ const asmBuilt = false
 
 func i8Asm() bool { return false }
 
-func i8Rows(bits int, p0, p1 []byte, rowB [2]int, nrows int, q *qx, tab []byte, gs, first int, out []float32) {
+func i8Rows(bits int, p0, p1 []byte, rowB [2]int, nrows int, q *qx, tab *i8Tab, g0, gs, first int, out []float32) {
 	panic("kernels: int8 kernels need the amd64 assembly")
 }
 

@@ -1,0 +1,123 @@
+package runtime
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/rand"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/squeeze-ml/squeeze/ir"
+	"github.com/squeeze-ml/squeeze/runtime/kernels"
+)
+
+// TestParallel checks that parallel runs every chunk exactly once and
+// returns only after all have finished, also from several goroutines at
+// once.
+func TestParallel(t *testing.T) {
+	check := func(nt int) {
+		var hits [8]atomic.Int32
+		parallel(min(nt, 3), nt, func(i int) {
+			time.Sleep(time.Duration(i) * 10 * time.Microsecond)
+			hits[i].Add(1)
+		})
+		for i := range hits {
+			want := int32(0)
+			if i < nt {
+				want = 1
+			}
+			if got := hits[i].Load(); got != want {
+				t.Errorf("nt=%d: index %d ran %d times, want %d", nt, i, got, want)
+			}
+		}
+	}
+	for rep := 0; rep < 200; rep++ {
+		check(1 + rep%4)
+	}
+	for nt := 1; nt <= 8; nt++ {
+		check(nt)
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for rep := 0; rep < 100; rep++ {
+				check(2 + rep%3)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// TestLinearSplit holds the chunked row split to the single-thread result
+// (bit-identical: each row is computed by the same kernel either way) for
+// ragged row counts and several thread counts, decode (n=1) and prefill.
+func TestLinearSplit(t *testing.T) {
+	rng := rand.New(rand.NewSource(3))
+	for _, rows := range []int{1, 17, 100, 1000} {
+		const cols = 512
+		w := &ir.Tensor{Name: "w", Shape: []int{rows, cols}, Type: ir.F32, Data: make([]byte, 4*rows*cols)}
+		for i := 0; i < rows*cols; i++ {
+			binary.LittleEndian.PutUint32(w.Data[4*i:], math.Float32bits(float32(rng.NormFloat64())))
+		}
+		for _, n := range []int{1, 3} {
+			x := make([]float32, n*cols)
+			for i := range x {
+				x[i] = float32(rng.NormFloat64())
+			}
+			want := make([]float32, n*rows)
+			(&Model{threads: 1}).linear("w", w, x, want, n)
+			for _, nt := range []int{2, 3, 5} {
+				got := make([]float32, n*rows)
+				(&Model{threads: nt}).linear("w", w, x, got, n)
+				for i := range got {
+					if got[i] != want[i] {
+						t.Fatalf("rows %d n %d threads %d: out[%d] = %v, want %v", rows, n, nt, i, got[i], want[i])
+					}
+				}
+			}
+		}
+	}
+	for _, c := range []struct{ nt, work, max, want int }{
+		{2, 1 << 30, 1 << 20, 8}, {2, 1 << 18, 100, 2}, {2, 1 << 30, 1, 1}, {3, 1 << 19, 100, 3},
+	} {
+		if got := chunks(c.nt, c.work, c.max); got != c.want {
+			t.Errorf("chunks(%d, %d, %d) = %d, want %d", c.nt, c.work, c.max, got, c.want)
+		}
+	}
+}
+
+// BenchmarkDecodeInt8 times decode on the synthetic TinyLlama-1.1B shape
+// at 3.7 bpw with the int8 kernels, 1 and 2 threads (for profiles:
+// go test -run '^$' -bench DecodeInt8 -benchtime 16x -cpuprofile cpu.out ./runtime/).
+func BenchmarkDecodeInt8(b *testing.B) {
+	m, err := ir.SyntheticPalettized("tinyllama-1.1b", 3.7, 16, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	prev := kernels.SetMode(kernels.ModeInt8)
+	defer kernels.SetMode(prev)
+	logits := make([]float32, m.Config.Vocab)
+	for _, threads := range []int{1, 2} {
+		rt, err := New(m, Options{Threads: threads})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("t%d", threads), func(b *testing.B) {
+			s := rt.NewState(64)
+			for i := 0; i < b.N; i++ {
+				if i%64 == 0 {
+					s.Reset()
+				}
+				if err := rt.Forward(s, []int{1 + i%64}, logits, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+		})
+	}
+}

@@ -5,7 +5,7 @@ BIN     := bin/squeeze
 MODEL   := testdata/stories260K/stories260K.bin
 TEXT    := testdata/tinystories/dev.txt
 
-.PHONY: build demo test vet fuzz bench clean
+.PHONY: build demo test vet fuzz bench clean test-arm64
 
 build:
 	$(GO) build -o $(BIN) ./cmd/squeeze
@@ -24,7 +24,20 @@ demo: build
 # Everything CI checks: vet, all tests, and a short run of every fuzz target.
 test: vet
 	$(GO) test -count=1 ./...
+	$(MAKE) test-arm64
 	$(MAKE) fuzz
+
+# The arm64 build of the kernels and the runtime (the pure-Go paths; no NEON yet), cross-compiled
+# and run under qemu-user (Debian's qemu-user-static; .ci/run installs it when missing).
+QEMU_ARM64 ?= $(shell command -v qemu-aarch64-static || command -v qemu-aarch64)
+test-arm64:
+	@if [ -z "$(QEMU_ARM64)" ]; then echo "test-arm64: no qemu-aarch64(-static) on PATH; install qemu-user-static to run it" >&2; exit 1; fi
+	GOARCH=arm64 $(GO) vet ./...
+	@set -e; for pkg in runtime/kernels runtime ir; do \
+	  GOARCH=arm64 $(GO) test -c -o bin/arm64-$$(echo $$pkg | tr / -).test ./$$pkg; \
+	  echo "qemu arm64: $$pkg"; \
+	  (cd $$pkg && $(QEMU_ARM64) $(CURDIR)/bin/arm64-$$(echo $$pkg | tr / -).test -test.count=1); \
+	done
 
 vet:
 	$(GO) vet ./...

@@ -23,7 +23,12 @@
 //     trains the palettes of a palettized model (float16 LUT entries and
 //     per-row scales; indices frozen) and optionally its float32 RMSNorm
 //     weights; the backward pass hands each tuned weight's dout and input
-//     to a weight sink that reduces dL/dW to the palette gradient.
+//     to a weight sink that reduces dL/dW to the palette gradient;
+//   - palette QAT (qat.go, TuneOptions.QAT): the same tuning also
+//     re-assigns the indices -- latent float32 weights trained through the
+//     straight-through estimator, each index following the nearest LUT
+//     entry -- at zero extra bytes (bits, groups and scale presence kept);
+//     for models whose float32 weights and optimizer state fit in memory.
 //
 // Adapters are ir.Adapter values: y = W x + Scale * B (A x), with A
 // (rank x in) and B (out x rank) row-major float32 in memory. Storing them

@@ -57,6 +57,11 @@ type TuneOptions struct {
 	// output_norm) stored as float32: they are per-input-channel scales of
 	// the linears (and classifier) after them, zero bytes too.
 	Norms bool
+	// QAT, when set, also re-assigns the indices (palettization-aware
+	// training, qat.go): latent float32 weights are trained through the
+	// straight-through estimator and every index follows the nearest LUT
+	// entry of its latent weight. Nil: indices frozen.
+	QAT *QATOptions
 	// Progress is called after every step with the step number (1-based),
 	// the step's training loss and the most recent held-out KL.
 	Progress func(step int, loss, heldoutKL float64)
@@ -86,6 +91,8 @@ type TuneReport struct {
 	Duration        time.Duration `json:"duration_ns"`
 	SecondsPerToken float64       `json:"seconds_per_token"`
 	History         []Point       `json:"history"`
+	// QAT reports the index re-assignment (nil without TuneOptions.QAT).
+	QAT *QATReport `json:"qat,omitempty"`
 }
 
 // palParam is one tuned palettized tensor: its LUT entries (and row scales,
@@ -102,6 +109,10 @@ type palParam struct {
 	// W is the student net's decoded weight (rows x cols), WT its
 	// transpose when the net keeps one (nil otherwise).
 	W, WT []float32
+	// qat is the offset of this tensor's dL/dW (rows x cols) in the
+	// gradient vector when QAT trains its latent weights (after theta, so
+	// > 0); 0 when off.
+	qat int
 }
 
 // scale is row r's scale under parameters theta.
@@ -151,6 +162,9 @@ func (p *palParam) accumulate(dW, theta, g []float32) {
 		if p.scl >= 0 {
 			g[p.scl+r] += ds
 		}
+	}
+	if p.qat > 0 {
+		axpy(g[p.qat:p.qat+p.rows*p.cols], 1, dW[:p.rows*p.cols])
 	}
 }
 
@@ -261,6 +275,18 @@ func (tu *lutTuner) roundStored(theta []float32) {
 			roundF16(theta[p.scl : p.scl+p.rows])
 		}
 	}
+}
+
+// heldOutStored returns the held-out KL of the palettes as stored
+// (theta rounded to float16 into rounded, with the current indices) and
+// leaves the net decoded from theta again.
+func (tu *lutTuner) heldOutStored(rounded []float32) float64 {
+	copy(rounded, tu.theta)
+	tu.roundStored(rounded)
+	tu.decode(rounded)
+	kl := tu.tr.heldOutKL()
+	tu.decode(tu.theta)
+	return kl
 }
 
 // decode writes every tuned weight of the student net from theta.
@@ -493,6 +519,9 @@ func TuneLUTs(teacher, student *ir.Model, tokens []int, topt TuneOptions) (*ir.M
 	if err := opt.check(c); err != nil {
 		return nil, rep, err
 	}
+	if topt.QAT != nil {
+		return tuneQAT(teacher, student, tokens, topt, opt, start)
+	}
 	tu, err := newLUTTuner(teacher, student, tokens, opt, topt.Tensors, topt.FreezeScales, topt.Norms)
 	if err != nil {
 		return nil, rep, err
@@ -509,26 +538,14 @@ func TuneLUTs(teacher, student *ir.Model, tokens []int, topt TuneOptions) (*ir.M
 	P := len(tu.theta)
 	m := make([]float32, P)
 	v := make([]float32, P)
-	grads := make([][]float32, opt.Batch)
-	for b := range grads {
-		grads[b] = make([]float32, P)
-	}
-	gsum := make([]float32, P)
+	bg := newBatchGrads(opt.Seed, 0x1a7e, tr.nTrain, opt.Batch, P)
+	gsum := bg.gsum
 	rounded := make([]float32, P)
-	sampler := newWindowSampler(opt.Seed, 0x1a7e, tr.nTrain)
-	lossB := make([]float64, opt.Batch)
-	batch := make([]int, opt.Batch)
 	lastKL := rep.BaseHeldOutKL
 	const b1, b2, adamEps = 0.9, 0.999, 1e-12
 	for step := 1; step <= opt.Steps; step++ {
 		t0 := time.Now()
-		sampler.fill(batch)
-		klScale := float32(1 / float64(opt.Batch*tr.T))
-		ceScale := float32(opt.CEWeight / float64(opt.Batch*tr.T))
-		tr.parallel(opt.Batch, func(worker, b int) {
-			lossB[b] = tu.seqGrad(worker, batch[b], grads[b], klScale, ceScale)
-		})
-		loss := sumBatch(gsum, grads, lossB, opt.Batch*tr.T)
+		loss := bg.step(tr, opt.CEWeight, tu.seqGrad)
 		lr := lrAt(step, opt)
 		bc1 := 1 - math.Pow(b1, float64(step))
 		bc2 := 1 - math.Pow(b2, float64(step))
@@ -543,12 +560,7 @@ func TuneLUTs(teacher, student *ir.Model, tokens []int, topt TuneOptions) (*ir.M
 		rep.StepTime += time.Since(t0)
 		pt := Point{Step: step, Loss: loss, HeldOutKL: math.NaN()}
 		if step%opt.EvalEvery == 0 || step == opt.Steps {
-			// Scored as stored: float16-rounded.
-			copy(rounded, tu.theta)
-			tu.roundStored(rounded)
-			tu.decode(rounded)
-			lastKL = tr.heldOutKL()
-			tu.decode(tu.theta)
+			lastKL = tu.heldOutStored(rounded)
 			pt.HeldOutKL = lastKL
 			if lastKL < rep.BestHeldOutKL {
 				rep.BestHeldOutKL, rep.BestStep = lastKL, step

@@ -265,25 +265,13 @@ func Train(teacher, student *ir.Model, tokens []int, opt Options) (*ir.AdapterSe
 	P := len(tr.theta)
 	m := make([]float32, P)
 	v := make([]float32, P)
-	grads := make([][]float32, opt.Batch)
-	for b := range grads {
-		grads[b] = make([]float32, P)
-	}
-	gsum := make([]float32, P)
-	sampler := newWindowSampler(opt.Seed, 0x10a4, tr.nTrain)
-	lossB := make([]float64, opt.Batch)
-	batch := make([]int, opt.Batch)
+	bg := newBatchGrads(opt.Seed, 0x10a4, tr.nTrain, opt.Batch, P)
+	gsum := bg.gsum
 	lastKL := rep.InitHeldOutKL
 	const b1, b2, adamEps = 0.9, 0.999, 1e-8
 	for step := 1; step <= opt.Steps; step++ {
 		t0 := time.Now()
-		sampler.fill(batch)
-		klScale := float32(1 / float64(opt.Batch*tr.T))
-		ceScale := float32(opt.CEWeight / float64(opt.Batch*tr.T))
-		tr.parallel(opt.Batch, func(worker, b int) {
-			lossB[b] = tr.seqGrad(worker, batch[b], grads[b], klScale, ceScale)
-		})
-		loss := sumBatch(gsum, grads, lossB, opt.Batch*tr.T)
+		loss := bg.step(tr, opt.CEWeight, tr.seqGrad)
 		if opt.GradClip > 0 {
 			var ss float64
 			for _, g := range gsum {
@@ -585,6 +573,41 @@ func (s *windowSampler) fill(batch []int) {
 		batch[b] = s.order[s.pos]
 		s.pos++
 	}
+}
+
+// batchGrads is the per-step gradient machinery every trainer here shares:
+// a window sampler, one gradient vector per sequence of the batch, and
+// their in-order sum.
+type batchGrads struct {
+	sampler *windowSampler
+	batch   []int
+	lossB   []float64
+	grads   [][]float32
+	gsum    []float32
+}
+
+func newBatchGrads(seed, stream uint64, nTrain, batch, n int) *batchGrads {
+	bg := &batchGrads{sampler: newWindowSampler(seed, stream, nTrain), batch: make([]int, batch),
+		lossB: make([]float64, batch), grads: make([][]float32, batch), gsum: make([]float32, n)}
+	for b := range bg.grads {
+		bg.grads[b] = make([]float32, n)
+	}
+	return bg
+}
+
+// step draws the next batch, computes each sequence's gradient with seqGrad
+// (KL weighted 1/(batch*T), cross-entropy ceWeight/(batch*T)) on the
+// trainer's workers, sums them into bg.gsum in batch order and returns the
+// loss per token.
+func (bg *batchGrads) step(tr *trainer, ceWeight float64, seqGrad func(worker, win int, g []float32, klScale, ceScale float32) float64) float64 {
+	bg.sampler.fill(bg.batch)
+	nb := len(bg.batch)
+	klScale := float32(1 / float64(nb*tr.T))
+	ceScale := float32(ceWeight / float64(nb*tr.T))
+	tr.parallel(nb, func(worker, b int) {
+		bg.lossB[b] = seqGrad(worker, bg.batch[b], bg.grads[b], klScale, ceScale)
+	})
+	return sumBatch(bg.gsum, bg.grads, bg.lossB, nb*tr.T)
 }
 
 // sumBatch adds the per-sequence gradients into gsum in batch order (so the

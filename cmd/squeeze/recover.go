@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -37,6 +38,7 @@ const (
 	defaultRecoverName    = "recover"
 	defaultTuneSteps      = 200
 	defaultTuneLR         = 5e-3
+	defaultQATLR          = 1e-2
 )
 
 type recoverOptions struct {
@@ -61,6 +63,12 @@ type recoverOptions struct {
 	TuneSteps int
 	TuneLR    float64
 	TuneNorms bool
+	QAT       bool
+	QATLR     float64
+	QATInit   string
+	QATLUTs   string
+	QATAdam   string
+	QATHyst   float64
 }
 
 func newRecoverCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -79,7 +87,13 @@ Use them with squeeze run/eval --adapter NAME.
 --tune-luts first fine-tunes the palettes themselves by the same distillation (zero-byte recovery):
 the indices stay frozen, the float16 LUT entries and per-row scales are trained, and the bundle is
 rewritten with the tuned palettes (same size; new base checksum, so adapter sets already in it are
-dropped). Adapters are then trained on the tuned base unless --rank 0.`,
+dropped). Adapters are then trained on the tuned base unless --rank 0.
+
+--qat (with --tune-luts) is palettization-aware training: the indices are re-assigned too. Latent
+float32 weights (started from the bundle's decoded weights, --qat-init) take straight-through
+gradient steps of --qat-lr x each tensor's weight RMS, and every index follows the LUT entry nearest
+to its latent weight. Bits, group sizes and row scales stay as compiled: the bundle keeps its size.
+It holds a few float32 copies of the palettized weights in memory (fine for small models).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error { return runRecover(o, args, stdout, stderr) },
 	}
@@ -105,6 +119,12 @@ dropped). Adapters are then trained on the tuned base unless --rank 0.`,
 	f.IntVar(&o.TuneSteps, "tune-steps", defaultTuneSteps, "optimizer steps of --tune-luts")
 	f.Float64Var(&o.TuneLR, "tune-lr", defaultTuneLR, "peak step of --tune-luts, relative to each tensor's LUT (or scale) RMS")
 	f.BoolVar(&o.TuneNorms, "tune-norms", false, "with --tune-luts, also tune the float32 RMSNorm weights (zero bytes too)")
+	f.BoolVar(&o.QAT, "qat", false, "with --tune-luts, also re-assign the indices (palettization-aware training of latent weights; zero bytes too)")
+	f.Float64Var(&o.QATLR, "qat-lr", defaultQATLR, "peak step of the --qat latent weights, relative to each tensor's weight RMS")
+	f.StringVar(&o.QATInit, "qat-init", "palettized", "where the --qat latent weights start: palettized, original, or blend:F (Wq + F x (W - Wq))")
+	f.StringVar(&o.QATAdam, "qat-adam", "element", "--qat latent step normalisation: element (plain Adam) or tensor (per-tensor second moment: larger gradients move first)")
+	f.Float64Var(&o.QATHyst, "qat-hysteresis", 0, "--qat: an index moves only when its latent weight is nearer the new entry by more than this fraction of the gap (0..1)")
+	f.StringVar(&o.QATLUTs, "qat-luts", "gradient", "how --qat LUT entries follow the indices: gradient (trained) or centroids (cluster means of the latent weights)")
 	return c
 }
 
@@ -332,8 +352,9 @@ type tuneConfig struct {
 	SeqLen  int
 	Seed    uint64
 	Threads int
-	Norms   bool      // also tune the RMSNorm weights
-	Log     io.Writer // progress line when a terminal; nil = silent
+	Norms   bool                     // also tune the RMSNorm weights
+	QAT     *lorarecovery.QATOptions // also re-assign the indices; nil = frozen
+	Log     io.Writer                // progress line when a terminal; nil = silent
 }
 
 // tuneBase fine-tunes base's palettes (LUT entries and row scales, indices
@@ -378,7 +399,7 @@ func tuneBase(orig, base *ir.Model, calibText []byte, cfg tuneConfig) (*ir.Model
 	}
 	tuned, rep, err := lorarecovery.TuneLUTs(orig, base, tokens, lorarecovery.TuneOptions{
 		Steps: cfg.Steps, LR: cfg.LR, Batch: cfg.Batch, SeqLen: min(cfg.SeqLen, base.Config.SeqLen),
-		BOS: bos, Seed: cfg.Seed, Threads: cfg.Threads, Norms: cfg.Norms, Progress: progress,
+		BOS: bos, Seed: cfg.Seed, Threads: cfg.Threads, Norms: cfg.Norms, QAT: cfg.QAT, Progress: progress,
 	})
 	if tty {
 		fmt.Fprintln(f)
@@ -429,6 +450,45 @@ type tuneResult struct {
 	BestStep        int     `json:"best_step"`
 	TrainTokens     int64   `json:"train_tokens"`
 	Seconds         float64 `json:"seconds"`
+	// QAT reports --qat (nil without it).
+	QAT *lorarecovery.QATReport `json:"qat,omitempty"`
+}
+
+// parseQAT maps --qat-lr, --qat-init and --qat-luts to QAT options.
+func parseQAT(o *recoverOptions) (*lorarecovery.QATOptions, error) {
+	q := &lorarecovery.QATOptions{LR: o.QATLR, Hysteresis: o.QATHyst}
+	if !(o.QATLR > 0) {
+		return nil, fmt.Errorf("--qat-lr %g: expected > 0", o.QATLR)
+	}
+	switch init := o.QATInit; init {
+	case "palettized":
+		q.Init = lorarecovery.QATInitPalettized
+	case "original":
+		q.Init = lorarecovery.QATInitOriginal
+	default:
+		frac, blend := strings.CutPrefix(init, "blend:")
+		f, err := strconv.ParseFloat(frac, 64)
+		if !blend || err != nil || !(f >= 0 && f <= 1) {
+			return nil, fmt.Errorf("--qat-init %q: expected palettized, original or blend:F with F in [0, 1]", init)
+		}
+		q.Init, q.Blend = lorarecovery.QATInitBlend, f
+	}
+	switch o.QATAdam {
+	case "element":
+	case "tensor":
+		q.TensorAdam = true
+	default:
+		return nil, fmt.Errorf("--qat-adam %q: expected tensor or element", o.QATAdam)
+	}
+	switch o.QATLUTs {
+	case "gradient":
+		q.LUTs = lorarecovery.QATGradient
+	case "centroids":
+		q.LUTs = lorarecovery.QATCentroids
+	default:
+		return nil, fmt.Errorf("--qat-luts %q: expected gradient or centroids", o.QATLUTs)
+	}
+	return q, nil
 }
 
 func runRecover(o *recoverOptions, args []string, stdout, stderr io.Writer) error {
@@ -444,6 +504,16 @@ func runRecover(o *recoverOptions, args []string, stdout, stderr io.Writer) erro
 	}
 	if o.TuneLUTs && (o.TuneSteps < 1 || !(o.TuneLR > 0)) {
 		return fmt.Errorf("--tune-steps %d, --tune-lr %g: expected steps >= 1 and lr > 0", o.TuneSteps, o.TuneLR)
+	}
+	var qat *lorarecovery.QATOptions
+	if o.QAT {
+		if !o.TuneLUTs {
+			return fmt.Errorf("--qat re-assigns indices while tuning the palettes: it needs --tune-luts")
+		}
+		var err error
+		if qat, err = parseQAT(o); err != nil {
+			return err
+		}
 	}
 	if o.Rank < 0 || o.Steps < 1 || !(o.LR > 0) || o.Batch < 1 || o.SeqLen < 2 || o.CEWeight < 0 || o.Budget < 0 {
 		return fmt.Errorf("--rank %d, --steps %d, --lr %g, --batch %d, --seq-len %d, --ce-weight %g, --adapter-budget %g: expected rank >= 0, steps, batch >= 1, lr > 0, seq-len >= 2, ce-weight and budget >= 0",
@@ -501,7 +571,7 @@ func runRecover(o *recoverOptions, args []string, stdout, stderr io.Writer) erro
 	if o.TuneLUTs {
 		t0 := time.Now()
 		tuned, trep, err := tuneBase(orig, base, text, tuneConfig{Steps: o.TuneSteps, LR: o.TuneLR, Batch: o.Batch,
-			SeqLen: o.SeqLen, Seed: o.Seed, Threads: o.Threads, Norms: o.TuneNorms, Log: stderr})
+			SeqLen: o.SeqLen, Seed: o.Seed, Threads: o.Threads, Norms: o.TuneNorms, QAT: qat, Log: stderr})
 		if err != nil {
 			return err
 		}
@@ -515,7 +585,7 @@ func runRecover(o *recoverOptions, args []string, stdout, stderr io.Writer) erro
 		model = tuned
 		res.Tune = &tuneResult{Steps: trep.Steps, LR: o.TuneLR, Tensors: trep.Tensors, LUTEntries: trep.LUTEntries,
 			Scales: trep.Scales, NormWeights: trep.NormWeights, HeldOutKLBefore: trep.BaseHeldOutKL, HeldOutKLAfter: trep.BestHeldOutKL,
-			BestStep: trep.BestStep, TrainTokens: trep.TrainTokens, Seconds: time.Since(t0).Seconds()}
+			BestStep: trep.BestStep, TrainTokens: trep.TrainTokens, Seconds: time.Since(t0).Seconds(), QAT: trep.QAT}
 	}
 	var set *ir.AdapterSet
 	if o.Rank > 0 {
@@ -546,9 +616,14 @@ func runRecover(o *recoverOptions, args []string, stdout, stderr io.Writer) erro
 	var rows [][]string
 	if tr := res.Tune; tr != nil {
 		rows = append(rows,
-			[]string{"palettes tuned", fmt.Sprintf("%d tensors: %d LUT entries, %d row scales, %d norm weights (indices unchanged, no bytes added)", tr.Tensors, tr.LUTEntries, tr.Scales, tr.NormWeights)},
+			[]string{"palettes tuned", fmt.Sprintf("%d tensors: %d LUT entries, %d row scales, %d norm weights (%s, no bytes added)",
+				tr.Tensors, tr.LUTEntries, tr.Scales, tr.NormWeights, map[bool]string{false: "indices unchanged", true: "indices re-assigned"}[tr.QAT != nil])},
 			[]string{"held-out KL(original || bundle)", fmt.Sprintf("%.5f as compiled, %.5f with tuned palettes (step %d of %d, %.1fs)",
 				tr.HeldOutKLBefore, tr.HeldOutKLAfter, tr.BestStep, tr.Steps, tr.Seconds)})
+		if q := tr.QAT; q != nil {
+			rows = append(rows, []string{"indices re-assigned (--qat)", fmt.Sprintf("%d of %d changed (%.1f%%; %d flips during training)",
+				q.IndicesChanged, q.Weights, 100*float64(q.IndicesChanged)/float64(max(q.Weights, 1)), q.Flips)})
+		}
 	}
 	if set != nil {
 		rows = append(rows,

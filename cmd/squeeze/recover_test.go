@@ -474,3 +474,67 @@ func TestRecoverTuneLUTs(t *testing.T) {
 		}
 	}
 }
+
+// recover --tune-luts --qat re-assigns indices at zero bytes: same bundle
+// size and layout, some indices moved, held-out KL no worse, and --qat
+// without --tune-luts or with a bad step is refused. (A large --qat-lr, so
+// that 6 steps move latent weights across LUT gaps.)
+func TestRecoverQAT(t *testing.T) {
+	recoverFixtures(t)
+	out := filepath.Join(t.TempDir(), "q.sqz")
+	stdout, _, err := squeeze(t, "recover", recoverBundle, "--original", stories, "--calib", recoverCalib, "--tune-luts", "--qat",
+		"--qat-lr", "0.2", "--tune-steps", "6", "--batch", "2", "--seq-len", "32", "--rank", "0", "-o", out, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r recoverResult
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("recover --json: %v\n%s", err, stdout)
+	}
+	if r.Tune == nil || r.Tune.QAT == nil || r.Tune.QAT.Weights == 0 {
+		t.Fatalf("tune %+v: no QAT report", r.Tune)
+	}
+	if !(r.Tune.HeldOutKLAfter <= r.Tune.HeldOutKLBefore) {
+		t.Errorf("held-out KL %v -> %v", r.Tune.HeldOutKLBefore, r.Tune.HeldOutKLAfter)
+	}
+	st, _ := os.Stat(recoverBundle)
+	if r.BundleBytes != st.Size() {
+		t.Errorf("QAT bundle %d bytes, base %d: QAT must not change the size", r.BundleBytes, st.Size())
+	}
+	base, _, err := bundle.Load(recoverBundle, bundle.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Close()
+	m, _, err := bundle.Load(out, bundle.Options{Verify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	moved := 0
+	for name, bt := range base.Tensors {
+		mt := m.Tensors[name]
+		if bt.Type != mt.Type || fmt.Sprint(bt.Shape) != fmt.Sprint(mt.Shape) || len(bt.Data) != len(mt.Data) {
+			t.Fatalf("%s: layout changed: %s %v -> %s %v", name, ir.Encodings[bt.Type].Name, bt.Shape, ir.Encodings[mt.Type].Name, mt.Shape)
+		}
+		if bt.Pal != nil && string(bt.Data) != string(mt.Data) {
+			moved++
+		}
+	}
+	t.Logf("best step %d, %d tensors moved, %d indices", r.Tune.BestStep, moved, r.Tune.QAT.IndicesChanged)
+	if r.Tune.BestStep > 0 && (moved == 0 || r.Tune.QAT.IndicesChanged == 0) {
+		t.Errorf("best step %d but %d tensors' indices moved (%d indices reported)", r.Tune.BestStep, moved, r.Tune.QAT.IndicesChanged)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--qat"}, "--tune-luts"},
+		{[]string{"--tune-luts", "--qat", "--qat-lr", "0"}, "--qat-lr"},
+	} {
+		args := append([]string{"recover", recoverBundle, "--original", stories, "--calib", recoverCalib, "-o", out}, tc.args...)
+		if _, _, err := squeeze(t, args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want one naming %s", tc.args, err, tc.want)
+		}
+	}
+}

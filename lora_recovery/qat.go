@@ -1,0 +1,442 @@
+package lorarecovery
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/squeeze-ml/squeeze/ir"
+)
+
+// Palettization-aware training ("palette QAT"): TuneLUTs with
+// TuneOptions.QAT also re-assigns the indices, still at zero extra bytes
+// (same bits, group sizes and row-scale presence; only indices, LUT
+// entries, row scales and optionally norm weights change).
+//
+// Every tuned tensor gets a latent float32 weight V (rows x cols). The
+// forward pass uses the palettized weight Wq[r][c] = LUT[g(r)][idx[r][c]] *
+// s[r]; the straight-through estimator hands dL/dWq to V unchanged, and V
+// takes an Adam step of QATOptions.LR x (the tensor's weight RMS). After
+// every step each index is re-assigned to the LUT entry of its row's group
+// nearest to V[r][c] / s[r], and Wq is decoded again. The LUT entries and
+// row scales keep being trained by their own gradients (as in TuneLUTs) or,
+// with QATCentroids, are recomputed as the least-squares centroids of the
+// latent weights of each cluster.
+//
+// dL/dW of every tuned tensor is kept per sequence of a batch (so the batch
+// sum does not depend on the thread count) beside the latent weights and
+// their Adam state: memory is about (Batch + 4) float32 copies of the tuned
+// weights. QAT is meant for models whose float32 weights and Adam state fit
+// in memory (stories260K: a few MiB); for big models tune the palettes with
+// frozen indices.
+
+// QATInit chooses where the latent weights start.
+type QATInit int
+
+const (
+	// QATInitDefault is QATInitPalettized.
+	QATInitDefault QATInit = iota
+	// QATInitPalettized starts from the student's decoded weights: the
+	// starting model is exactly the compiled one, and indices move only
+	// once the latent weights cross a decision boundary.
+	QATInitPalettized
+	// QATInitOriginal starts from the teacher's (original) weights: the
+	// indices start as the nearest-entry rounding of the original, which
+	// drops the compiler's error feedback.
+	QATInitOriginal
+	// QATInitBlend starts from Wq + Blend x (W - Wq).
+	QATInitBlend
+)
+
+// String names the mode as in reports.
+func (m QATInit) String() string {
+	switch m {
+	case QATInitDefault, QATInitPalettized:
+		return "palettized"
+	case QATInitOriginal:
+		return "original"
+	case QATInitBlend:
+		return "blend"
+	}
+	return fmt.Sprintf("QATInit(%d)", int(m))
+}
+
+// QATLUTMode chooses how the LUT entries follow the re-assigned indices.
+type QATLUTMode int
+
+const (
+	// QATGradient trains the LUT entries and row scales by their
+	// distillation gradients (as TuneLUTs).
+	QATGradient QATLUTMode = iota
+	// QATCentroids sets every LUT entry, after each re-assignment, to the
+	// least-squares centroid of its cluster's latent weights (sum V s /
+	// sum s^2 over the elements pointing at it); row scales are trained
+	// by their gradients. An entry nothing points at keeps its value.
+	QATCentroids
+)
+
+// String names the mode as in reports.
+func (m QATLUTMode) String() string {
+	switch m {
+	case QATGradient:
+		return "gradient"
+	case QATCentroids:
+		return "centroids"
+	}
+	return fmt.Sprintf("QATLUTMode(%d)", int(m))
+}
+
+// QATOptions configure palettization-aware training (TuneOptions.QAT).
+// Zero values take the defaults in brackets.
+type QATOptions struct {
+	// LR is the peak Adam step of the latent weights relative to each
+	// tensor's weight RMS (same warmup and cosine schedule as
+	// TuneOptions.LR) [1e-2].
+	LR    float64
+	Init  QATInit    // where the latent weights start [QATInitPalettized]
+	Blend float64    // for QATInitBlend: the fraction of W - Wq added, in [0, 1]
+	LUTs  QATLUTMode // [QATGradient]
+	// TensorAdam normalises the latent steps of a tensor by its mean
+	// gradient second moment, so weights with larger gradients move (and
+	// flip) first. The default is plain Adam: each latent weight's step is
+	// normalised by its own second moment, so all move at about the same
+	// speed (lower held-out KL on stories260K at 3.7 bpw).
+	TensorAdam bool
+	// Hysteresis keeps an index until its latent weight is nearer to
+	// another entry by more than Hysteresis x the gap between the two
+	// entries (0: always the nearest entry), damping flips back and
+	// forth at decision boundaries. In [0, 1).
+	Hysteresis float64
+}
+
+// QATReport summarises the index re-assignment of a QAT run.
+type QATReport struct {
+	LR         float64 `json:"lr"`
+	Init       string  `json:"init"`
+	Blend      float64 `json:"blend,omitempty"`
+	LUTs       string  `json:"luts"`
+	Adam       string  `json:"adam"` // element (plain Adam) or tensor (TensorAdam)
+	Hysteresis float64 `json:"hysteresis,omitempty"`
+	Weights    int     `json:"weights"` // palettized weights whose indices are trained
+	// InitHeldOutKL is the held-out KL right after the indices were
+	// assigned from the initial latent weights (the base KL for
+	// QATInitPalettized, unless rounding ties moved some).
+	InitHeldOutKL float64 `json:"init_heldout_kl"`
+	// IndicesChanged counts the indices of the returned model that differ
+	// from the student's.
+	IndicesChanged int `json:"indices_changed"`
+	// Flips counts index changes over the whole run (one index may flip
+	// back and forth).
+	Flips int64 `json:"flips"`
+}
+
+func (q *QATOptions) defaults() {
+	if q.LR == 0 {
+		q.LR = 1e-2
+	}
+	if q.Init == QATInitDefault {
+		q.Init = QATInitPalettized
+	}
+}
+
+func (q *QATOptions) check() error {
+	switch {
+	case !(q.LR > 0):
+		return fmt.Errorf("qat: latent learning rate %v, expected > 0", q.LR)
+	case q.Init < QATInitDefault || q.Init > QATInitBlend:
+		return fmt.Errorf("qat: unknown init mode %d", q.Init)
+	case q.Init == QATInitBlend && !(q.Blend >= 0 && q.Blend <= 1):
+		return fmt.Errorf("qat: blend %v, expected in [0, 1]", q.Blend)
+	case !(q.Hysteresis >= 0 && q.Hysteresis < 1):
+		return fmt.Errorf("qat: hysteresis %v, expected in [0, 1)", q.Hysteresis)
+	case q.LUTs != QATGradient && q.LUTs != QATCentroids:
+		return fmt.Errorf("qat: unknown LUT mode %d", q.LUTs)
+	}
+	return nil
+}
+
+// reassign points every index of p at the LUT entry of its row's group
+// nearest to lat/s (lat: the latent weights, rows x cols; LUT and scales
+// from theta) and returns the number of indices that changed. With hyst >
+// 0 an index moves only when the new entry is nearer than the current one
+// by more than hyst x the gap between them. Rows whose scale is 0 keep
+// their indices (every entry decodes to 0 there).
+func (p *palParam) reassign(theta, lat []float32, hyst float32) int {
+	changed := 0
+	order := make([]int, p.K)
+	vals := make([]float32, p.K)
+	for g := 0; g*p.G < p.rows; g++ {
+		lut := theta[p.lut+g*p.K : p.lut+(g+1)*p.K]
+		for k := range order {
+			order[k] = k
+		}
+		// Sorted by value (stable: equal entries keep index order, so the
+		// lowest index wins a tie).
+		slices.SortStableFunc(order, func(a, b int) int {
+			switch {
+			case lut[a] < lut[b]:
+				return -1
+			case lut[a] > lut[b]:
+				return 1
+			}
+			return 0
+		})
+		for i, k := range order {
+			vals[i] = lut[k]
+		}
+		for r := g * p.G; r < min((g+1)*p.G, p.rows); r++ {
+			s := p.scale(theta, r)
+			if s == 0 {
+				continue
+			}
+			inv := 1 / s
+			idx := p.idx[r*p.cols : (r+1)*p.cols]
+			for c, v := range lat[r*p.cols : (r+1)*p.cols] {
+				x := v * inv
+				i, _ := slices.BinarySearch(vals, x) // first vals[i] >= x
+				switch {
+				case i == p.K:
+					i = p.K - 1
+				case i > 0 && x-vals[i-1] <= vals[i]-x:
+					i--
+				}
+				k := uint8(order[i])
+				if k == idx[c] {
+					continue
+				}
+				if hyst > 0 {
+					cur, nw := lut[idx[c]], vals[i]
+					if abs32(x-cur)-abs32(x-nw) <= hyst*abs32(cur-nw) {
+						continue
+					}
+				}
+				idx[c] = k
+				changed++
+			}
+		}
+	}
+	return changed
+}
+
+func abs32(x float32) float32 { return float32(math.Abs(float64(x))) }
+
+// centroids sets every LUT entry of p in theta to the least-squares fit of
+// the latent weights pointing at it: sum lat*s / sum s^2.
+func (p *palParam) centroids(theta, lat []float32) {
+	num := make([]float64, p.K)
+	den := make([]float64, p.K)
+	for g := 0; g*p.G < p.rows; g++ {
+		clear(num)
+		clear(den)
+		for r := g * p.G; r < min((g+1)*p.G, p.rows); r++ {
+			s := float64(p.scale(theta, r))
+			for c, k := range p.idx[r*p.cols : (r+1)*p.cols] {
+				num[k] += float64(lat[r*p.cols+c]) * s
+				den[k] += s * s
+			}
+		}
+		lut := theta[p.lut+g*p.K : p.lut+(g+1)*p.K]
+		for k := range lut {
+			if den[k] > 0 {
+				lut[k] = float32(num[k] / den[k])
+			}
+		}
+	}
+}
+
+// enableQAT lays out the latent weights' gradients after theta in the
+// gradient vector (seqGrad then needs len(theta) + N values) and returns
+// N, the number of latent weights.
+func (tu *lutTuner) enableQAT() int {
+	N := 0
+	for _, p := range tu.params {
+		p.qat = len(tu.theta) + N
+		N += p.rows * p.cols
+	}
+	return N
+}
+
+// tuneQAT is TuneLUTs with TuneOptions.QAT set; opt holds the shared
+// options with their defaults applied and checked.
+func tuneQAT(teacher, student *ir.Model, tokens []int, topt TuneOptions, opt Options, start time.Time) (*ir.Model, TuneReport, error) {
+	var rep TuneReport
+	q := *topt.QAT
+	q.defaults()
+	if err := q.check(); err != nil {
+		return nil, rep, err
+	}
+	tu, err := newLUTTuner(teacher, student, tokens, opt, topt.Tensors, topt.FreezeScales, topt.Norms)
+	if err != nil {
+		return nil, rep, err
+	}
+	tr := tu.tr
+	P := len(tu.theta)
+	// Latent weights (one flat vector after theta in the gradient layout)
+	// and their per-tensor step scale: the RMS of the original weights.
+	N := tu.enableQAT()
+	lat := make([]float32, N)
+	latMag := make([]float32, len(tu.params))
+	startIdx := make([][]uint8, len(tu.params))
+	for i, p := range tu.params {
+		W, err := decodeF32(teacher, p.name, p.rows, p.cols)
+		if err != nil {
+			return nil, rep, fmt.Errorf("qat: teacher: %w", err)
+		}
+		var ss float64
+		for _, x := range W {
+			ss += float64(x) * float64(x)
+		}
+		latMag[i] = max(float32(math.Sqrt(ss/float64(len(W)))), 1e-4)
+		L := lat[p.qat-P : p.qat-P+len(W)]
+		switch q.Init {
+		case QATInitPalettized:
+			copy(L, p.W)
+		case QATInitOriginal:
+			copy(L, W)
+		case QATInitBlend:
+			b := float32(q.Blend)
+			for j, wq := range p.W {
+				L[j] = wq + b*(W[j]-wq)
+			}
+		}
+		startIdx[i] = slices.Clone(p.idx)
+	}
+	tr.cacheTeacher(opt.TeacherCacheBytes)
+	rep = TuneReport{Tensors: len(tu.params), LUTEntries: tu.nLUT, Scales: tu.nScl, NormWeights: tu.nNorm, SeqLen: tr.T, Batch: opt.Batch,
+		Steps: opt.Steps, Threads: opt.Threads, TrainWindows: tr.nTrain, HeldOutWindows: len(tr.windows) - tr.nTrain}
+	qr := &QATReport{LR: q.LR, Init: q.Init.String(), LUTs: q.LUTs.String(), Adam: "element", Hysteresis: q.Hysteresis, Weights: N}
+	if q.TensorAdam {
+		qr.Adam = "tensor"
+	}
+	if q.Init == QATInitBlend {
+		qr.Blend = q.Blend
+	}
+	rep.QAT = qr
+	rep.BaseHeldOutKL = tr.heldOutKL()
+	best := slices.Clone(tu.theta) // float16 values already
+	bestIdx := make([][]uint8, len(startIdx))
+	for i, x := range startIdx {
+		bestIdx[i] = slices.Clone(x)
+	}
+	rep.BestHeldOutKL = rep.BaseHeldOutKL
+	rep.History = append(rep.History, Point{0, math.NaN(), rep.BaseHeldOutKL})
+
+	// Indices from the initial latent weights.
+	reassign := func() {
+		for _, p := range tu.params {
+			L := lat[p.qat-P : p.qat-P+p.rows*p.cols]
+			qr.Flips += int64(p.reassign(tu.theta, L, float32(q.Hysteresis)))
+			if q.LUTs == QATCentroids {
+				p.centroids(tu.theta, L)
+			}
+		}
+	}
+	rounded := make([]float32, P)
+	reassign()
+	if q.LUTs == QATCentroids {
+		copy(rounded, tu.theta)
+		tu.roundStored(rounded)
+		copy(tu.theta, rounded)
+	}
+	tu.decode(tu.theta)
+	qr.InitHeldOutKL = tr.heldOutKL()
+	if qr.InitHeldOutKL < rep.BestHeldOutKL {
+		rep.BestHeldOutKL = qr.InitHeldOutKL
+		copy(best, tu.theta)
+		for i, p := range tu.params {
+			copy(bestIdx[i], p.idx)
+		}
+	}
+
+	m := make([]float32, P)
+	v := make([]float32, P)
+	mL := make([]float32, N)
+	var vL []float32
+	if !q.TensorAdam {
+		vL = make([]float32, N)
+	}
+	vT := make([]float32, len(tu.params)) // per-tensor mean second moment
+	bg := newBatchGrads(opt.Seed, 0x1a7e, tr.nTrain, opt.Batch, P+N)
+	gsum := bg.gsum
+	lastKL := rep.BestHeldOutKL
+	const b1, b2, adamEps = 0.9, 0.999, 1e-12
+	for step := 1; step <= opt.Steps; step++ {
+		t0 := time.Now()
+		loss := bg.step(tr, opt.CEWeight, tu.seqGrad)
+		lr := lrAt(step, opt)
+		bc1 := 1 - math.Pow(b1, float64(step))
+		bc2 := 1 - math.Pow(b2, float64(step))
+		stepSize := float32(lr / bc1)
+		sq2 := float32(math.Sqrt(bc2))
+		for i, g := range gsum[:P] {
+			m[i] = b1*m[i] + (1-b1)*g
+			v[i] = b2*v[i] + (1-b2)*g*g
+			tu.theta[i] -= stepSize * tu.mag[i] * m[i] / (float32(math.Sqrt(float64(v[i])))/sq2 + adamEps)
+		}
+		latStep := float32(lr / opt.LR * q.LR / bc1)
+		for pi, p := range tu.params {
+			o, n := p.qat-P, p.rows*p.cols
+			s := latStep * latMag[pi]
+			L, mm := lat[o:o+n], mL[o:o+n]
+			if !q.TensorAdam {
+				vv := vL[o : o+n]
+				for j, g := range gsum[p.qat : p.qat+n] {
+					mm[j] = b1*mm[j] + (1-b1)*g
+					vv[j] = b2*vv[j] + (1-b2)*g*g
+					L[j] -= s * mm[j] / (float32(math.Sqrt(float64(vv[j])))/sq2 + adamEps)
+				}
+				continue
+			}
+			var ss float64
+			for j, g := range gsum[p.qat : p.qat+n] {
+				mm[j] = b1*mm[j] + (1-b1)*g
+				ss += float64(g) * float64(g)
+			}
+			vT[pi] = b2*vT[pi] + (1-b2)*float32(ss/float64(n))
+			d := s / (float32(math.Sqrt(float64(vT[pi])))/sq2 + adamEps)
+			for j := range L {
+				L[j] -= d * mm[j]
+			}
+		}
+		reassign()
+		tu.decode(tu.theta)
+		rep.StepTime += time.Since(t0)
+		pt := Point{Step: step, Loss: loss, HeldOutKL: math.NaN()}
+		if step%opt.EvalEvery == 0 || step == opt.Steps {
+			lastKL = tu.heldOutStored(rounded)
+			pt.HeldOutKL = lastKL
+			if lastKL < rep.BestHeldOutKL {
+				rep.BestHeldOutKL, rep.BestStep = lastKL, step
+				copy(best, rounded)
+				for i, p := range tu.params {
+					copy(bestIdx[i], p.idx)
+				}
+			}
+		}
+		rep.History = append(rep.History, pt)
+		rep.FinalLoss = loss
+		if topt.Progress != nil {
+			topt.Progress(step, loss, lastKL)
+		}
+	}
+	out := tu.model(student, best)
+	for i, p := range tu.params {
+		for j, k := range bestIdx[i] {
+			if k != startIdx[i][j] {
+				qr.IndicesChanged++
+			}
+		}
+		t := out.Tensors[p.name]
+		t.Data = ir.PackIndices(ir.Encodings[t.Type].Bits, bestIdx[i])
+		if err := t.Check(); err != nil { // cannot happen: same shape and width
+			return nil, rep, fmt.Errorf("qat: %s: %w", student.Source, err)
+		}
+	}
+	rep.TrainTokens = int64(opt.Steps) * int64(opt.Batch) * int64(tr.T)
+	rep.Duration = time.Since(start)
+	if rep.TrainTokens > 0 {
+		rep.SecondsPerToken = rep.StepTime.Seconds() / float64(rep.TrainTokens)
+	}
+	return out, rep, nil
+}

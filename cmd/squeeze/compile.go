@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/squeeze-ml/squeeze/formats/bundle"
 	"github.com/squeeze-ml/squeeze/ir"
+	lorarecovery "github.com/squeeze-ml/squeeze/lora_recovery"
 	"github.com/squeeze-ml/squeeze/palettize"
 	"github.com/squeeze-ml/squeeze/reports"
 	"github.com/squeeze-ml/squeeze/talaria"
@@ -48,6 +49,10 @@ type compileOptions struct {
 	JSON          bool
 	Threads       int
 	budget        budgetFlags
+	// --qat: palettization-aware training of the palettes and indices
+	// (zero bytes) after palettizing (see squeeze recover --tune-luts --qat).
+	QAT      bool
+	QATSteps int
 	// --recover: LoRA recovery as the last stage (see squeeze recover).
 	Recover       bool
 	RecoverRank   int
@@ -71,6 +76,8 @@ calibration on --calib text predicts. It writes a bundle that squeeze run/eval/i
 	o.model.bind(c)
 	o.budget.bind(c)
 	f0 := c.Flags()
+	f0.BoolVar(&o.QAT, "qat", false, "after palettizing, train the LUT entries, row scales, norms and indices by distillation from MODEL on --calib (zero bytes; as recover --tune-luts --tune-norms --qat; ~2-3 min on stories260K, for models whose float32 weights and optimizer state fit in memory)")
+	f0.IntVar(&o.QATSteps, "qat-steps", 0, "--qat: optimizer steps (0 = the recover default)")
 	f0.BoolVar(&o.Recover, "recover", false, "train LoRA recovery adapters (distillation from MODEL on --calib) as the last stage")
 	f0.IntVar(&o.RecoverRank, "rank", 0, "--recover: maximum adapter rank (capped by --adapter-budget; 0 = default)")
 	f0.IntVar(&o.RecoverSteps, "steps", 0, "--recover: optimizer steps (0 = default)")
@@ -125,6 +132,7 @@ type compileResult struct {
 	BaseSHA256      string                `json:"base_sha256"`
 	Tensors         []palettize.PlanEntry `json:"tensors"`
 	AdapterBytes    int64                 `json:"adapter_bytes,omitempty"` // --recover: float16 A and B bytes
+	QAT             *compileQAT           `json:"qat,omitempty"`           // --qat
 	AdapterBPW      float64               `json:"adapter_bpw,omitempty"`   // adapter bits per palettized weight
 	Device          string                `json:"device,omitempty"`
 	Predicted       map[string]float64    `json:"predicted,omitempty"`
@@ -389,6 +397,9 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 		}
 		defer pprof.StopCPUProfile()
 	}
+	if o.QAT && o.Calib == "" {
+		return fmt.Errorf("--qat needs --calib text to distil on")
+	}
 	if o.Recover && o.Calib == "" {
 		return fmt.Errorf("--recover needs --calib text to distil on")
 	}
@@ -493,6 +504,24 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	stage("palettize")
+	var qatRes *compileQAT
+	if o.QAT {
+		text, err := os.ReadFile(o.Calib)
+		if err != nil {
+			return fmt.Errorf("--qat: %w", err)
+		}
+		tuned, rep, err := tuneBase(m, pm, text, tuneConfig{Steps: o.QATSteps, Seed: o.Seed, Threads: o.Threads, Norms: true,
+			QAT: &lorarecovery.QATOptions{LR: defaultQATLR}, Log: stderr})
+		if err != nil {
+			return fmt.Errorf("--qat: %w", err)
+		}
+		pm = tuned
+		qatRes = &compileQAT{Steps: rep.Steps, HeldOutKLBefore: rep.BaseHeldOutKL, HeldOutKLAfter: rep.BestHeldOutKL, BestStep: rep.BestStep}
+		if rep.QAT != nil {
+			qatRes.IndicesChanged = rep.QAT.IndicesChanged
+		}
+		stage("qat")
+	}
 	var adapterBytes int64
 	if o.Recover {
 		text, err := os.ReadFile(o.Calib)
@@ -530,6 +559,7 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 		Bytes: info.Bytes, Params: m.NumParams(), TargetBPW: target, PredictedDamage: plan.PredictedDamage, RelGap: plan.RelGap,
 		Calibrated: p.calib != nil, Seconds: time.Since(start).Seconds(), StageSeconds: stages, Fast: fast, BaseSHA256: info.BaseSHA256, Tensors: plan.Tensors,
 		Device: plan.Device, Predicted: plan.Predicted}
+	res.QAT = qatRes
 	if o.Recover {
 		res.AdapterBytes = adapterBytes
 		res.AdapterBPW = 8 * float64(adapterBytes) / float64(plan.TotalWeights)
@@ -554,6 +584,16 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "\nwrote %s: %s, %.3f bits per palettized weight (target %.3g, overhead included), %.3f bits per parameter overall; allocation gap %.2f%%; %.1fs\n",
 		info.Path, reports.Bytes(info.Bytes), res.BPW, target, res.BPWTotal, 100*plan.RelGap, res.Seconds)
 	return nil
+}
+
+// compileQAT is the --qat part of compileResult: held-out KL to MODEL on
+// the last 10% of the --calib windows before and after.
+type compileQAT struct {
+	Steps           int     `json:"steps"`
+	HeldOutKLBefore float64 `json:"heldout_kl_before"`
+	HeldOutKLAfter  float64 `json:"heldout_kl_after"`
+	BestStep        int     `json:"best_step"`
+	IndicesChanged  int     `json:"indices_changed"`
 }
 
 // preparePlanner validates the shared planner flags, calibrates and

@@ -116,3 +116,35 @@ func TestCompileCalibTokensBad(t *testing.T) {
 		t.Fatalf("error %v, want one naming the file and the token 99999", err)
 	}
 }
+
+// compile --qat trains the palettes and indices after palettizing: the
+// bundle keeps the plan's size (QAT is zero bytes), reports held-out KL
+// before and after (after no worse), and --qat without --calib is refused.
+func TestCompileQAT(t *testing.T) {
+	dir := t.TempDir()
+	// A short calibration text keeps the distillation (teacher logits of
+	// every window, held-out evaluation) to a few seconds.
+	text, err := os.ReadFile(calibText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short := filepath.Join(dir, "calib.txt")
+	if err := os.WriteFile(short, text[:12000], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	plain := compileJSON(t, filepath.Join(dir, "p.sqz"), "--target", "3.7bpw", "--error-feedback=off", "--calib", short)
+	q := compileJSON(t, filepath.Join(dir, "q.sqz"), "--target", "3.7bpw", "--error-feedback=off", "--calib", short, "--qat", "--qat-steps", "3")
+	if q.QAT == nil || q.QAT.Steps != 3 {
+		t.Fatalf("compile --qat: qat result %+v", q.QAT)
+	}
+	if !(q.QAT.HeldOutKLAfter <= q.QAT.HeldOutKLBefore) || !(q.QAT.HeldOutKLBefore > 0) {
+		t.Errorf("held-out KL %v -> %v", q.QAT.HeldOutKLBefore, q.QAT.HeldOutKLAfter)
+	}
+	if q.Bytes != plain.Bytes || q.BPW != plain.BPW {
+		t.Errorf("--qat bundle %d bytes at %.4f bpw, without %d at %.4f: QAT must not change the size", q.Bytes, q.BPW, plain.Bytes, plain.BPW)
+	}
+	if _, _, err := squeeze(t, "compile", stories, "--target", "3.7bpw", "--qat", "-o", filepath.Join(dir, "x.sqz")); err == nil ||
+		!strings.Contains(err.Error(), "--qat needs --calib") {
+		t.Errorf("--qat without --calib: %v", err)
+	}
+}

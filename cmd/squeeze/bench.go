@@ -77,26 +77,31 @@ matrix at that width, any other rate mixes two widths (ir.SyntheticPalettized).`
 
 // benchResult is what bench reports (medians over the repetitions).
 type benchResult struct {
-	Model               string    `json:"model"`
-	Kernels             string    `json:"kernels"`
-	Impl                string    `json:"impl"`
-	Threads             int       `json:"threads"`
-	PromptTokens        int       `json:"prompt_tokens"`
-	GenTokens           int       `json:"gen_tokens"`
-	Reps                int       `json:"reps"`
-	BitsPerWeight       float64   `json:"bits_per_weight"`
-	PrefillTokensPerS   float64   `json:"prefill_tokens_per_s"`
-	DecodeTokensPerS    float64   `json:"decode_tokens_per_s"`
-	PeakRSSBytes        int64     `json:"peak_rss_bytes"`
-	WeightBytesPerToken int64     `json:"weight_bytes_per_token"`
-	BandwidthGBps       float64   `json:"bandwidth_gbps"`
-	StreamBandwidthGBps float64   `json:"stream_bandwidth_gbps"`
-	BandwidthFraction   float64   `json:"bandwidth_fraction"`
-	DecodeBoundTokPerS  float64   `json:"decode_bound_tokens_per_s"`
-	LoadAvg             string    `json:"loadavg,omitempty"`
-	PrefillRuns         []float64 `json:"prefill_runs"`
-	DecodeRuns          []float64 `json:"decode_runs"`
-	StreamRuns          []float64 `json:"stream_runs"`
+	Model               string  `json:"model"`
+	Kernels             string  `json:"kernels"`
+	Impl                string  `json:"impl"`
+	Threads             int     `json:"threads"`
+	PromptTokens        int     `json:"prompt_tokens"`
+	GenTokens           int     `json:"gen_tokens"`
+	Reps                int     `json:"reps"`
+	BitsPerWeight       float64 `json:"bits_per_weight"`
+	PrefillTokensPerS   float64 `json:"prefill_tokens_per_s"`
+	DecodeTokensPerS    float64 `json:"decode_tokens_per_s"`
+	PeakRSSBytes        int64   `json:"peak_rss_bytes"`
+	WeightBytesPerToken int64   `json:"weight_bytes_per_token"`
+	BandwidthGBps       float64 `json:"bandwidth_gbps"`
+	StreamBandwidthGBps float64 `json:"stream_bandwidth_gbps"`
+	BandwidthFraction   float64 `json:"bandwidth_fraction"`
+	DecodeBoundTokPerS  float64 `json:"decode_bound_tokens_per_s"`
+	LoadAvg             string  `json:"loadavg,omitempty"`
+	// StartupMS is open (map, parse, verify the manifest) to a runtime
+	// ready to run; FirstTokenMS adds the first one-token forward pass,
+	// which pages the weights in (files only, not --synthetic).
+	StartupMS    float64   `json:"startup_ms,omitempty"`
+	FirstTokenMS float64   `json:"first_token_ms,omitempty"`
+	PrefillRuns  []float64 `json:"prefill_runs"`
+	DecodeRuns   []float64 `json:"decode_runs"`
+	StreamRuns   []float64 `json:"stream_runs"`
 }
 
 func (o *benchOptions) load(args []string) (*ir.Model, error) {
@@ -144,6 +149,7 @@ func runBench(o *benchOptions, args []string, stdout, stderr io.Writer) error {
 	default:
 		return fmt.Errorf("--kernels %q: expected int8 or float", o.Kernels)
 	}
+	tOpen := time.Now()
 	m, err := o.load(args)
 	if err != nil {
 		return err
@@ -157,6 +163,7 @@ func runBench(o *benchOptions, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	ready := time.Since(tOpen)
 	res := benchResult{Model: m.Source, Kernels: kernels.CurrentMode().String(), Impl: kernels.Impl(),
 		Threads: o.Threads, PromptTokens: o.PromptTokens, GenTokens: o.GenTokens, Reps: o.Reps}
 	var wb, wn int64
@@ -177,8 +184,13 @@ func runBench(o *benchOptions, args []string, stdout, stderr io.Writer) error {
 	logits := make([]float32, c.Vocab)
 	s := rt.NewState(o.PromptTokens + o.GenTokens)
 	// Warm-up: builds lazily made tables and touches every weight page.
+	tFirst := time.Now()
 	if err := rt.Forward(s, prompt[:1], logits, false); err != nil {
 		return err
+	}
+	if o.Synthetic == "" { // a synthetic model's "open" is generating its weights
+		res.StartupMS = float64(ready.Microseconds()) / 1e3
+		res.FirstTokenMS = float64((ready + time.Since(tFirst)).Microseconds()) / 1e3
 	}
 	if o.CPUProfile != "" {
 		pf, err := os.Create(o.CPUProfile)

@@ -193,3 +193,18 @@ func RankForBudget(m *ir.Model, targets []string, budgetBytes int64, maxRank int
 	}
 	return int(min(r, int64(maxRank))), nil
 }
+
+// TargetNames returns the tensor names ("blk.L.kind") the targets resolve
+// to on a model of config c, in canonical order. targets are as in
+// Options.Targets.
+func TargetNames(c ir.Config, targets []string) ([]string, error) {
+	ts, err := resolveTargets(c, targets)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(ts))
+	for i, t := range ts {
+		names[i] = t.name()
+	}
+	return names, nil
+}

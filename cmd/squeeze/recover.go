@@ -191,6 +191,16 @@ func (c *recoverConfig) defaults() {
 	}
 }
 
+// perRankBytes is the float16 bytes of rank-1 adapters on linears of the
+// given shapes.
+func perRankBytes(in, out []int) int64 {
+	var b int64
+	for i := range in {
+		b += 2 * int64(in[i]+out[i])
+	}
+	return b
+}
+
 // parseTargets maps --lora-targets to lora_recovery target names.
 func parseTargets(s string) ([]string, error) {
 	short := map[string]string{"q": ir.AttnQ, "k": ir.AttnK, "v": ir.AttnV, "o": ir.AttnOut,
@@ -263,13 +273,35 @@ func recoverAdapters(orig, base *ir.Model, calibText []byte, cfg recoverConfig) 
 			bb = baseBytes(base)
 		}
 		budget := int64(cfg.Budget * float64(bb))
-		br, err := lorarecovery.RankForBudget(base, cfg.Targets, budget, 1<<30)
+		// The set's manifest entries and padding count too: the budget is
+		// on what the file gains, not only on the matrices.
+		names, err := lorarecovery.TargetNames(base.Config, cfg.Targets)
 		if err != nil {
-			return nil, rep, fmt.Errorf("recover: --adapter-budget %g of %s: %w", cfg.Budget, reports.Bytes(bb), err)
+			return nil, rep, fmt.Errorf("recover: %w", err)
+		}
+		ins, outs := make([]int, len(names)), make([]int, len(names))
+		for i, n := range names {
+			t, err := base.Tensor(n)
+			if err != nil {
+				return nil, rep, fmt.Errorf("recover: %w", err)
+			}
+			ins[i], outs[i] = t.Cols(), t.Rows()
+		}
+		br, err := lorarecovery.RankForBudget(base, cfg.Targets, budget, 1<<30)
+		for err == nil && br > 0 && int64(br)*perRankBytes(ins, outs)+bundle.AdapterSetOverhead(cfg.Name, names, ins, outs, br, bb) > budget {
+			br--
+		}
+		over := bundle.AdapterSetOverhead(cfg.Name, names, ins, outs, max(br, 1), bb)
+		if err == nil && br < 1 {
+			err = fmt.Errorf("rank-1 adapters on %d targets take %s", len(names), reports.Bytes(perRankBytes(ins, outs)))
+		}
+		if err != nil {
+			return nil, rep, fmt.Errorf("recover: --adapter-budget %g of %s = %s, with %s of manifest and padding for %d adapters: %w (adapt fewer linears with --lora-targets, or raise --adapter-budget)",
+				cfg.Budget, reports.Bytes(bb), reports.Bytes(budget), reports.Bytes(over), len(names), err)
 		}
 		if br < rank {
-			fmt.Fprintf(cfg.Log, "recover: rank %d: the largest whose float16 adapters fit %g x %s = %s (--rank %d)\n",
-				br, cfg.Budget, reports.Bytes(bb), reports.Bytes(budget), cfg.Rank)
+			fmt.Fprintf(cfg.Log, "recover: rank %d: the largest whose float16 adapters and %s of manifest fit %g x %s = %s (--rank %d)\n",
+				br, reports.Bytes(over), cfg.Budget, reports.Bytes(bb), reports.Bytes(budget), cfg.Rank)
 			rank = br
 		} else {
 			fmt.Fprintf(cfg.Log, "recover: rank %d: the --rank cap (the budget of %s would allow rank %d)\n", rank, reports.Bytes(budget), br)

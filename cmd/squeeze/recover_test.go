@@ -121,7 +121,18 @@ func TestRecoverJSONAndBudget(t *testing.T) {
 			perRank += 2 * int64(w.Rows()+w.Cols())
 		}
 	}
-	budget := 3.5 * float64(perRank) / float64(st.Size())
+	var names []string
+	for l := 0; l < base.Config.Layers; l++ {
+		for _, k := range ir.LinearKinds {
+			names = append(names, ir.Blk(l, k))
+		}
+	}
+	ins, outs := make([]int, len(names)), make([]int, len(names))
+	for i, n := range names {
+		ins[i], outs[i] = base.Tensors[n].Cols(), base.Tensors[n].Rows()
+	}
+	over := bundle.AdapterSetOverhead(defaultRecoverName, names, ins, outs, 3, st.Size())
+	budget := (3.5*float64(perRank) + float64(over)) / float64(st.Size())
 	wantRank := 3
 	stdout, stderr, err := squeeze(t, "recover", recoverBundle, "--original", stories, "--calib", recoverCalib, "--steps", "3",
 		"--batch", "2", "--seq-len", "32", "--adapter-budget", fmt.Sprint(budget), "--rank", "64", "-o", out, "--json")
@@ -135,7 +146,7 @@ func TestRecoverJSONAndBudget(t *testing.T) {
 	if r.Rank != wantRank || r.Targets != 35 || r.Steps != 3 || r.Name != defaultRecoverName {
 		t.Errorf("rank %d targets %d steps %d name %q; want rank %d (budget), 35 targets, 3 steps, %q", r.Rank, r.Targets, r.Steps, r.Name, wantRank, defaultRecoverName)
 	}
-	if !strings.Contains(stderr, "largest whose float16 adapters fit") {
+	if !strings.Contains(stderr, "largest whose float16 adapters and") {
 		t.Errorf("stderr does not say why rank %d: %q", r.Rank, stderr)
 	}
 	if r.AdapterBytes != int64(wantRank)*perRank || r.AdapterBytes > int64(budget*float64(st.Size())) {
@@ -146,6 +157,10 @@ func TestRecoverJSONAndBudget(t *testing.T) {
 	}
 	if !(r.HeldOutKLBefore > 0) || !(r.HeldOutKLAfter <= r.HeldOutKLInit) || r.Seconds <= 0 {
 		t.Errorf("held-out KL before %v init %v after %v, seconds %v", r.HeldOutKLBefore, r.HeldOutKLInit, r.HeldOutKLAfter, r.Seconds)
+	}
+	// The budget holds for the file, manifest and padding included.
+	if so, _ := os.Stat(out); so.Size()-st.Size() > int64(budget*float64(st.Size())) {
+		t.Errorf("the bundle grew by %d bytes, over the budget of %g x %d", so.Size()-st.Size(), budget, st.Size())
 	}
 	m, _, err := bundle.Load(out, bundle.Options{Verify: true})
 	if err != nil {

@@ -136,22 +136,7 @@ func (h *Hessian) refitScale(w, q []float64) float64 {
 }
 
 // quadForm returns e H e^T.
-func (h *Hessian) quadForm(e []float64) float64 {
-	n := h.N
-	var s float64
-	for a, ea := range e {
-		if ea == 0 {
-			continue
-		}
-		row := h.H[a*n : (a+1)*n]
-		var t float64
-		for b, eb := range e {
-			t += row[b] * eb
-		}
-		s += ea * t
-	}
-	return s
-}
+func (h *Hessian) quadForm(e []float64) float64 { return h.bilinear(e, e) }
 
 // roundRow rounds one row w (original column order) onto the sorted
 // decoded LUT dec with error feedback, writing the LUT index of each

@@ -172,9 +172,11 @@ func resolveTargets(c ir.Config, names []string) ([]target, error) {
 }
 
 // RankForBudget returns the largest rank <= maxRank whose float16 adapters
-// (2 bytes x rank x (in + out) per target) fit in budgetBytes, or an error
-// when not even rank 1 fits. targets are as in Options.Targets.
-func RankForBudget(m *ir.Model, targets []string, budgetBytes int64, maxRank int) (int, error) {
+// (2 bytes x rank x (in + out) per target) plus overhead(rank) bytes (what
+// storing a set of that rank costs beyond its matrices, e.g. manifest
+// entries; nil = 0) fit in budgetBytes, or an error when not even rank 1
+// fits. targets are as in Options.Targets.
+func RankForBudget(m *ir.Model, targets []string, budgetBytes int64, maxRank int, overhead func(rank int) int64) (int, error) {
 	ts, err := resolveTargets(m.Config, targets)
 	if err != nil {
 		return 0, err
@@ -182,16 +184,23 @@ func RankForBudget(m *ir.Model, targets []string, budgetBytes int64, maxRank int
 	if maxRank < 1 {
 		return 0, fmt.Errorf("lora: requested rank %d, expected >= 1", maxRank)
 	}
+	if overhead == nil {
+		overhead = func(int) int64 { return 0 }
+	}
 	var perRank int64
 	for _, t := range ts {
 		out, in := linShape(m.Config, t.kind)
 		perRank += 2 * int64(in+out)
 	}
-	r := budgetBytes / perRank
-	if r < 1 {
-		return 0, fmt.Errorf("lora: budget of %d bytes does not fit rank-1 adapters on %d targets (%d bytes)", budgetBytes, len(ts), perRank)
+	r := min(budgetBytes/perRank, int64(maxRank))
+	for r >= 1 && r*perRank+overhead(int(r)) > budgetBytes {
+		r--
 	}
-	return int(min(r, int64(maxRank))), nil
+	if r < 1 {
+		return 0, fmt.Errorf("lora: budget of %d bytes does not fit rank-1 adapters on %d targets (%d bytes and %d of overhead)",
+			budgetBytes, len(ts), perRank, overhead(1))
+	}
+	return int(r), nil
 }
 
 // TargetNames returns the tensor names ("blk.L.kind") the targets resolve

@@ -136,19 +136,19 @@ func TestRankForBudget(t *testing.T) {
 	c := tinyConfig(false, true) // dim 16, kv 8, ffn 24, 2 layers
 	m := &ir.Model{Config: c}
 	// attn_q: 2 bytes * (16 + 16) per rank per layer = 64 B/rank/layer -> 128 B per rank.
-	r, err := RankForBudget(m, []string{ir.AttnQ}, 128*5+127, 8)
+	r, err := RankForBudget(m, []string{ir.AttnQ}, 128*5+127, 8, nil)
 	if err != nil || r != 5 {
 		t.Fatalf("RankForBudget = %d, %v; want 5", r, err)
 	}
-	if r, _ := RankForBudget(m, []string{ir.AttnQ}, 1<<20, 8); r != 8 {
+	if r, _ := RankForBudget(m, []string{ir.AttnQ}, 1<<20, 8, nil); r != 8 {
 		t.Fatalf("large budget: rank %d, want the requested 8", r)
 	}
-	if _, err := RankForBudget(m, []string{ir.AttnQ}, 100, 8); err == nil {
+	if _, err := RankForBudget(m, []string{ir.AttnQ}, 100, 8, nil); err == nil {
 		t.Fatal("budget below rank 1: no error")
 	}
 	// every linear: per layer 2*((16+16)+(16+8)*2+(16+16)+(24+16)*2+(16+24)) bytes per rank
 	per := int64(2 * c.Layers * ((16 + 16) + 2*(16+8) + (16 + 16) + 2*(24+16) + (16 + 24)))
-	r, err = RankForBudget(m, nil, per*3, 16)
+	r, err = RankForBudget(m, nil, per*3, 16, nil)
 	if err != nil || r != 3 {
 		t.Fatalf("all targets: rank %d, %v; want 3", r, err)
 	}

@@ -495,17 +495,9 @@ func (tu *lutTuner) seqGrad(worker, w int, g []float32, klScale, ceScale float32
 func TuneLUTs(teacher, student *ir.Model, tokens []int, topt TuneOptions) (*ir.Model, TuneReport, error) {
 	start := time.Now()
 	var rep TuneReport
-	if teacher == nil || student == nil {
-		return nil, rep, fmt.Errorf("lut tuning: teacher and student models are required")
-	}
-	c := student.Config
-	if tc := teacher.Config; tc.Dim != c.Dim || tc.Layers != c.Layers || tc.Heads != c.Heads || tc.KVHeads != c.KVHeads ||
-		tc.HeadDim != c.HeadDim || tc.FFN != c.FFN || tc.Vocab != c.Vocab {
-		return nil, rep, fmt.Errorf("lut tuning: teacher %s (%+v) and student %s (%+v) have different shapes", teacher.Source, tc, student.Source, c)
-	}
-	bos := 1
-	if student.Tokenizer != nil && student.Tokenizer.BOS >= 0 {
-		bos = student.Tokenizer.BOS
+	c, bos, err := checkPair("lut tuning", teacher, student)
+	if err != nil {
+		return nil, rep, err
 	}
 	// The shared options and their checks (rank is unused here).
 	opt := Options{Rank: 1, Steps: topt.Steps, LR: topt.LR, WarmupSteps: topt.WarmupSteps, MinLRFrac: topt.MinLRFrac,

@@ -203,24 +203,15 @@ type trainer struct {
 func Train(teacher, student *ir.Model, tokens []int, opt Options) (*ir.AdapterSet, Report, error) {
 	start := time.Now()
 	var rep Report
-	if teacher == nil || student == nil {
-		return nil, rep, fmt.Errorf("lora: teacher and student models are required")
-	}
-	c := student.Config
-	if tc := teacher.Config; tc.Dim != c.Dim || tc.Layers != c.Layers || tc.Heads != c.Heads || tc.KVHeads != c.KVHeads ||
-		tc.HeadDim != c.HeadDim || tc.FFN != c.FFN || tc.Vocab != c.Vocab {
-		return nil, rep, fmt.Errorf("lora: teacher %s (%+v) and student %s (%+v) have different shapes", teacher.Source, tc, student.Source, c)
-	}
-	bos := 1
-	if student.Tokenizer != nil && student.Tokenizer.BOS >= 0 {
-		bos = student.Tokenizer.BOS
+	c, bos, err := checkPair("lora", teacher, student)
+	if err != nil {
+		return nil, rep, err
 	}
 	opt.defaults(c, bos)
 	if err := opt.check(c); err != nil {
 		return nil, rep, err
 	}
 	tr := &trainer{opt: opt, T: opt.SeqLen, V: c.Vocab}
-	var err error
 	if tr.targets, err = resolveTargets(c, opt.Targets); err != nil {
 		return nil, rep, err
 	}
@@ -573,6 +564,25 @@ func (s *windowSampler) fill(batch []int) {
 		batch[b] = s.order[s.pos]
 		s.pos++
 	}
+}
+
+// checkPair checks that teacher and student are given and have the same
+// shapes, and returns the student's config and BOS id (1 without a
+// tokenizer). what prefixes the errors.
+func checkPair(what string, teacher, student *ir.Model) (ir.Config, int, error) {
+	if teacher == nil || student == nil {
+		return ir.Config{}, 0, fmt.Errorf("%s: teacher and student models are required", what)
+	}
+	c := student.Config
+	if tc := teacher.Config; tc.Dim != c.Dim || tc.Layers != c.Layers || tc.Heads != c.Heads || tc.KVHeads != c.KVHeads ||
+		tc.HeadDim != c.HeadDim || tc.FFN != c.FFN || tc.Vocab != c.Vocab {
+		return c, 0, fmt.Errorf("%s: teacher %s (%+v) and student %s (%+v) have different shapes", what, teacher.Source, tc, student.Source, c)
+	}
+	bos := 1
+	if student.Tokenizer != nil && student.Tokenizer.BOS >= 0 {
+		bos = student.Tokenizer.BOS
+	}
+	return c, bos, nil
 }
 
 // batchGrads is the per-step gradient machinery every trainer here shares:

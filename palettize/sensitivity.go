@@ -469,7 +469,7 @@ func (s *sensModel) window(tokens []int, acc *sensAcc, rng *rand.Rand, gram bool
 	// dL/dlogits = p - onehot(label), label ~ p.
 	for i := 0; i < n; i++ {
 		row := logits[i*c.Vocab : (i+1)*c.Vocab]
-		softmax32(row)
+		runtime.Softmax(row)
 		u := rng.Float64()
 		lab := len(row) - 1
 		for j, p := range row {
@@ -605,7 +605,7 @@ func (s *sensModel) attnProbs(a *layerActs, h int, probs []float32, n int, scale
 		for t := 0; t <= i; t++ {
 			sc[t] = kernels.Dot(qh, a.k[t*kvd+kh:t*kvd+kh+hd]) * scale
 		}
-		softmax32(sc)
+		runtime.Softmax(sc)
 	}
 }
 
@@ -615,24 +615,5 @@ func addBias(x, b []float32, n int) {
 		for j, v := range b {
 			x[i*d+j] += v
 		}
-	}
-}
-
-// softmax32 is runtime's softmax (max-subtracted, float32).
-func softmax32(x []float32) {
-	mx := x[0]
-	for _, v := range x[1:] {
-		if v > mx {
-			mx = v
-		}
-	}
-	var sum float32
-	for i, v := range x {
-		e := runtime.Expf(v - mx)
-		x[i] = e
-		sum += e
-	}
-	for i := range x {
-		x[i] /= sum
 	}
 }

@@ -22,6 +22,6 @@ func expf(x float32) float32 {
 	return math.Float32frombits(math.Float32bits(p) + uint32(int32(k))<<23)
 }
 
-// Expf is expf for other packages (calibration's softmax and SiLU), so the
-// whole toolchain shares one float32 exp.
+// Expf is expf for other packages (calibration and training's softmax and
+// SiLU), so the whole toolchain shares one float32 exp.
 func Expf(x float32) float32 { return expf(x) }

@@ -477,6 +477,10 @@ func (r *Model) attention(s *State, l int, q, out []float32, n int, scores []flo
 	})
 }
 
+// Softmax is softmax for other packages (calibration's backward pass), the
+// same arithmetic as the forward pass.
+func Softmax(x []float32) { softmax(x) }
+
 // softmax in place, max-subtracted, float32 as llama2.c.
 func softmax(x []float32) {
 	mx := x[0]

@@ -504,12 +504,14 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	stage("palettize")
+	var text []byte // the calibration text the --qat and --recover stages distil on
+	if o.QAT || o.Recover {
+		if text, err = os.ReadFile(o.Calib); err != nil {
+			return fmt.Errorf("--calib: %w", err)
+		}
+	}
 	var qatRes *compileQAT
 	if o.QAT {
-		text, err := os.ReadFile(o.Calib)
-		if err != nil {
-			return fmt.Errorf("--qat: %w", err)
-		}
 		tuned, rep, err := tuneBase(m, pm, text, tuneConfig{Steps: o.QATSteps, Seed: o.Seed, Threads: o.Threads, Norms: true,
 			QAT: &lorarecovery.QATOptions{LR: defaultQATLR}, Log: stderr})
 		if err != nil {
@@ -524,10 +526,6 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 	}
 	var adapterBytes int64
 	if o.Recover {
-		text, err := os.ReadFile(o.Calib)
-		if err != nil {
-			return fmt.Errorf("--recover: %w", err)
-		}
 		// The budget is a fraction of the bundle's size: write the base
 		// bundle once (beside the output, then removed) to know it.
 		probe := o.Out + ".base-probe"

@@ -191,16 +191,6 @@ func (c *recoverConfig) defaults() {
 	}
 }
 
-// perRankBytes is the float16 bytes of rank-1 adapters on linears of the
-// given shapes.
-func perRankBytes(in, out []int) int64 {
-	var b int64
-	for i := range in {
-		b += 2 * int64(in[i]+out[i])
-	}
-	return b
-}
-
 // parseTargets maps --lora-targets to lora_recovery target names.
 func parseTargets(s string) ([]string, error) {
 	short := map[string]string{"q": ir.AttnQ, "k": ir.AttnK, "v": ir.AttnV, "o": ir.AttnOut,
@@ -287,14 +277,9 @@ func recoverAdapters(orig, base *ir.Model, calibText []byte, cfg recoverConfig) 
 			}
 			ins[i], outs[i] = t.Cols(), t.Rows()
 		}
-		br, err := lorarecovery.RankForBudget(base, cfg.Targets, budget, 1<<30)
-		for err == nil && br > 0 && int64(br)*perRankBytes(ins, outs)+bundle.AdapterSetOverhead(cfg.Name, names, ins, outs, br, bb) > budget {
-			br--
-		}
-		over := bundle.AdapterSetOverhead(cfg.Name, names, ins, outs, max(br, 1), bb)
-		if err == nil && br < 1 {
-			err = fmt.Errorf("rank-1 adapters on %d targets take %s", len(names), reports.Bytes(perRankBytes(ins, outs)))
-		}
+		overhead := func(r int) int64 { return bundle.AdapterSetOverhead(cfg.Name, names, ins, outs, r, bb) }
+		br, err := lorarecovery.RankForBudget(base, cfg.Targets, budget, 1<<30, overhead)
+		over := overhead(max(br, 1))
 		if err != nil {
 			return nil, rep, fmt.Errorf("recover: --adapter-budget %g of %s = %s, with %s of manifest and padding for %d adapters: %w (adapt fewer linears with --lora-targets, or raise --adapter-budget)",
 				cfg.Budget, reports.Bytes(bb), reports.Bytes(budget), reports.Bytes(over), len(names), err)

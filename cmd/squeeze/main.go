@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 
 	"github.com/spf13/cobra"
 )
@@ -32,8 +33,23 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 var extraCommands []func(stdout, stderr io.Writer) *cobra.Command
 
 func main() {
+	// SQUEEZE_CPUPROFILE=FILE profiles any command (bench also has
+	// --cpuprofile for its timed runs alone).
+	if path := os.Getenv("SQUEEZE_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "squeeze: SQUEEZE_CPUPROFILE:", err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "squeeze: SQUEEZE_CPUPROFILE:", err)
+			os.Exit(1)
+		}
+	}
 	root := newRootCmd(os.Stdout, os.Stderr)
-	if err := root.Execute(); err != nil {
+	err := root.Execute()
+	pprof.StopCPUProfile()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "squeeze:", err)
 		os.Exit(1)
 	}

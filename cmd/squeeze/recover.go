@@ -46,29 +46,32 @@ type recoverOptions struct {
 	Tokenizer string
 	Calib     string
 	CalibCtx  int
-	Rank      int
-	Steps     int
-	LR        float64
-	Batch     int
-	SeqLen    int
-	CEWeight  float64
-	Budget    float64
-	Targets   string
-	Name      string
-	Seed      uint64
-	Threads   int
-	Out       string
-	JSON      bool
-	TuneLUTs  bool
-	TuneSteps int
-	TuneLR    float64
-	TuneNorms bool
-	QAT       bool
-	QATLR     float64
-	QATInit   string
-	QATLUTs   string
-	QATAdam   string
-	QATHyst   float64
+	// SampleTokens > 0 appends that many tokens sampled from the original
+	// to the calibration text (sampleText).
+	SampleTokens int
+	Rank         int
+	Steps        int
+	LR           float64
+	Batch        int
+	SeqLen       int
+	CEWeight     float64
+	Budget       float64
+	Targets      string
+	Name         string
+	Seed         uint64
+	Threads      int
+	Out          string
+	JSON         bool
+	TuneLUTs     bool
+	TuneSteps    int
+	TuneLR       float64
+	TuneNorms    bool
+	QAT          bool
+	QATLR        float64
+	QATInit      string
+	QATLUTs      string
+	QATAdam      string
+	QATHyst      float64
 }
 
 func newRecoverCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -101,6 +104,7 @@ It holds a few float32 copies of the palettized weights in memory (fine for smal
 	f.StringVar(&o.Original, "original", "", "the uncompressed model the bundle was compiled from (required)")
 	f.StringVar(&o.Tokenizer, "tokenizer", "", "tokenizer file for a llama2.c --original (default: beside it)")
 	f.StringVar(&o.Calib, "calib", "", "calibration text to train on (required); its last 10% of windows are held out")
+	f.IntVar(&o.SampleTokens, "sample-tokens", 0, "also distil on about this many tokens of text sampled from --original itself (temperature 1, seeded by --seed), appended to --calib: more in-distribution text for long --qat runs (on stories260K, 200k tokens with --tune-steps 600 gave dev KLD 0.097 where calib.txt alone gave 0.108)")
 	f.IntVar(&o.CalibCtx, "calib-ctx", 256, "window length for the importance calibration")
 	f.IntVar(&o.Rank, "rank", defaultRecoverRank, "maximum adapter rank (the budget may lower it); 0 = no adapters (with --tune-luts)")
 	f.IntVar(&o.Steps, "steps", defaultRecoverSteps, "optimizer steps")
@@ -437,7 +441,9 @@ type recoverResult struct {
 	AdapterBytes    int64   `json:"adapter_bytes"`
 	AdapterBPW      float64 `json:"adapter_bpw"` // adapter bits per palettized weight
 	BundleBytes     int64   `json:"bundle_bytes"`
-	BaseBytes       int64   `json:"base_bytes"`  // the bundle without adapter sets
+	BaseBytes       int64   `json:"base_bytes"`               // the bundle without adapter sets
+	SampledTokens   int     `json:"sampled_tokens,omitempty"` // --sample-tokens
+	SampleSeconds   float64 `json:"sample_seconds,omitempty"`
 	AddedBytes      int64   `json:"added_bytes"` // file growth: adapters, alignment and manifest entries
 	HeldOutKLBefore float64 `json:"heldout_kl_before"`
 	HeldOutKLInit   float64 `json:"heldout_kl_init"`
@@ -536,6 +542,9 @@ func runRecover(o *recoverOptions, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("--rank %d, --steps %d, --lr %g, --batch %d, --seq-len %d, --ce-weight %g, --adapter-budget %g: expected rank >= 0, steps, batch >= 1, lr > 0, seq-len >= 2, ce-weight and budget >= 0",
 			o.Rank, o.Steps, o.LR, o.Batch, o.SeqLen, o.CEWeight, o.Budget)
 	}
+	if o.SampleTokens < 0 {
+		return fmt.Errorf("--sample-tokens %d: expected >= 0", o.SampleTokens)
+	}
 	if o.Name == "" || o.Name == "none" || strings.ContainsAny(o.Name, "/\\ ") {
 		return fmt.Errorf("--name %q: expected a non-empty name without spaces or slashes, other than \"none\"", o.Name)
 	}
@@ -573,6 +582,16 @@ func runRecover(o *recoverOptions, args []string, stdout, stderr io.Writer) erro
 	if orig.Tokenizer == nil {
 		orig.Tokenizer = base.Tokenizer
 	}
+	var res recoverResult
+	if o.SampleTokens > 0 {
+		t0 := time.Now()
+		gen, n, err := sampleText(orig, o.SampleTokens, o.Seed, o.Threads)
+		if err != nil {
+			return err
+		}
+		text = append(append(text, '\n'), gen...)
+		res.SampledTokens, res.SampleSeconds = n, time.Since(t0).Seconds()
+	}
 	st, err := os.Stat(path)
 	if err != nil {
 		return err
@@ -583,7 +602,7 @@ func runRecover(o *recoverOptions, args []string, stdout, stderr io.Writer) erro
 	for _, s := range base.AdapterSets {
 		bb -= s.Bytes()
 	}
-	res := recoverResult{BaseBytes: bb}
+	res.BaseBytes = bb
 	model := base
 	if o.TuneLUTs {
 		t0 := time.Now()

@@ -498,13 +498,16 @@ func TestRecoverQAT(t *testing.T) {
 	recoverFixtures(t)
 	out := filepath.Join(t.TempDir(), "q.sqz")
 	stdout, _, err := squeeze(t, "recover", recoverBundle, "--original", stories, "--calib", recoverCalib, "--tune-luts", "--qat",
-		"--qat-lr", "0.2", "--tune-steps", "6", "--batch", "2", "--seq-len", "32", "--rank", "0", "-o", out, "--json")
+		"--qat-lr", "0.2", "--tune-steps", "6", "--batch", "2", "--seq-len", "32", "--rank", "0", "--sample-tokens", "400", "-o", out, "--json")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var r recoverResult
 	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
 		t.Fatalf("recover --json: %v\n%s", err, stdout)
+	}
+	if r.SampledTokens < 400 {
+		t.Errorf("--sample-tokens 400: %d sampled tokens reported", r.SampledTokens)
 	}
 	if r.Tune == nil || r.Tune.QAT == nil || r.Tune.QAT.Weights == 0 {
 		t.Fatalf("tune %+v: no QAT report", r.Tune)
@@ -546,6 +549,7 @@ func TestRecoverQAT(t *testing.T) {
 	}{
 		{[]string{"--qat"}, "--tune-luts"},
 		{[]string{"--tune-luts", "--qat", "--qat-lr", "0"}, "--qat-lr"},
+		{[]string{"--tune-luts", "--qat", "--sample-tokens", "-1"}, "--sample-tokens"},
 	} {
 		args := append([]string{"recover", recoverBundle, "--original", stories, "--calib", recoverCalib, "-o", out}, tc.args...)
 		if _, _, err := squeeze(t, args...); err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -19,6 +19,9 @@ type ApplyOptions struct {
 	// it holds OutputFisher.
 	Calib   *Calibration
 	Workers int // goroutines over the LUT groups of one tensor; 0 = runtime.NumCPU()
+	// NoStats: see Options.NoStats (the Progress stats then carry no
+	// damage or error; the result is the same).
+	NoStats bool
 	// Progress, if set, is called after each tensor with the running count,
 	// the total and the tensor's stats.
 	Progress func(done, total int, name string, st Stats)
@@ -56,7 +59,7 @@ func Apply(m *ir.Model, plan *Plan, imp map[string][]float32, opt ApplyOptions) 
 	for i, e := range plan.Tensors {
 		t := m.Tensors[e.Name]
 		o := Options{Bits: e.Bits, GroupSize: e.GroupSize, PerRowScale: e.PerRowScale,
-			Method: method, Seed: seed, MaxBins: opt.MaxBins, FastBins: opt.FastBins, Workers: opt.Workers, RefitLUT: plan.RefitLUT}
+			Method: method, Seed: seed, MaxBins: opt.MaxBins, FastBins: opt.FastBins, Workers: opt.Workers, RefitLUT: plan.RefitLUT, NoStats: opt.NoStats}
 		if err := tw.fill(e.Name, &o); err != nil {
 			return nil, fmt.Errorf("apply plan: %w", err)
 		}

@@ -22,8 +22,9 @@
 //
 // Layout: a tensor of rows x cols with group size G has ceil(rows/G) LUTs of
 // 1<<bits float16 entries (row r uses LUT r/G; the last group may be
-// smaller), optional float16 scales per row, and indices packed by
-// ir.PackIndices in row-major order. Bits per weight always count the LUTs
+// smaller), optional float16 scales per row, and indices packed in
+// ir.PackIndices' layout in row-major order (packIndices: the same bytes,
+// sixteen lanes at a time, split over the workers). Bits per weight always count the LUTs
 // and scales (PalettizedBytes equals ir.Tensor.Bytes of the result).
 //
 // Exact k-means is dynamic programming over sorted values with prefix sums
@@ -36,10 +37,13 @@
 // the work per group does not grow with its size beyond O(n) passes; the
 // nearest LUT entry of each weight is found through a table over the LUT's
 // range (nearTable, exact). For big models compile uses FastBins (fewer
-// bins), CandidateOptions.SampleRows (damage estimated on sampled rows)
-// and MinGroupSavingBPW (no group sizes that save next to nothing). The
+// bins), CandidateOptions.SampleRows (damage estimated on sampled rows),
+// MinGroupSavingBPW (no group sizes that save next to nothing) and
+// ApplyOptions.NoStats (no damage pass when encoding the chosen plan). The
 // calibration backward pass transposes small tiles of each weight on the
-// fly, so it never holds a second copy of the model.
+// fly, so it never holds a second copy of the model; a window split over
+// several threads splits its matrix products, attention heads (by KV-head
+// group) and element-wise loops, with bit-identical results.
 //
 // Everything is deterministic for a given input and seed: parallel work is
 // split by LUT group or by (tensor, option) and written to fixed slots.

@@ -332,6 +332,19 @@ func KMeansBinned(x, w []float64, k, maxBins int) (centers []float64, assign []i
 // in the few cells that straddle a boundary between two centers, for
 // O(16 maxBins) work instead of O(n).
 func binnedCenters(x, w []float64, k, maxBins int, fine *[]item, refine bool) []float64 {
+	return binnedCentersWith(x, w, k, maxBins, fine, refine, nil)
+}
+
+// binnedStats are the range (lo, hi), total weight tw and weighted sum mu
+// (sum w_i x_i, not yet divided) of the points of positive weight, summed
+// in index order: what binnedCenters' first pass computes.
+type binnedStats struct{ lo, hi, tw, mu float64 }
+
+// binnedCentersWith is binnedCenters with the first pass's sums given by
+// the caller (pre, computed while it built x and w; nil: computed here).
+// pre must come from the same x and w, with w non-nil, for the result to
+// be binnedCenters'.
+func binnedCentersWith(x, w []float64, k, maxBins int, fine *[]item, refine bool, pre *binnedStats) []float64 {
 	wt := func(i int) float64 {
 		if w == nil {
 			return 1
@@ -357,7 +370,9 @@ func binnedCenters(x, w []float64, k, maxBins int, fine *[]item, refine bool) []
 	}
 	lo, hi := math.Inf(1), math.Inf(-1)
 	var tw, mu float64
-	if w == nil {
+	if pre != nil && w != nil {
+		lo, hi, tw, mu = pre.lo, pre.hi, pre.tw, pre.mu
+	} else if w == nil {
 		for _, v := range x {
 			lo, hi = min(lo, v), max(hi, v)
 			mu += v
@@ -520,13 +535,17 @@ func (t *nearTable) build(c []float64) {
 		t.scale = 0
 		return
 	}
+	// The probe points rise with i, so each nearest center is found by
+	// walking on from the previous one (nearWalk gives nearest exactly):
+	// O(nearCells + len(c)) instead of a binary search per probe.
+	a, b := 0, 0
 	for i := 0; i < nearCells; i++ {
 		// A cell is pure when the nearest center is the same a hundredth
 		// of a cell beyond both of its ends: far more than the rounding
 		// of (v - lo) * scale, so every v that lands in it has that
 		// nearest center.
-		a := nearest(c, t.lo+(float64(i)-0.01)/t.scale)
-		b := nearest(c, t.lo+(float64(i)+1.01)/t.scale)
+		a = nearWalk(c, t.lo+(float64(i)-0.01)/t.scale, a)
+		b = nearWalk(c, t.lo+(float64(i)+1.01)/t.scale, b)
 		t.tab = append(t.tab, uint8(a))
 		t.pure = append(t.pure, a == b)
 	}
@@ -564,6 +583,66 @@ func (t *nearTable) findPure(c []float64, v float64) int {
 		}
 	}
 	return nearWalk(c, v, 0)
+}
+
+// assignPure sets out[i] = findPure(c, float64(row[i])) for c the centers
+// the table was built on (the same arithmetic, with the table's fields
+// held in locals: findPure itself is too big to inline).
+func (t *nearTable) assignPure(c []float64, row []float32, out []uint8) {
+	out = out[:len(row)]
+	if t.scale == 0 {
+		for i, v := range row {
+			out[i] = uint8(nearWalk(c, float64(v), 0))
+		}
+		return
+	}
+	lo, scale := t.lo, t.scale
+	tab, pure := t.tab[:nearCells], t.pure[:nearCells]
+	for i, v := range row {
+		x := float64(v)
+		f := (x - lo) * scale
+		var a int
+		switch {
+		case f > 0 && f < nearCells:
+			j := int(f)
+			a = int(tab[j])
+			if !pure[j] {
+				a = nearWalk(c, x, a)
+			}
+		case f >= nearCells:
+			a = nearWalk(c, x, int(tab[nearCells-1]))
+		default:
+			a = nearWalk(c, x, 0)
+		}
+		out[i] = uint8(a)
+	}
+}
+
+// assignScaled sets out[i] = nearest(dec, x) for x = float64(row[i]), dec
+// a row's decoded LUT (the table's centers times the row's scale; inv
+// = 1/scale): the table cell of x*inv gives a start next to the answer,
+// and nearWalk from any start ends at nearest exactly.
+func (t *nearTable) assignScaled(dec []float64, inv float64, row []float32, out []uint8) {
+	out = out[:len(row)]
+	if t.scale == 0 {
+		for i, v := range row {
+			out[i] = uint8(nearWalk(dec, float64(v), 0))
+		}
+		return
+	}
+	lo, scale := t.lo, t.scale
+	tab := t.tab[:nearCells]
+	for i, v := range row {
+		x := float64(v)
+		y := x * inv
+		a := 0
+		if f := (y - lo) * scale; f >= nearCells {
+			a = int(tab[nearCells-1])
+		} else if f > 0 {
+			a = int(tab[int(f)])
+		}
+		out[i] = uint8(nearWalk(dec, x, a))
+	}
 }
 
 // nearWalk returns nearest(c, v) by walking from a: the predicate

@@ -348,3 +348,67 @@ func TestNearTable(t *testing.T) {
 		}
 	}
 }
+
+// The row-at-a-time assignment (assignPure, assignScaled) and the table
+// built by walking must agree with nearest and with a table built by
+// binary search per probe, on padded LUTs (repeated last entry) and
+// values beyond the LUT's range.
+func TestNearTableAssign(t *testing.T) {
+	rng := rand.New(rand.NewPCG(31, 32))
+	for trial := 0; trial < 100; trial++ {
+		k := []int{2, 3, 4, 8, 16, 64, 256}[trial%7]
+		c := make([]float64, k)
+		for i := range c {
+			c[i] = float64(float32(rng.NormFloat64() * 0.02 * math.Exp(rng.NormFloat64())))
+		}
+		if trial%5 == 0 {
+			c[k-1] = c[k-2]
+		}
+		slices.Sort(c)
+		var nt nearTable
+		nt.build(c)
+		for i := 0; i < len(nt.tab); i++ { // no table when every center is equal
+			a := nearest(c, nt.lo+(float64(i)-0.01)/nt.scale)
+			b := nearest(c, nt.lo+(float64(i)+1.01)/nt.scale)
+			if int(nt.tab[i]) != a || nt.pure[i] != (a == b) {
+				t.Fatalf("k=%d cell %d: table %d pure %v, want %d %v", k, i, nt.tab[i], nt.pure[i], a, a == b)
+			}
+		}
+		s := float32(0.5 + rng.Float64())
+		dec := make([]float64, k)
+		for i, v := range c {
+			dec[i] = float64(float32(v) * s)
+		}
+		row := make([]float32, 500)
+		lo, hi := c[0], c[k-1]
+		for i := range row {
+			switch i % 3 {
+			case 0:
+				row[i] = float32(lo + (hi-lo)*(1.4*rng.Float64()-0.2))
+			case 1:
+				row[i] = float32(c[rng.IntN(k)])
+			default:
+				if nt.scale != 0 {
+					row[i] = float32(nt.lo + float64(rng.IntN(nearCells+1))/nt.scale)
+				}
+			}
+		}
+		got := make([]uint8, len(row))
+		nt.assignPure(c, row, got)
+		for i, v := range row {
+			if want := nearest(c, float64(v)); int(got[i]) != want {
+				t.Fatalf("k=%d: assignPure(%g) = %d, nearest %d", k, v, got[i], want)
+			}
+		}
+		inv := 1 / float64(s)
+		for i := range row {
+			row[i] *= s
+		}
+		nt.assignScaled(dec, inv, row, got)
+		for i, v := range row {
+			if want := nearest(dec, float64(v)); int(got[i]) != want {
+				t.Fatalf("k=%d: assignScaled(%g) = %d, nearest %d", k, v, got[i], want)
+			}
+		}
+	}
+}

@@ -29,3 +29,27 @@ func BenchmarkBackMul(b *testing.B) {
 		w.backMul(dy, dx, n, 1)
 	}
 }
+
+// BenchmarkPalettizeFast is the compile --fast path on one TinyLlama-shaped
+// 2048x2048 projection: FastBins, per-column importance, no stats (as
+// Apply in compile), 16 rows per LUT, one goroutine.
+func BenchmarkPalettizeFast(b *testing.B) {
+	src := randTensor("blk.0.attn_q", 2048, 2048, 1)
+	imp := make([]float32, 2048)
+	for i := range imp {
+		imp[i] = float32(1 + i%13)
+	}
+	for _, scale := range []bool{false, true} {
+		name := "noscale"
+		if scale {
+			name = "rowscale"
+		}
+		b.Run(name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if _, _, err := PalettizeTensor(src, Options{Bits: 4, GroupSize: 16, PerRowScale: scale, Importance: imp, FastBins: true, NoStats: true, Workers: 1}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

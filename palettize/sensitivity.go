@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/squeeze-ml/squeeze/ir"
@@ -65,18 +66,62 @@ func transposeOf(t *ir.Tensor) *wT {
 func (w *wT) backMul(dy, dx []float32, n, inner int) {
 	parts := max(1, min(inner, w.cols/64))
 	if parts == 1 {
-		w.backCols(dy, dx, n, 0, w.cols)
+		w.backCols(dy, dx, n, 0, w.cols, &backScratch{})
 		return
 	}
+	// A float32 weight is cut into about four column ranges per goroutine,
+	// taken in turn (a goroutine the OS deschedules holds up less); a weight
+	// decoded a block of whole rows at a time is cut in one range per
+	// goroutine, not to decode it more often.
+	chunk := (w.cols + parts - 1) / parts
+	if w.view != nil {
+		c := (w.cols + 4*parts - 1) / (4 * parts)
+		chunk = max(64, (c+63)&^63)
+	}
+	scr := make([]backScratch, parts)
+	inChunks(w.cols, chunk, parts, func(p, c0, c1 int) { w.backCols(dy, dx, n, c0, c1, &scr[p]) })
+}
+
+// backScratch is one goroutine's buffers for backCols.
+type backScratch struct{ dyb, tile, ob, blk []float32 }
+
+// grow returns b with length n, reallocated when its capacity is short.
+func grow(b *[]float32, n int) []float32 {
+	if cap(*b) < n {
+		*b = make([]float32, n)
+	}
+	return (*b)[:n]
+}
+
+// inChunks runs f(worker, lo, hi) over [0, total) cut in ranges of chunk,
+// on workers goroutines (the caller is one of them) that take the ranges
+// in turn. For work whose results do not depend on how it is cut.
+func inChunks(total, chunk, workers int, f func(worker, lo, hi int)) {
+	nc := (total + chunk - 1) / chunk
+	workers = max(1, min(workers, nc))
+	if workers == 1 {
+		f(0, 0, total)
+		return
+	}
+	var next atomic.Int64
+	run := func(w int) {
+		for {
+			c := int(next.Add(1)) - 1
+			if c >= nc {
+				return
+			}
+			f(w, c*chunk, min((c+1)*chunk, total))
+		}
+	}
 	var wg sync.WaitGroup
-	for p := 0; p < parts; p++ {
-		c0, c1 := p*w.cols/parts, (p+1)*w.cols/parts
+	for w := 1; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w.backCols(dy, dx, n, c0, c1)
+			run(w)
 		}()
 	}
+	run(0)
 	wg.Wait()
 }
 
@@ -84,7 +129,7 @@ func (w *wT) backMul(dy, dx []float32, n, inner int) {
 // gathers dy's block contiguously, transposes ~128 KiB tiles of W (columns
 // x rows) and multiplies them with kernels.MatMul (the forward's kernel:
 // four tokens per weight row).
-func (w *wT) backCols(dy, dx []float32, n, cA, cB int) {
+func (w *wT) backCols(dy, dx []float32, n, cA, cB int, sc *backScratch) {
 	rows, cols := w.rows, w.cols
 	// 512-row blocks and 64-column tiles: the transpose reads 256
 	// contiguous bytes of each row (few cache lines and pages per tile),
@@ -93,11 +138,10 @@ func (w *wT) backCols(dy, dx []float32, n, cA, cB int) {
 	if w.view == nil {
 		rb = min(rows, max(64, (1<<20)/cols))
 	}
-	var blkBuf []float32
-	dyb := make([]float32, n*rb)
+	dyb := grow(&sc.dyb, n*rb)
 	cbMax := max(4, 32768/rb)
-	tile := make([]float32, cbMax*rb)
-	ob := make([]float32, n*cbMax)
+	tile := grow(&sc.tile, cbMax*rb)
+	ob := grow(&sc.ob, n*cbMax)
 	tt := &ir.Tensor{Name: "backward tile", Type: ir.F32}
 	for r0 := 0; r0 < rows; r0 += rb {
 		r1 := min(r0+rb, rows)
@@ -106,10 +150,7 @@ func (w *wT) backCols(dy, dx []float32, n, cA, cB int) {
 		if w.view != nil {
 			blk = w.view[r0*cols : r1*cols]
 		} else {
-			if blkBuf == nil {
-				blkBuf = make([]float32, rb*cols)
-			}
-			blk = blkBuf[:nr*cols]
+			blk = grow(&sc.blk, rb*cols)[:nr*cols]
 			for r := r0; r < r1; r++ {
 				w.w.DecodeRow(r, blk[(r-r0)*cols:(r-r0+1)*cols])
 			}
@@ -350,20 +391,11 @@ func (s *sensModel) lin(name string, x, out []float32, n int) {
 	w := s.w[name]
 	rows := w.Rows()
 	parts := max(1, min(s.inner, rows/64))
-	if parts == 1 {
-		kernels.MatMul(w, x, out, n, 0, rows)
-		return
-	}
-	var wg sync.WaitGroup
-	for p := 0; p < parts; p++ {
-		r0, r1 := p*rows/parts, (p+1)*rows/parts
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			kernels.MatMul(w, x, out, n, r0, r1)
-		}()
-	}
-	wg.Wait()
+	// About four row ranges per goroutine, taken in turn, in multiples of
+	// 24 rows (the kernel's panel): every output is the same whatever the
+	// ranges (kernels.MatMul).
+	chunk := max(48, ((rows+4*parts-1)/(4*parts)+23)/24*24)
+	inChunks(rows, chunk, parts, func(_, r0, r1 int) { kernels.MatMul(w, x, out, n, r0, r1) })
 }
 
 // window runs forward and backward on one window and adds its statistics
@@ -383,6 +415,7 @@ func (s *sensModel) window(tokens []int, acc *sensAcc, rng *rand.Rand, gram bool
 		s.m.Tensors[ir.NameTokenEmbd].DecodeRow(t, x[i*dim:(i+1)*dim])
 	}
 	acts := make([]layerActs, c.Layers)
+	scr := s.headScratch(n) // per-goroutine attention probabilities, recomputed per head
 	stat := func(name string, site string, in []float32) {
 		addSq(acc.sumSq, name, in, n)
 		if acc.trace != nil {
@@ -396,7 +429,6 @@ func (s *sensModel) window(tokens []int, acc *sensAcc, rng *rand.Rand, gram bool
 	simdHead := hd >= 32 // as the runtime: SIMD dot and axpy over a head from 32 lanes
 	group := c.Heads / c.KVHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))
-	probs := make([]float32, n*n) // per head, recomputed
 	for l := 0; l < c.Layers; l++ {
 		a := &acts[l]
 		a.xin = append([]float32(nil), x...)
@@ -418,7 +450,7 @@ func (s *sensModel) window(tokens []int, acc *sensAcc, rng *rand.Rand, gram bool
 		s.rope(a.q, n, qd, 1)
 		s.rope(a.k, n, kvd, 1)
 		a.att = make([]float32, n*qd)
-		for h := 0; h < c.Heads; h++ {
+		s.perHead(group, scr, n, func(h int, probs, _ []float32) {
 			s.attnProbs(a, h, probs, n, scale, group)
 			kh := (h / group) * hd
 			for i := 0; i < n; i++ {
@@ -435,7 +467,7 @@ func (s *sensModel) window(tokens []int, acc *sensAcc, rng *rand.Rand, gram bool
 					}
 				}
 			}
-		}
+		})
 		no := ir.Blk(l, ir.AttnOut)
 		stat(no, no, a.att)
 		tmp := make([]float32, n*dim)
@@ -452,9 +484,11 @@ func (s *sensModel) window(tokens []int, acc *sensAcc, rng *rand.Rand, gram bool
 		a.g, a.u, a.a = make([]float32, n*ffn), make([]float32, n*ffn), make([]float32, n*ffn)
 		s.lin(ng, a.xf, a.g, n)
 		s.lin(nu, a.xf, a.u, n)
-		for i, g := range a.g {
-			a.a[i] = g * (1 / (1 + runtime.Expf(-g))) * a.u[i]
-		}
+		s.split(len(a.g), func(i0, i1 int) {
+			for i, g := range a.g[i0:i1] {
+				a.a[i0+i] = g * (1 / (1 + runtime.Expf(-g))) * a.u[i0+i]
+			}
+		})
 		stat(nd, nd, a.a)
 		s.lin(nd, a.a, tmp, n)
 		for i := range x {
@@ -466,10 +500,16 @@ func (s *sensModel) window(tokens []int, acc *sensAcc, rng *rand.Rand, gram bool
 	stat(ir.NameOutput, ir.NameOutput, xo)
 	logits := make([]float32, n*c.Vocab)
 	s.lin(ir.NameOutput, xo, logits, n)
-	// dL/dlogits = p - onehot(label), label ~ p.
+	// dL/dlogits = p - onehot(label), label ~ p. The softmaxes are
+	// independent rows (split over goroutines); the labels are drawn in
+	// position order.
+	s.split(n*c.Vocab, func(i0, i1 int) {
+		for i := (i0 + c.Vocab - 1) / c.Vocab; i < (i1+c.Vocab-1)/c.Vocab; i++ {
+			runtime.Softmax(logits[i*c.Vocab : (i+1)*c.Vocab])
+		}
+	})
 	for i := 0; i < n; i++ {
 		row := logits[i*c.Vocab : (i+1)*c.Vocab]
-		runtime.Softmax(row)
 		u := rng.Float64()
 		lab := len(row) - 1
 		for j, p := range row {
@@ -496,18 +536,20 @@ func (s *sensModel) window(tokens []int, acc *sensAcc, rng *rand.Rand, gram bool
 	dxa := make([]float32, n*dim)
 	datt := make([]float32, n*qd)
 	dq, dk, dv := make([]float32, n*qd), make([]float32, n*kvd), make([]float32, n*kvd)
-	dp := make([]float32, n)
 	for l := c.Layers - 1; l >= 0; l-- {
 		a := &acts[l]
 		ng, nu, nd := ir.Blk(l, ir.FFNGate), ir.Blk(l, ir.FFNUp), ir.Blk(l, ir.FFNDown)
 		acc.fish(nd, dx, n)
 		clear(da)
 		s.wt[nd].backMul(dx, da, n, bs)
-		for i, g := range a.g {
-			sg := 1 / (1 + runtime.Expf(-g))
-			du[i] = da[i] * g * sg
-			dg[i] = da[i] * a.u[i] * sg * (1 + g*(1-sg))
-		}
+		s.split(len(a.g), func(i0, i1 int) {
+			for i := i0; i < i1; i++ {
+				g := a.g[i]
+				sg := 1 / (1 + runtime.Expf(-g))
+				du[i] = da[i] * g * sg
+				dg[i] = da[i] * a.u[i] * sg * (1 + g*(1-sg))
+			}
+		})
 		acc.fish(ng, dg, n)
 		acc.fish(nu, du, n)
 		clear(dxf)
@@ -521,7 +563,7 @@ func (s *sensModel) window(tokens []int, acc *sensAcc, rng *rand.Rand, gram bool
 		clear(dq)
 		clear(dk)
 		clear(dv)
-		for h := 0; h < c.Heads; h++ {
+		s.perHead(group, scr, n, func(h int, probs, dp []float32) {
 			s.attnProbs(a, h, probs, n, scale, group)
 			kh := (h / group) * hd
 			for i := 0; i < n; i++ {
@@ -564,7 +606,7 @@ func (s *sensModel) window(tokens []int, acc *sensAcc, rng *rand.Rand, gram bool
 					}
 				}
 			}
-		}
+		})
 		s.rope(dq, n, qd, -1)
 		s.rope(dk, n, kvd, -1)
 		nq, nk, nv := ir.Blk(l, ir.AttnQ), ir.Blk(l, ir.AttnK), ir.Blk(l, ir.AttnV)
@@ -592,6 +634,66 @@ func (s *sensModel) window(tokens []int, acc *sensAcc, rng *rand.Rand, gram bool
 	}
 	acc.positions += n
 	return nil
+}
+
+// perHead runs f for every attention head h, with scratch probs (n x n)
+// and dp (n) for the goroutine it runs on (scr: headScratch(n)). Heads are split over s.inner
+// goroutines by whole KV-head groups (group query heads share one), each
+// in ascending order, so the heads that add into the same K and V
+// gradients run one after another in the same order as on one thread:
+// the results do not depend on s.inner.
+func (s *sensModel) perHead(group int, scr [][]float32, n int, f func(h int, probs, dp []float32)) {
+	kv := s.c.KVHeads
+	parts := max(1, min(s.inner, kv))
+	run := func(p int) {
+		probs, dp := scr[p][:n*n], scr[p][n*n:n*n+n]
+		for g := p * kv / parts; g < (p+1)*kv/parts; g++ {
+			for h := g * group; h < (g+1)*group; h++ {
+				f(h, probs, dp)
+			}
+		}
+	}
+	if parts == 1 {
+		run(0)
+		return
+	}
+	var wg sync.WaitGroup
+	for p := 0; p < parts; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			run(p)
+		}()
+	}
+	wg.Wait()
+}
+
+// headScratch allocates perHead's scratch for windows of n positions.
+func (s *sensModel) headScratch(n int) [][]float32 {
+	scr := make([][]float32, max(1, min(s.inner, s.c.KVHeads)))
+	for i := range scr {
+		scr[i] = make([]float32, n*n+n)
+	}
+	return scr
+}
+
+// split runs f over [0, n) cut in s.inner contiguous ranges, in parallel
+// (for element-wise loops, whose results do not depend on the split).
+func (s *sensModel) split(n int, f func(i0, i1 int)) {
+	parts := max(1, min(s.inner, n/4096))
+	if parts == 1 {
+		f(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	for p := 0; p < parts; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f(p*n/parts, (p+1)*n/parts)
+		}()
+	}
+	wg.Wait()
 }
 
 // attnProbs fills probs (n x n, row i valid for t <= i) with head h's

@@ -222,3 +222,49 @@ func TestAddGramMatchesBruteForce(t *testing.T) {
 		}
 	}
 }
+
+// One window with several workers splits the window's matrix products,
+// attention heads (by KV-head group) and element-wise loops over
+// goroutines: every statistic must be bit-identical to one worker's.
+func TestCalibrateSensWorkersBitIdentical(t *testing.T) {
+	m, toks := loadStories(t)
+	toks = toks[:200]
+	var ref *Calibration
+	for _, w := range []int{1, 2, 3} {
+		c, err := CalibrateWith(m, toks, m.Tokenizer.BOS, CalibrateOptions{Ctx: 256, Workers: w, Sensitivity: true, Gram: true, Seed: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.SensitivityWindows != 1 {
+			t.Fatalf("%d windows, want 1 (the test is about one window split over workers)", c.SensitivityWindows)
+		}
+		if ref == nil {
+			ref = c
+			continue
+		}
+		same32 := func(what string, a, b []float32) {
+			t.Helper()
+			if len(a) != len(b) {
+				t.Fatalf("workers %d: %s has %d values, 1 worker %d", w, what, len(b), len(a))
+			}
+			for i := range a {
+				if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+					t.Fatalf("workers %d: %s[%d] = %g, 1 worker %g", w, what, i, b[i], a[i])
+				}
+			}
+		}
+		for name, v := range ref.Importance {
+			same32("importance "+name, v, c.Importance[name])
+		}
+		for name, v := range ref.OutputFisher {
+			same32("fisher "+name, v, c.OutputFisher[name])
+		}
+		same32("embed row fisher", ref.EmbedRowFisher, c.EmbedRowFisher)
+		same32("embed col fisher", ref.EmbedColFisher, c.EmbedColFisher)
+		for name, g := range ref.Gram {
+			if !slices.Equal(g, c.Gram[name]) {
+				t.Fatalf("workers %d: gram %s differs", w, name)
+			}
+		}
+	}
+}

@@ -73,6 +73,10 @@ type Options struct {
 	// Workers is the number of goroutines over LUT groups; 0 means
 	// runtime.NumCPU(). Results do not depend on it.
 	Workers int
+	// NoStats skips measuring the damage and squared error (Stats.Damage
+	// and Stats.MSE are then 0) where they cost a pass of their own (not
+	// under error feedback): the encoding is the same.
+	NoStats bool
 }
 
 // WeightTerm is a rank-one element weight: Row[r] * Col[c] (nil: 1).
@@ -291,6 +295,8 @@ type scratch struct {
 	x, w []float64 // clustering values and weights
 	fine []item
 	nt   nearTable
+	wrow []float64 // one row's damage weights
+	idx  []uint8   // indices of a group whose caller keeps none
 }
 
 // group palettizes group g; sc is the worker's scratch.
@@ -311,10 +317,8 @@ func (j *job) group(g int, out groupOut, sc *scratch) groupResult {
 			j.t.DecodeRow(r, src[(r-r0)*cols:(r-r0+1)*cols])
 		}
 	}
-	for i, v := range src {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return groupResult{err: fmt.Errorf("palettize: tensor %q: element [%d, %d] is %v; weights must be finite", j.t.Name, r0+i/cols, i%cols, v)}
-		}
+	if err := j.checkFinite(src, r0); err != nil {
+		return groupResult{err: err}
 	}
 	// Per-row scale: s = max |w| rounded to float16 (1 for an all-zero
 	// row or one whose max underflows float16).
@@ -345,21 +349,68 @@ func (j *job) group(g int, out groupOut, sc *scratch) groupResult {
 		sc.x, sc.w = make([]float64, n), make([]float64, n)
 	}
 	xs, ws := sc.x[:n], sc.w[:n]
-	var tw float64
+	// One pass builds the clustering values and weights and, for the
+	// histogram, the range, total weight and weighted mean of the points
+	// of positive weight (the same sums, in the same order, as
+	// binnedCenters' own pass; see binnedStats).
+	var tw, mu float64
+	lo, hi := math.Inf(1), math.Inf(-1)
 	for r := 0; r < nr; r++ {
 		s := float64(scale[r])
 		inv, s2 := 1/s, s*s
 		row := src[r*cols : (r+1)*cols]
-		xr, wr := xs[r*cols:(r+1)*cols], ws[r*cols:(r+1)*cols]
-		j.rowWeights(r0+r, s2, wr)
-		for c, v := range row {
-			xr[c] = float64(v) * inv
-			if !(wr[c] > 0) || math.IsInf(wr[c], 1) {
-				wr[c] = 0
+		xr, wr := xs[r*cols : (r+1)*cols][:len(row)], ws[r*cols : (r+1)*cols][:len(row)]
+		if len(j.extra) > 0 {
+			j.rowWeights(r0+r, s2, wr)
+		} else {
+			// rowWeights' arithmetic, inline: imp[c] * rowW[r], then * s2.
+			rw := 1.0
+			if j.rowW != nil {
+				rw = j.rowW[r0+r]
 			}
-			tw += wr[c]
+			if j.imp != nil {
+				imp := j.imp[:len(row)]
+				if s2 != 1 {
+					for c, v := range imp {
+						wr[c] = v * rw * s2
+					}
+				} else {
+					for c, v := range imp {
+						wr[c] = v * rw
+					}
+				}
+			} else {
+				w := rw
+				if s2 != 1 {
+					w *= s2
+				}
+				for c := range wr {
+					wr[c] = w
+				}
+			}
+		}
+		for c, v := range row {
+			x := float64(v) * inv
+			xr[c] = x
+			w := wr[c]
+			if !(w > 0) || w > math.MaxFloat64 { // not positive, NaN or +Inf
+				wr[c] = 0
+				continue
+			}
+			tw += w
+			// min and max, with their order of -0 below +0, but with
+			// plain comparisons (x is finite): the builtins' NaN and
+			// zero handling cost more than the rest of this loop.
+			if x <= lo && (x < lo || math.Signbit(x)) {
+				lo = x
+			}
+			if x >= hi && (x > hi || !math.Signbit(x)) {
+				hi = x
+			}
+			mu += w * x
 		}
 	}
+	st := binnedStats{lo: lo, hi: hi, tw: tw, mu: mu}
 	if tw == 0 { // every weight zero: uniform weights
 		for i := range ws {
 			ws[i] = 1
@@ -383,7 +434,11 @@ func (j *job) group(g int, out groupOut, sc *scratch) groupResult {
 	} else {
 		// FastBins: one Lloyd step on the histogram's cells; otherwise on
 		// the points.
-		centers = binnedCenters(xs, ws, j.k, maxBins, &sc.fine, j.opt.FastBins)
+		var pre *binnedStats
+		if tw > 0 {
+			pre = &st
+		}
+		centers = binnedCentersWith(xs, ws, j.k, maxBins, &sc.fine, j.opt.FastBins, pre)
 		if !j.opt.FastBins {
 			centers = lloydStep(xs, ws, centers, &sc.nt)
 		}
@@ -414,7 +469,10 @@ func (j *job) group(g int, out groupOut, sc *scratch) groupResult {
 	// round with error feedback when there is a Hessian.
 	idx := out.idx
 	if idx == nil {
-		idx = make([]uint8, nr*cols)
+		if cap(sc.idx) < nr*cols {
+			sc.idx = make([]uint8, nr*cols)
+		}
+		idx = sc.idx[:nr*cols]
 	}
 	dec := make([]float64, j.k)
 	decode := func(r int) {
@@ -491,24 +549,35 @@ func (j *job) group(g int, out groupOut, sc *scratch) groupResult {
 			ys[i] = float64(ir.F16ToF32(h))
 		}
 		sc.nt.build(ys)
-		wrow := ws[:cols] // the clustering weights are no longer needed
+		if cap(sc.wrow) < cols {
+			sc.wrow = make([]float64, cols)
+		}
 		for r := 0; r < nr; r++ {
 			decode(r)
 			inv := 1 / float64(scale[r])
-			j.rowWeights(r0+r, 1, wrow)
 			row := src[r*cols : (r+1)*cols]
 			irow := idx[r*cols : (r+1)*cols]
+			if scale[r] == 1 { // dec == ys
+				sc.nt.assignPure(ys, row, irow)
+			} else {
+				sc.nt.assignScaled(dec, inv, row, irow)
+			}
+			if j.opt.NoStats {
+				continue
+			}
+			// The damage weights are rowWeights(r, 1). A row without a
+			// scale clustered on exactly those (cleaning only turns a -0
+			// into +0: the weights are finite and non-negative), so they
+			// are reused unless every weight was zero (then replaced by 1).
+			wrow := ws[r*cols : (r+1)*cols]
+			if scale[r] != 1 || tw == 0 {
+				wrow = sc.wrow[:cols]
+				j.rowWeights(r0+r, 1, wrow)
+			}
 			var sse, dmg float64
 			for c, v := range row {
 				f := float64(v)
-				var a int
-				if scale[r] == 1 { // dec == ys
-					a = sc.nt.findPure(ys, f)
-				} else {
-					a = nearWalk(dec, f, sc.nt.find(ys, f*inv))
-				}
-				irow[c] = uint8(a)
-				d := f - dec[a]
+				d := f - dec[irow[c]]
 				sse += d * d
 				dmg += wrow[c] * d * d
 			}
@@ -523,6 +592,30 @@ func (j *job) group(g int, out groupOut, sc *scratch) groupResult {
 		copy(out.scales, sbits)
 	}
 	return res
+}
+
+// checkFinite returns an error naming the first element of the group's
+// rows src (starting at row r0) that is NaN or infinite. The scan tests
+// the float32 exponent bits (all ones: Inf or NaN) four weights at a
+// time, then finds the first bad one in order for the message.
+func (j *job) checkFinite(src []float32, r0 int) error {
+	const exp = 0x7f800000
+	i := 0
+	for ; i+4 <= len(src); i += 4 {
+		a := math.Float32bits(src[i]) & exp
+		b := math.Float32bits(src[i+1]) & exp
+		c := math.Float32bits(src[i+2]) & exp
+		d := math.Float32bits(src[i+3]) & exp
+		if a == exp || b == exp || c == exp || d == exp {
+			break
+		}
+	}
+	for ; i < len(src); i++ {
+		if v := src[i]; math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return fmt.Errorf("palettize: tensor %q: element [%d, %d] is %v; weights must be finite", j.t.Name, r0+i/j.cols, i%j.cols, v)
+		}
+	}
+	return nil
 }
 
 // run palettizes the listed groups with the given number of workers and
@@ -600,7 +693,7 @@ func PalettizeTensor(t *ir.Tensor, opt Options) (*ir.Tensor, Stats, error) {
 	if !ok {
 		return nil, Stats{}, fmt.Errorf("palettize: tensor %q: no encoding for %d-bit indices", t.Name, opt.Bits)
 	}
-	out := &ir.Tensor{Name: t.Name, Shape: slices.Clone(t.Shape), Type: dt, Data: ir.PackIndices(opt.Bits, idx), Pal: pal}
+	out := &ir.Tensor{Name: t.Name, Shape: slices.Clone(t.Shape), Type: dt, Data: packIndices(opt.Bits, idx, opt.Workers), Pal: pal}
 	st.Elems = int64(n)
 	st.MSE /= float64(n)
 	st.Bytes = out.Bytes()

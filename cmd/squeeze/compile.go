@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -48,6 +49,7 @@ type compileOptions struct {
 	Out           string
 	JSON          bool
 	Threads       int
+	CPUProfile    string
 	budget        budgetFlags
 	// --qat: palettization-aware training of the palettes and indices
 	// (zero bytes) after palettizing (see squeeze recover --tune-luts --qat).
@@ -90,6 +92,7 @@ calibration on --calib text predicts. It writes a bundle that squeeze run/eval/i
 	f.StringVar(&o.PlanOut, "write-plan", "", "also write the plan as JSON to this file")
 	f.StringVarP(&o.Out, "output", "o", "", "output bundle path (required)")
 	f.BoolVar(&o.JSON, "json", false, "print JSON")
+	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write a pprof CPU profile of the compile to this file (stage_cpu_seconds in --json gives the CPU time per stage)")
 	return c
 }
 
@@ -117,17 +120,21 @@ func (o *compileOptions) bindPlannerFlags(c *cobra.Command) {
 
 // compileResult is the --json output of compile.
 type compileResult struct {
-	Path            string                `json:"path"`
-	BPW             float64               `json:"bpw"`       // bits per palettized weight, LUTs and scales included
-	BPWTotal        float64               `json:"bpw_total"` // bundle bits per model parameter
-	Bytes           int64                 `json:"bytes"`
-	Params          int64                 `json:"params"`
-	TargetBPW       float64               `json:"target_bpw"`
-	PredictedDamage float64               `json:"predicted_damage"`
-	RelGap          float64               `json:"optimality_gap"`
-	Calibrated      bool                  `json:"calibrated"`
-	Seconds         float64               `json:"seconds"`
-	StageSeconds    map[string]float64    `json:"stage_seconds"` // load, calibrate, candidates (with allocation), palettize, write
+	Path            string             `json:"path"`
+	BPW             float64            `json:"bpw"`       // bits per palettized weight, LUTs and scales included
+	BPWTotal        float64            `json:"bpw_total"` // bundle bits per model parameter
+	Bytes           int64              `json:"bytes"`
+	Params          int64              `json:"params"`
+	TargetBPW       float64            `json:"target_bpw"`
+	PredictedDamage float64            `json:"predicted_damage"`
+	RelGap          float64            `json:"optimality_gap"`
+	Calibrated      bool               `json:"calibrated"`
+	Seconds         float64            `json:"seconds"`
+	StageSeconds    map[string]float64 `json:"stage_seconds"` // load, calibrate, candidates (with allocation), palettize, write
+	// StageCPUSeconds is the process's user + system CPU time per stage
+	// (all threads): CPU / wall near --threads means the stage kept every
+	// thread busy, near 1 that it ran on one.
+	StageCPUSeconds map[string]float64    `json:"stage_cpu_seconds,omitempty"`
 	Fast            bool                  `json:"fast"`
 	BaseSHA256      string                `json:"base_sha256"`
 	Tensors         []palettize.PlanEntry `json:"tensors"`
@@ -378,7 +385,7 @@ func (p *planner) allocate(target float64) (*palettize.Plan, error) {
 
 func (p *planner) apply(plan *palettize.Plan, stderr io.Writer) (*ir.Model, error) {
 	update, finish := reports.Progress(stderr, len(plan.Tensors), "palettize")
-	out, err := palettize.Apply(p.m, plan, p.imp, palettize.ApplyOptions{Workers: p.threads, Calib: p.calib, FastBins: p.fast,
+	out, err := palettize.Apply(p.m, plan, p.imp, palettize.ApplyOptions{Workers: p.threads, Calib: p.calib, FastBins: p.fast, NoStats: true,
 		Progress: func(d, _ int, _ string, _ palettize.Stats) { update(d) }})
 	finish()
 	return out, err
@@ -386,14 +393,16 @@ func (p *planner) apply(plan *palettize.Plan, stderr io.Writer) (*ir.Model, erro
 
 func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) error {
 	start := time.Now()
-	if path := os.Getenv("SQUEEZE_CPUPROFILE"); path != "" {
-		f, err := os.Create(path)
+	// --cpuprofile profiles this compile (SQUEEZE_CPUPROFILE, handled in
+	// main, profiles any command).
+	if o.CPUProfile != "" {
+		f, err := os.Create(o.CPUProfile)
 		if err != nil {
-			return fmt.Errorf("SQUEEZE_CPUPROFILE: %w", err)
+			return fmt.Errorf("--cpuprofile: %w", err)
 		}
 		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("SQUEEZE_CPUPROFILE: %w", err)
+			return fmt.Errorf("--cpuprofile: %w", err)
 		}
 		defer pprof.StopCPUProfile()
 	}
@@ -431,19 +440,30 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	stages := map[string]float64{}
-	lap := time.Now()
+	stages, stageCPU := map[string]float64{}, map[string]float64{}
+	lap, lapCPU := time.Now(), processCPUSeconds()
 	stage := func(name string) {
-		now := time.Now()
+		now, cpu := time.Now(), processCPUSeconds()
 		stages[name] += now.Sub(lap).Seconds()
-		lap = now
+		if cpu >= 0 && lapCPU >= 0 {
+			stageCPU[name] += cpu - lapCPU
+		}
+		lap, lapCPU = now, cpu
 	}
+	// Each stage's goroutines carry a pprof label, so a --cpuprofile
+	// splits by stage: go tool pprof -tagfocus stage=calibrate ...
+	label := func(name string) {
+		pprof.SetGoroutineLabels(pprof.WithLabels(context.Background(), pprof.Labels("stage", name)))
+	}
+	defer pprof.SetGoroutineLabels(context.Background())
+	label("load")
 	m, err := o.model.load(args)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
 	stage("load")
+	label("calibrate")
 	if m.Format == "bundle" {
 		return fmt.Errorf("%s is already a compiled bundle; compile the original model", m.Source)
 	}
@@ -451,6 +471,7 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	label("candidates")
 	var plan *palettize.Plan
 	if o.PlanIn != "" {
 		f, err := os.Open(o.PlanIn)
@@ -499,6 +520,7 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	stage("candidates")
+	label("palettize")
 	pm, err := p.apply(plan, stderr)
 	if err != nil {
 		return err
@@ -512,6 +534,7 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 	}
 	var qatRes *compileQAT
 	if o.QAT {
+		label("qat")
 		tuned, rep, err := tuneBase(m, pm, text, tuneConfig{Steps: o.QATSteps, Seed: o.Seed, Threads: o.Threads, Norms: true,
 			QAT: &lorarecovery.QATOptions{LR: defaultQATLR}, Log: stderr})
 		if err != nil {
@@ -526,6 +549,7 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 	}
 	var adapterBytes int64
 	if o.Recover {
+		label("recover")
 		// The budget is a fraction of the bundle's size: write the base
 		// bundle once (beside the output, then removed) to know it.
 		probe := o.Out + ".base-probe"
@@ -548,6 +572,7 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 	if p.calib != nil {
 		ex.Calibration = p.calib
 	}
+	label("write")
 	info, err := bundle.Write(o.Out, pm, ex)
 	if err != nil {
 		return err
@@ -555,7 +580,7 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 	stage("write")
 	res := compileResult{Path: info.Path, BPW: plan.AchievedBPW, BPWTotal: 8 * float64(info.Bytes) / float64(m.NumParams()),
 		Bytes: info.Bytes, Params: m.NumParams(), TargetBPW: target, PredictedDamage: plan.PredictedDamage, RelGap: plan.RelGap,
-		Calibrated: p.calib != nil, Seconds: time.Since(start).Seconds(), StageSeconds: stages, Fast: fast, BaseSHA256: info.BaseSHA256, Tensors: plan.Tensors,
+		Calibrated: p.calib != nil, Seconds: time.Since(start).Seconds(), StageSeconds: stages, StageCPUSeconds: stageCPU, Fast: fast, BaseSHA256: info.BaseSHA256, Tensors: plan.Tensors,
 		Device: plan.Device, Predicted: plan.Predicted}
 	res.QAT = qatRes
 	if o.Recover {

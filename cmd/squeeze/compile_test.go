@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"testing"
 )
@@ -146,5 +147,42 @@ func TestCompileQAT(t *testing.T) {
 	if _, _, err := squeeze(t, "compile", stories, "--target", "3.7bpw", "--qat", "-o", filepath.Join(dir, "x.sqz")); err == nil ||
 		!strings.Contains(err.Error(), "--qat needs --calib") {
 		t.Errorf("--qat without --calib: %v", err)
+	}
+}
+
+// --json reports the CPU time of each stage beside its wall time, and
+// --cpuprofile writes a (gzipped) pprof profile of the compile.
+func TestCompileStageCPUAndProfile(t *testing.T) {
+	dir := t.TempDir()
+	prof := filepath.Join(dir, "c.prof")
+	args := []string{"compile", stories, "--calib-tokens", "random:256", "--fast", "on", "--target", "3.7bpw", "--threads", "2",
+		"-o", filepath.Join(dir, "c.sqz"), "--json", "--cpuprofile", prof}
+	so, se, err := squeeze(t, args...)
+	if err != nil {
+		t.Fatalf("squeeze %v: %v\n%s", args, err, se)
+	}
+	var r compileResult
+	if err := json.Unmarshal([]byte(so), &r); err != nil {
+		t.Fatalf("compile --json: %v\n%s", err, so)
+	}
+	var cpu float64
+	for _, st := range []string{"load", "calibrate", "candidates", "palettize", "write"} {
+		v, ok := r.StageCPUSeconds[st]
+		if !ok || v < 0 {
+			t.Errorf("stage_cpu_seconds[%q] = %v (present %v), want a value >= 0", st, v, ok)
+		}
+		cpu += v
+	}
+	// CPU time cannot exceed wall time times the CPUs (plus the clocks'
+	// granularity); a process that ran at all used some.
+	if lim := r.Seconds*float64(goruntime.NumCPU()) + 0.5; !(cpu > 0) || cpu > lim {
+		t.Errorf("stage CPU seconds sum to %g, want in (0, %g]", cpu, lim)
+	}
+	b, err := os.ReadFile(prof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Errorf("--cpuprofile wrote %d bytes, want a gzipped pprof profile", len(b))
 	}
 }

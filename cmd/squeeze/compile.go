@@ -55,6 +55,9 @@ type compileOptions struct {
 	// (zero bytes) after palettizing (see squeeze recover --tune-luts --qat).
 	QAT      bool
 	QATSteps int
+	// SampleTokens > 0 adds that many tokens sampled from MODEL to the
+	// text --qat and --recover distil on (sampleText).
+	SampleTokens int
 	// --recover: LoRA recovery as the last stage (see squeeze recover).
 	Recover       bool
 	RecoverRank   int
@@ -80,6 +83,7 @@ calibration on --calib text predicts. It writes a bundle that squeeze run/eval/i
 	f0 := c.Flags()
 	f0.BoolVar(&o.QAT, "qat", false, "after palettizing, train the LUT entries, row scales, norms and indices by distillation from MODEL on --calib (zero bytes; as recover --tune-luts --tune-norms --qat; ~2-3 min on stories260K, for models whose float32 weights and optimizer state fit in memory)")
 	f0.IntVar(&o.QATSteps, "qat-steps", 0, "--qat: optimizer steps (0 = the recover default)")
+	f0.IntVar(&o.SampleTokens, "sample-tokens", 0, "--qat/--recover: also distil on about this many tokens of text sampled from MODEL itself (as recover --sample-tokens)")
 	f0.BoolVar(&o.Recover, "recover", false, "train LoRA recovery adapters (distillation from MODEL on --calib) as the last stage")
 	f0.IntVar(&o.RecoverRank, "rank", 0, "--recover: maximum adapter rank (capped by --adapter-budget; 0 = default)")
 	f0.IntVar(&o.RecoverSteps, "steps", 0, "--recover: optimizer steps (0 = default)")
@@ -412,6 +416,9 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 	if o.Recover && o.Calib == "" {
 		return fmt.Errorf("--recover needs --calib text to distil on")
 	}
+	if o.SampleTokens < 0 || (o.SampleTokens > 0 && !o.QAT && !o.Recover) {
+		return fmt.Errorf("--sample-tokens %d: expected >= 0, and used only with --qat or --recover", o.SampleTokens)
+	}
 	if o.Out == "" {
 		return fmt.Errorf("-o OUT.sqz is required")
 	}
@@ -532,6 +539,16 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("--calib: %w", err)
 		}
 	}
+	sampled := 0
+	if o.SampleTokens > 0 {
+		label("sample")
+		gen, n, err := sampleText(m, o.SampleTokens, o.Seed, o.Threads)
+		if err != nil {
+			return err
+		}
+		text, sampled = append(append(text, '\n'), gen...), n
+		stage("sample")
+	}
 	var qatRes *compileQAT
 	if o.QAT {
 		label("qat")
@@ -541,7 +558,7 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("--qat: %w", err)
 		}
 		pm = tuned
-		qatRes = &compileQAT{Steps: rep.Steps, HeldOutKLBefore: rep.BaseHeldOutKL, HeldOutKLAfter: rep.BestHeldOutKL, BestStep: rep.BestStep}
+		qatRes = &compileQAT{Steps: rep.Steps, HeldOutKLBefore: rep.BaseHeldOutKL, HeldOutKLAfter: rep.BestHeldOutKL, BestStep: rep.BestStep, SampledTokens: sampled}
 		if rep.QAT != nil {
 			qatRes.IndicesChanged = rep.QAT.IndicesChanged
 		}
@@ -617,6 +634,7 @@ type compileQAT struct {
 	HeldOutKLAfter  float64 `json:"heldout_kl_after"`
 	BestStep        int     `json:"best_step"`
 	IndicesChanged  int     `json:"indices_changed"`
+	SampledTokens   int     `json:"sampled_tokens,omitempty"` // --sample-tokens
 }
 
 // preparePlanner validates the shared planner flags, calibrates and

@@ -134,9 +134,9 @@ func TestCompileQAT(t *testing.T) {
 		t.Fatal(err)
 	}
 	plain := compileJSON(t, filepath.Join(dir, "p.sqz"), "--target", "3.7bpw", "--error-feedback=off", "--calib", short)
-	q := compileJSON(t, filepath.Join(dir, "q.sqz"), "--target", "3.7bpw", "--error-feedback=off", "--calib", short, "--qat", "--qat-steps", "3")
-	if q.QAT == nil || q.QAT.Steps != 3 {
-		t.Fatalf("compile --qat: qat result %+v", q.QAT)
+	q := compileJSON(t, filepath.Join(dir, "q.sqz"), "--target", "3.7bpw", "--error-feedback=off", "--calib", short, "--qat", "--qat-steps", "3", "--sample-tokens", "300")
+	if q.QAT == nil || q.QAT.Steps != 3 || q.QAT.SampledTokens < 300 {
+		t.Fatalf("compile --qat --sample-tokens 300: qat result %+v", q.QAT)
 	}
 	if !(q.QAT.HeldOutKLAfter <= q.QAT.HeldOutKLBefore) || !(q.QAT.HeldOutKLBefore > 0) {
 		t.Errorf("held-out KL %v -> %v", q.QAT.HeldOutKLBefore, q.QAT.HeldOutKLAfter)
@@ -147,6 +147,10 @@ func TestCompileQAT(t *testing.T) {
 	if _, _, err := squeeze(t, "compile", stories, "--target", "3.7bpw", "--qat", "-o", filepath.Join(dir, "x.sqz")); err == nil ||
 		!strings.Contains(err.Error(), "--qat needs --calib") {
 		t.Errorf("--qat without --calib: %v", err)
+	}
+	if _, _, err := squeeze(t, "compile", stories, "--target", "3.7bpw", "--calib", short, "--sample-tokens", "100", "-o", filepath.Join(dir, "x.sqz")); err == nil ||
+		!strings.Contains(err.Error(), "--sample-tokens") {
+		t.Errorf("--sample-tokens without --qat or --recover: %v", err)
 	}
 }
 

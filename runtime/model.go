@@ -138,6 +138,10 @@ type buffers struct {
 	n                                 int
 	x, xb, q, k, v, att, hb, hb2, tmp []float32
 	scores                            []float32
+	rope                              []float32 // per token: cos, sin tables (ropeTable)
+	// decode (n == 1): the inputs of the linears, each quantized once for
+	// all the linears (and threads) that read it
+	inXB, inAtt, inHB kernels.Input
 }
 
 // NewState allocates a KV cache for maxSeq positions.
@@ -173,6 +177,7 @@ func (s *State) ensure(c ir.Config, n int) *buffers {
 	b.hb2 = make([]float32, n*c.FFN)
 	b.tmp = make([]float32, n*max(c.Dim, c.FFN))
 	b.scores = make([]float32, c.Heads*s.MaxSeq*n)
+	b.rope = make([]float32, n*2*(c.HeadDim/2))
 	return b
 }
 
@@ -226,25 +231,39 @@ func (r *Model) Forward(s *State, tokens []int, logits []float32, all bool) erro
 		}
 		lap(ly.names[nAttnNorm])
 		q, k, v := b.q[:n*qd], b.k[:n*kvd], b.v[:n*kvd]
-		r.linear(ly.names[nQ], ly.q, xb, q, n)
+		in := b.input(&b.inXB, xb, n)
+		if r.fuse() {
+			r.linears(xb, n, in, linOp{ly.names[nQ], ly.q, q}, linOp{ly.names[nK], ly.k, k}, linOp{ly.names[nV], ly.v, v})
+		} else {
+			r.linear(ly.names[nQ], ly.q, xb, q, n, in)
+		}
 		if c.QKVBias {
 			addBias(q, ly.qb, n)
 		}
 		lap(ly.names[nQ])
-		r.linear(ly.names[nK], ly.k, xb, k, n)
+		if !r.fuse() {
+			r.linear(ly.names[nK], ly.k, xb, k, n, in)
+		}
 		if c.QKVBias {
 			addBias(k, ly.kb, n)
 		}
 		lap(ly.names[nK])
-		r.linear(ly.names[nV], ly.v, xb, v, n)
+		if !r.fuse() {
+			r.linear(ly.names[nV], ly.v, xb, v, n, in)
+		}
 		if c.QKVBias {
 			addBias(v, ly.vb, n)
 		}
 		lap(ly.names[nV])
+		half := c.HeadDim / 2
 		for i := 0; i < n; i++ {
 			pos := s.Pos + i
-			rope(q[i*qd:(i+1)*qd], c.HeadDim, pos, c.RopeTheta, c.RopeNeoX)
-			rope(k[i*kvd:(i+1)*kvd], c.HeadDim, pos, c.RopeTheta, c.RopeNeoX)
+			cr, ci := b.rope[2*i*half:(2*i+1)*half], b.rope[(2*i+1)*half:(2*i+2)*half]
+			if l == 0 || decodeLegacy {
+				ropeTable(cr, ci, c.HeadDim, pos, c.RopeTheta)
+			}
+			ropeApply(q[i*qd:(i+1)*qd], c.HeadDim, cr, ci, c.RopeNeoX)
+			ropeApply(k[i*kvd:(i+1)*kvd], c.HeadDim, cr, ci, c.RopeNeoX)
 			if c.RopeNeoX {
 				// Keep q and the cached k in interleaved-pair order: q.k is
 				// then summed in the same order as for the same model stored
@@ -260,7 +279,7 @@ func (r *Model) Forward(s *State, tokens []int, logits []float32, all bool) erro
 		r.attention(s, l, q, att, n, b.scores)
 		lap(ly.names[nAttention])
 		tmp := b.tmp[:n*dim]
-		r.linear(ly.names[nAttnOut], ly.o, att, tmp, n)
+		r.linear(ly.names[nAttnOut], ly.o, att, tmp, n, b.input(&b.inAtt, att, n))
 		lap(ly.names[nAttnOut])
 		for i := range x {
 			x[i] += tmp[i]
@@ -271,15 +290,24 @@ func (r *Model) Forward(s *State, tokens []int, logits []float32, all bool) erro
 		}
 		lap(ly.names[nFFNNorm])
 		hb, hb2 := b.hb[:n*c.FFN], b.hb2[:n*c.FFN]
-		r.linear(ly.names[nGate], ly.gate, xb, hb, n)
+		in = b.input(&b.inXB, xb, n)
+		if r.fuse() {
+			r.linears(xb, n, in, linOp{ly.names[nGate], ly.gate, hb}, linOp{ly.names[nUp], ly.up, hb2})
+		} else {
+			r.linear(ly.names[nGate], ly.gate, xb, hb, n, in)
+		}
 		lap(ly.names[nGate])
-		r.linear(ly.names[nUp], ly.up, xb, hb2, n)
+		if !r.fuse() {
+			r.linear(ly.names[nUp], ly.up, xb, hb2, n, in)
+		}
 		lap(ly.names[nUp])
-		for i, g := range hb {
-			hb[i] = g * (1 / (1 + expf(-g))) * hb2[i]
+		if decodeLegacy || !kernels.SwiGLU(hb, hb2) { // the same arithmetic, 8 lanes at a time
+			for i, g := range hb {
+				hb[i] = g * (1 / (1 + expf(-g))) * hb2[i]
+			}
 		}
 		lap(ly.names[nSwiGLU])
-		r.linear(ly.names[nDown], ly.down, hb, tmp, n)
+		r.linear(ly.names[nDown], ly.down, hb, tmp, n, b.input(&b.inHB, hb, n))
 		lap(ly.names[nDown])
 		for i := range x {
 			x[i] += tmp[i]
@@ -295,17 +323,43 @@ func (r *Model) Forward(s *State, tokens []int, logits []float32, all bool) erro
 		rmsnorm(xb[i*dim:(i+1)*dim], x[i*dim:(i+1)*dim], r.outNorm, float32(c.NormEps))
 	}
 	lap(ir.NameOutputNorm)
-	r.linear(ir.NameOutput, r.cls, xb[first*dim:n*dim], logits[:(n-first)*c.Vocab], n-first)
+	r.linear(ir.NameOutput, r.cls, xb[first*dim:n*dim], logits[:(n-first)*c.Vocab], n-first, b.input(&b.inXB, xb[first*dim:n*dim], n-first))
 	lap(ir.NameOutput)
 	s.Pos += n
 	return nil
 }
 
+// decodeLegacy makes the forward pass run as before this session's decode
+// work: each linear quantizes its input (per thread chunk), one parallel
+// section per linear, scalar SwiGLU and softmax exponentials, the RoPE
+// table per layer. Results are the same bits (TestDecodeSameBits);
+// benchmarks set it to compare the two in one process (BenchmarkDecodeAB).
+var decodeLegacy bool
+
+// input prepares x as the shared input of the decode linears that read it
+// (nil for n > 1, where MatMul quantizes the batch itself).
+func (b *buffers) input(in *kernels.Input, x []float32, n int) *kernels.Input {
+	if n != 1 || decodeLegacy {
+		return nil
+	}
+	in.Reset(x)
+	return in
+}
+
 // linear computes out (n x rows) = x (n x cols) W^T (+ adapter), split by
-// output rows across threads.
-func (r *Model) linear(name string, w *ir.Tensor, x, out []float32, n int) {
+// output rows across threads. in, when not nil, is x prepared for several
+// linears (n == 1): kernels.MatVecInput quantizes it once for all of them
+// and all threads (bit-identical to quantizing it per call).
+func (r *Model) linear(name string, w *ir.Tensor, x, out []float32, n int, in *kernels.Input) {
 	if r.hook != nil {
 		r.hook(name, x, n)
+	}
+	mul := func(r0, r1 int) {
+		if in != nil {
+			kernels.MatVecInput(w, in, out, r0, r1)
+		} else {
+			kernels.MatMul(w, x, out, n, r0, r1)
+		}
 	}
 	rows := w.Rows()
 	work := rows * w.Cols() * n
@@ -320,13 +374,74 @@ func (r *Model) linear(name string, w *ir.Tensor, x, out []float32, n int) {
 		nc = (rows + chunk - 1) / chunk
 		parallel(nt, nc, func(c int) {
 			r0 := c * chunk
-			kernels.MatMul(w, x, out, n, r0, min(r0+chunk, rows))
+			mul(r0, min(r0+chunk, rows))
 		})
 	} else {
-		kernels.MatMul(w, x, out, n, 0, rows)
+		mul(0, rows)
 	}
 	if a, ok := r.adapters[name]; ok {
 		applyAdapter(a, x, out, n)
+	}
+}
+
+// fuse reports whether linears that read the same input (q, k, v; gate,
+// up) run as one parallel section (linears): always, except under an
+// OpTimer, which times each linear on its own, and under decodeLegacy.
+func (r *Model) fuse() bool { return r.timer == nil && !decodeLegacy }
+
+// linOp is one linear of a fused section: out = x W^T.
+type linOp struct {
+	name string
+	w    *ir.Tensor
+	out  []float32
+}
+
+// linears runs several linears that read the same input x (n rows) as one
+// parallel section: the row chunks of all of them (cut as linear cuts
+// them) are claimed from one counter, so there is one fork/join instead
+// of one per linear, and a thread that finishes q's rows goes on with k's
+// and v's. Row results do not depend on the split, so outputs are the
+// bits of separate linear calls (TestLinearsFused).
+func (r *Model) linears(x []float32, n int, in *kernels.Input, ops ...linOp) {
+	type piece struct{ op, r0, r1 int }
+	var buf [64]piece
+	pieces := buf[:0]
+	nt := r.threads
+	for i, op := range ops {
+		if r.hook != nil {
+			r.hook(op.name, x, n)
+		}
+		rows := op.w.Rows()
+		work := rows * op.w.Cols() * n
+		if nt <= 1 || work < 1<<16 {
+			pieces = append(pieces, piece{i, 0, rows})
+			continue
+		}
+		nc := chunks(nt, work, (rows+15)/16)
+		chunk := ((rows+nc-1)/nc + 15) &^ 15
+		for r0 := 0; r0 < rows; r0 += chunk {
+			pieces = append(pieces, piece{i, r0, min(r0+chunk, rows)})
+		}
+	}
+	run := func(p piece) {
+		op := ops[p.op]
+		if in != nil {
+			kernels.MatVecInput(op.w, in, op.out, p.r0, p.r1)
+		} else {
+			kernels.MatMul(op.w, x, op.out, n, p.r0, p.r1)
+		}
+	}
+	if nt <= 1 {
+		for _, p := range pieces {
+			run(p)
+		}
+	} else {
+		parallel(nt, len(pieces), func(c int) { run(pieces[c]) })
+	}
+	for _, op := range ops {
+		if a, ok := r.adapters[op.name]; ok {
+			applyAdapter(a, x, op.out, n)
+		}
 	}
 }
 
@@ -373,18 +488,29 @@ func rmsnorm(o, x, w []float32, eps float32) {
 // NeoX: pairs (i, i+headDim/2) (Hugging Face checkpoints, qwen2).
 func rope(vec []float32, headDim, pos int, theta float64, neox bool) {
 	half := headDim / 2
-	// The rotation depends on (pos, i) only: compute it once per call, not
-	// once per head (same values as before, so results are unchanged).
 	var buf [512]float32
 	cr, ci := buf[:256], buf[256:]
 	if half > 256 {
 		cr, ci = make([]float32, half), make([]float32, half)
 	}
-	for i := 0; i < half; i++ {
+	ropeTable(cr[:half], ci[:half], headDim, pos, theta)
+	ropeApply(vec, headDim, cr, ci, neox)
+}
+
+// ropeTable fills the rotation of position pos: cr[i], ci[i] = cos, sin of
+// pos * theta^(-2i/headDim), i < headDim/2. It depends on (pos, i) only, so
+// Forward computes it once per token for every layer's q and k.
+func ropeTable(cr, ci []float32, headDim, pos int, theta float64) {
+	for i := range cr {
 		freq := 1.0 / math.Pow(theta, float64(2*i)/float64(headDim))
 		val := float64(float32(pos) * float32(freq))
 		cr[i], ci[i] = float32(math.Cos(val)), float32(math.Sin(val))
 	}
+}
+
+// ropeApply rotates each head of vec by the table of ropeTable.
+func ropeApply(vec []float32, headDim int, cr, ci []float32, neox bool) {
+	half := headDim / 2
 	for h := 0; h+headDim <= len(vec); h += headDim {
 		for i := 0; i < half; i++ {
 			fcr, fci := cr[i], ci[i]
@@ -490,10 +616,16 @@ func softmax(x []float32) {
 		}
 	}
 	var sum float32
-	for i, v := range x {
-		e := expf(v - mx)
-		x[i] = e
-		sum += e
+	if !decodeLegacy && kernels.ExpShift(x, mx) { // the same expf, 8 lanes at a time
+		for _, e := range x {
+			sum += e
+		}
+	} else {
+		for i, v := range x {
+			e := expf(v - mx)
+			x[i] = e
+			sum += e
+		}
 	}
 	for i := range x {
 		x[i] /= sum

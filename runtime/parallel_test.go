@@ -70,10 +70,10 @@ func TestLinearSplit(t *testing.T) {
 				x[i] = float32(rng.NormFloat64())
 			}
 			want := make([]float32, n*rows)
-			(&Model{threads: 1}).linear("w", w, x, want, n)
+			(&Model{threads: 1}).linear("w", w, x, want, n, nil)
 			for _, nt := range []int{2, 3, 5} {
 				got := make([]float32, n*rows)
-				(&Model{threads: nt}).linear("w", w, x, got, n)
+				(&Model{threads: nt}).linear("w", w, x, got, n, nil)
 				for i := range got {
 					if got[i] != want[i] {
 						t.Fatalf("rows %d n %d threads %d: out[%d] = %v, want %v", rows, n, nt, i, got[i], want[i])
@@ -119,5 +119,62 @@ func BenchmarkDecodeInt8(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
 		})
+	}
+}
+
+// TestLinearsFused: a fused section (linears: q, k, v or gate, up as one
+// parallel section, with a shared kernels.Input for n == 1) gives the bits
+// of separate linear calls on 1 thread, for 1-3 threads, n = 1 and 3,
+// int8 and float kernels, palettized (lut4, lut2, ragged rows) and f32
+// weights.
+func TestLinearsFused(t *testing.T) {
+	rng := rand.New(rand.NewSource(4))
+	const cols = 256
+	lut := func(bits, rows int) *ir.Tensor {
+		dt, _ := ir.LUTType(bits)
+		data := make([]byte, ir.PackedBytes(bits, rows*cols))
+		rng.Read(data)
+		ng := (rows + 15) / 16
+		pal := &ir.Palette{GroupSize: 16, LUT: make([]uint16, ng<<bits)}
+		for i := range pal.LUT {
+			pal.LUT[i] = ir.F32ToF16(float32(rng.NormFloat64()))
+		}
+		return &ir.Tensor{Name: "w", Shape: []int{rows, cols}, Type: dt, Data: data, Pal: pal}
+	}
+	f32 := &ir.Tensor{Name: "f", Shape: []int{300, cols}, Type: ir.F32, Data: make([]byte, 4*300*cols)}
+	for i := 0; i < 300*cols; i++ {
+		binary.LittleEndian.PutUint32(f32.Data[4*i:], math.Float32bits(float32(rng.NormFloat64())))
+	}
+	ws := []*ir.Tensor{lut(4, 1000), lut(2, 37), lut(4, 300), f32}
+	for _, mode := range []kernels.Mode{kernels.ModeInt8, kernels.ModeFloat} {
+		prev := kernels.SetMode(mode)
+		for _, n := range []int{1, 3} {
+			x := make([]float32, n*cols)
+			for i := range x {
+				x[i] = float32(rng.NormFloat64())
+			}
+			want := make([][]float32, len(ws))
+			for i, w := range ws {
+				want[i] = make([]float32, n*w.Rows())
+				(&Model{threads: 1}).linear("w", w, x, want[i], n, nil)
+			}
+			for _, nt := range []int{1, 2, 3} {
+				var ops []linOp
+				for _, w := range ws {
+					ops = append(ops, linOp{"w", w, make([]float32, n*w.Rows())})
+				}
+				var b buffers
+				in := b.input(&b.inXB, x, n)
+				(&Model{threads: nt}).linears(x, n, in, ops...)
+				for i, op := range ops {
+					for j := range op.out {
+						if math.Float32bits(op.out[j]) != math.Float32bits(want[i][j]) {
+							t.Fatalf("%v n %d threads %d tensor %d: out[%d] = %v, want %v", mode, n, nt, i, j, op.out[j], want[i][j])
+						}
+					}
+				}
+			}
+		}
+		kernels.SetMode(prev)
 	}
 }

@@ -1,0 +1,199 @@
+package runtime
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/squeeze-ml/squeeze/ir"
+	"github.com/squeeze-ml/squeeze/runtime/kernels"
+)
+
+// BenchmarkDecodeOps accounts a decode step of the synthetic
+// TinyLlama-1.1B shape (int8 kernels, 1 thread) by op kind: wall time per
+// token and, for the linears, GB/s of weight bytes, next to the streaming
+// probe measured in the same process. Run:
+//
+//	SQUEEZE_BPW=3.7 go test -run '^$' -bench DecodeOps -benchtime 32x ./runtime/
+func BenchmarkDecodeOps(b *testing.B) {
+	bpw := 3.7
+	if v, err := strconv.ParseFloat(os.Getenv("SQUEEZE_BPW"), 64); err == nil {
+		bpw = v
+	}
+	m, err := ir.SyntheticPalettized("tinyllama-1.1b", bpw, 16, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	prev := kernels.SetMode(kernels.ModeInt8)
+	defer kernels.SetMode(prev)
+	byKind := map[string]time.Duration{}
+	kind := func(op string) string {
+		if i := strings.LastIndexByte(op, '.'); i >= 0 && strings.HasPrefix(op, "blk.") {
+			return op[i+1:]
+		}
+		return op
+	}
+	bytesOf := map[string]int64{}
+	for name, t := range m.Tensors {
+		if len(t.Shape) == 2 && name != ir.NameTokenEmbd {
+			bytesOf[kind(name)] += t.Bytes()
+		}
+	}
+	if m.Tensors[ir.NameOutput] == nil {
+		bytesOf[ir.NameOutput] = m.Tensors[ir.NameTokenEmbd].Bytes()
+	}
+	rt, err := New(m, Options{Threads: 1, OpTimer: func(op string, d time.Duration) { byKind[kind(op)] += d }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	logits := make([]float32, m.Config.Vocab)
+	s := rt.NewState(64)
+	_ = rt.Forward(s, []int{1}, logits, false)
+	clear(byKind)
+	probe := kernels.StreamSum(256<<20, 0)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i%63 == 0 {
+			s.Reset()
+		}
+		if err := rt.Forward(s, []int{1 + i%64}, logits, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	var total time.Duration
+	var keys []string
+	for k, d := range byKind {
+		total += d
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return byKind[keys[i]] > byKind[keys[j]] })
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "\nprobe %.2f GB/s; %.2f ms/token\n", probe, float64(total.Microseconds())/1e3/float64(b.N))
+	for _, k := range keys {
+		d := byKind[k]
+		per := d.Seconds() / float64(b.N)
+		fmt.Fprintf(&sb, "%-16s %7.3f ms %5.1f%%", k, per*1e3, 100*d.Seconds()/total.Seconds())
+		if nb := bytesOf[k]; nb > 0 {
+			fmt.Fprintf(&sb, "  %6.2f GB/s = %.2f of probe", float64(nb)/per/1e9, float64(nb)/per/1e9/probe)
+		}
+		sb.WriteString("\n")
+	}
+	fmt.Println(sb.String())
+	b.ReportMetric(float64(b.N)/total.Seconds(), "tokens/s")
+}
+
+// BenchmarkDecodeAB compares decode with decodeLegacy on and off in one
+// process, alternating every 4 tokens (the shared machine's load changes
+// by the minute): median ms per token of each and the median of the
+// per-round ratios, 1 and 2 threads (SQUEEZE_BPW: rate, default 3.7):
+//
+//	SQUEEZE_BPW=3.7 go test -run '^$' -bench DecodeAB -benchtime 20x ./runtime/
+func BenchmarkDecodeAB(b *testing.B) {
+	bpw := 3.7
+	if v, err := strconv.ParseFloat(os.Getenv("SQUEEZE_BPW"), 64); err == nil {
+		bpw = v
+	}
+	m, err := ir.SyntheticPalettized("tinyllama-1.1b", bpw, 16, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	prev := kernels.SetMode(kernels.ModeInt8)
+	defer kernels.SetMode(prev)
+	logits := make([]float32, m.Config.Vocab)
+	for _, threads := range []int{1, 2} {
+		rt, err := New(m, Options{Threads: threads})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("t%d", threads), func(b *testing.B) {
+			s := rt.NewState(64)
+			_ = rt.Forward(s, []int{1}, logits, false)
+			var legacy, cur, ratio []float64
+			step := func(leg bool) float64 {
+				decodeLegacy = leg
+				defer func() { decodeLegacy = false }()
+				t0 := time.Now()
+				for j := 0; j < 4; j++ {
+					if s.Pos >= 60 {
+						s.Reset()
+						_ = rt.Forward(s, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}, logits, false)
+					}
+					if err := rt.Forward(s, []int{1 + s.Pos}, logits, false); err != nil {
+						b.Fatal(err)
+					}
+				}
+				return time.Since(t0).Seconds() / 4 * 1e3
+			}
+			for i := 0; i < b.N; i++ {
+				var a, c float64
+				if i%2 == 0 {
+					a, c = step(true), step(false)
+				} else {
+					c, a = step(false), step(true)
+				}
+				legacy, cur, ratio = append(legacy, a), append(cur, c), append(ratio, a/c)
+			}
+			med := func(v []float64) float64 {
+				v = append([]float64(nil), v...)
+				sort.Float64s(v)
+				return v[len(v)/2]
+			}
+			b.ReportMetric(med(legacy), "legacy_ms")
+			b.ReportMetric(med(cur), "new_ms")
+			b.ReportMetric(med(ratio), "speedup")
+		})
+	}
+}
+
+// TestDecodeSameBits: decode with the shared inputs, fused sections,
+// SwiGLU kernel and per-token RoPE table gives the logits of the previous
+// decode path (decodeLegacy) bit for bit, int8 and float kernels, 1 and 2
+// threads, on the synthetic stories110M shape at 3.7 bpw (lut4/lut2 mix,
+// every matrix on the int8 kernels), after an 8-token prefill.
+func TestDecodeSameBits(t *testing.T) {
+	if testing.Short() || kernels.Impl() != "avx2" {
+		t.Skip("builds and decodes a 110M synthetic model: only with the assembly kernels")
+	}
+	m, err := ir.SyntheticPalettized("stories110M", 3.7, 16, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []kernels.Mode{kernels.ModeInt8, kernels.ModeFloat} {
+		prev := kernels.SetMode(mode)
+		for _, threads := range []int{1, 2} {
+			rt, err := New(m, Options{Threads: threads})
+			if err != nil {
+				t.Fatal(err)
+			}
+			run := func(legacy bool) []float32 {
+				decodeLegacy = legacy
+				defer func() { decodeLegacy = false }()
+				s := rt.NewState(16)
+				logits := make([]float32, m.Config.Vocab)
+				var all []float32
+				if err := rt.Forward(s, []int{1, 5, 9, 13, 17, 21, 25, 29}, logits, false); err != nil {
+					t.Fatal(err)
+				}
+				for i := 0; i < 3; i++ {
+					if err := rt.Forward(s, []int{100 + i}, logits, false); err != nil {
+						t.Fatal(err)
+					}
+					all = append(all, logits...)
+				}
+				return all
+			}
+			want, got := run(true), run(false)
+			for i := range got {
+				if got[i] != want[i] {
+					t.Fatalf("%v threads %d: logit %d = %v, previous path %v", mode, threads, i, got[i], want[i])
+				}
+			}
+		}
+		kernels.SetMode(prev)
+	}
+}

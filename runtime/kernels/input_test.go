@@ -1,0 +1,125 @@
+package kernels
+
+import (
+	"math"
+	"math/rand"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/squeeze-ml/squeeze/ir"
+)
+
+// TestMatVecInputParity: MatVecInput with one Input shared by tensors of
+// several widths (lut4, lut2, lut3, f32; the second width copies the first
+// width's quantization) and by concurrent row ranges gives exactly
+// MatVec's bits, in both modes, on ragged row counts and cols that do and
+// do not suit the int8 kernels.
+func TestMatVecInputParity(t *testing.T) {
+	rng := rand.New(rand.NewSource(5))
+	for _, mode := range []Mode{ModeInt8, ModeFloat} {
+		prev := SetMode(mode)
+		for _, cols := range []int{64, 128, 384, 2048, 200} {
+			var ws []*ir.Tensor
+			for _, bits := range []int{4, 2, 3, 4} {
+				ws = append(ws, lutTensor(rng, bits, 37, cols, 16, bits == 2))
+			}
+			ws = append(ws, f32Tensor(rng, 5, cols))
+			var in Input
+			for rep := 0; rep < 2; rep++ {
+				x := randVec(rng, cols)
+				in.Reset(x)
+				for _, w := range ws {
+					rows := w.Rows()
+					want := make([]float32, rows)
+					MatVec(w, x, want, 0, rows)
+					got := make([]float32, rows)
+					var wg sync.WaitGroup
+					for _, rr := range [][2]int{{0, 3}, {3, 17}, {17, rows}} {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							MatVecInput(w, &in, got, min(rr[0], rows), min(rr[1], rows))
+						}()
+					}
+					wg.Wait()
+					for r := range got {
+						if math.Float32bits(got[r]) != math.Float32bits(want[r]) {
+							t.Fatalf("%v cols %d %v row %d: MatVecInput %v, MatVec %v", mode, cols, w.Type, r, got[r], want[r])
+						}
+					}
+				}
+			}
+		}
+		SetMode(prev)
+	}
+}
+
+func f32Tensor(rng *rand.Rand, rows, cols int) *ir.Tensor {
+	w := &ir.Tensor{Name: "w", Shape: []int{rows, cols}, Type: ir.F32, Data: make([]byte, 4*rows*cols)}
+	for i := 0; i < rows*cols; i++ {
+		v := math.Float32bits(float32(rng.NormFloat64()))
+		w.Data[4*i], w.Data[4*i+1], w.Data[4*i+2], w.Data[4*i+3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
+	}
+	return w
+}
+
+// TestI8FastCache: the address-keyed front of the int8 table cache returns
+// the same tables as the weak-keyed cache, does not serve another width,
+// and its entry goes when the palette is collected.
+func TestI8FastCache(t *testing.T) {
+	rng := rand.New(rand.NewSource(21))
+	count := func() int {
+		n := 0
+		i8Fast.Range(func(_, _ any) bool { n++; return true })
+		return n
+	}
+	before := count()
+	func() {
+		w := lutTensor(rng, 4, 32, 128, 8, false)
+		a := i8TableOf(w, 4)
+		if b := i8TableOf(w, 4); a != b {
+			t.Fatal("fast lookup returned other tables")
+		}
+		if c := i8TableOf(w, 2); c == a {
+			t.Fatal("a lookup for another width got the 4-bit tables")
+		}
+		if count() != before+1 {
+			t.Fatalf("fast cache holds %d entries, want %d", count(), before+1)
+		}
+	}()
+	deadline := time.Now().Add(2 * time.Second)
+	for count() > before && time.Now().Before(deadline) {
+		runtime.GC()
+		time.Sleep(time.Millisecond)
+	}
+	if count() > before {
+		t.Fatal("the fast cache kept the entry of a collected palette")
+	}
+}
+
+// TestF16ToF32Exact: the vector float16 conversion (VCVTPH2PS on amd64)
+// gives f16's bits for every half value but NaNs (which stay NaN), so
+// the int8 rows' scale epilogue (f16ToF32 in blocks of 64) is
+// bit-identical to the per-row f16 it replaced.
+func TestF16ToF32Exact(t *testing.T) {
+	src := make([]uint16, 1<<16+5)
+	for i := range src {
+		src[i] = uint16(i)
+	}
+	dst := make([]float32, len(src))
+	f16ToF32(src, dst)
+	for i, h := range src {
+		want := f16(h)
+		if want != want {
+			if dst[i] == dst[i] {
+				t.Fatalf("%#04x: got %v, want NaN", h, dst[i])
+			}
+			continue
+		}
+		if math.Float32bits(dst[i]) != math.Float32bits(want) {
+			t.Fatalf("%#04x: f16ToF32 %v, f16 %v", h, dst[i], want)
+		}
+	}
+}

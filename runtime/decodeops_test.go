@@ -197,3 +197,43 @@ func TestDecodeSameBits(t *testing.T) {
 		kernels.SetMode(prev)
 	}
 }
+
+// TestAttend8SameBits: the head-dim-8 attention (attend8) gives the general
+// loop's bits: stories260K (8 heads of 8, 4 KV heads), a 41-token prefill
+// (every key count mod 4) then decode steps, 1 and 2 threads.
+func TestAttend8SameBits(t *testing.T) {
+	m := loadStories(t)
+	for _, threads := range []int{1, 2} {
+		rt, err := New(m, Options{Threads: threads})
+		if err != nil {
+			t.Fatal(err)
+		}
+		run := func(legacy bool) []float32 {
+			decodeLegacy = legacy
+			defer func() { decodeLegacy = false }()
+			s := rt.NewState(64)
+			prompt := make([]int, 41)
+			for i := range prompt {
+				prompt[i] = 1 + (i*37)%500
+			}
+			all := make([]float32, len(prompt)*m.Config.Vocab)
+			if err := rt.Forward(s, prompt, all, true); err != nil {
+				t.Fatal(err)
+			}
+			logits := make([]float32, m.Config.Vocab)
+			for i := 0; i < 5; i++ {
+				if err := rt.Forward(s, []int{7 + i}, logits, false); err != nil {
+					t.Fatal(err)
+				}
+				all = append(all, logits...)
+			}
+			return all
+		}
+		want, got := run(true), run(false)
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("threads %d: logit %d = %v, general attention %v", threads, i, got[i], want[i])
+			}
+		}
+	}
+}

@@ -542,6 +542,53 @@ func interleaveHeads(vec []float32, headDim int, tmp []float32) {
 // attention: for token i at position Pos+i and each head, softmax-weighted
 // sum of cached values over positions 0..Pos+i. GQA: head h reads KV head
 // h / (heads/kvHeads).
+// attend8 is one head's attention for head dimension 8 (stories260K and
+// other tiny models, where the per-key loop overhead and one dependent
+// chain of adds per score dominated): four keys' dot products are summed
+// side by side, each in the order of the general loop (j = 0..7), and the
+// weighted values accumulate in eight locals in the general loop's order
+// over t, so the results are the bits of the general path.
+func attend8(qh, keys, vals, o, sc []float32, kh, kvd, pos int, scale float32) {
+	q := (*[8]float32)(qh[:8])
+	dot := func(t int) float32 {
+		k := (*[8]float32)(keys[t*kvd+kh : t*kvd+kh+8])
+		var d float32
+		d += q[0] * k[0]
+		d += q[1] * k[1]
+		d += q[2] * k[2]
+		d += q[3] * k[3]
+		d += q[4] * k[4]
+		d += q[5] * k[5]
+		d += q[6] * k[6]
+		d += q[7] * k[7]
+		return d
+	}
+	t := 0
+	for ; t+4 <= pos+1; t += 4 {
+		d0, d1, d2, d3 := dot(t), dot(t+1), dot(t+2), dot(t+3)
+		sc[t], sc[t+1], sc[t+2], sc[t+3] = d0*scale, d1*scale, d2*scale, d3*scale
+	}
+	for ; t <= pos; t++ {
+		sc[t] = dot(t) * scale
+	}
+	softmax(sc[:pos+1])
+	var o0, o1, o2, o3, o4, o5, o6, o7 float32
+	for t := 0; t <= pos; t++ {
+		a := sc[t]
+		v := (*[8]float32)(vals[t*kvd+kh : t*kvd+kh+8])
+		o0 += a * v[0]
+		o1 += a * v[1]
+		o2 += a * v[2]
+		o3 += a * v[3]
+		o4 += a * v[4]
+		o5 += a * v[5]
+		o6 += a * v[6]
+		o7 += a * v[7]
+	}
+	oo := (*[8]float32)(o[:8])
+	oo[0], oo[1], oo[2], oo[3], oo[4], oo[5], oo[6], oo[7] = o0, o1, o2, o3, o4, o5, o6, o7
+}
+
 func (r *Model) attention(s *State, l int, q, out []float32, n int, scores []float32) {
 	c := r.Cfg
 	hd, qd, kvd := c.HeadDim, c.QDim(), c.KVDim()
@@ -553,6 +600,10 @@ func (r *Model) attention(s *State, l int, q, out []float32, n int, scores []flo
 		qh := q[i*qd+h*hd : i*qd+(h+1)*hd]
 		sc := scores[(i*c.Heads+h)*s.MaxSeq : (i*c.Heads+h)*s.MaxSeq+pos+1]
 		kh := (h / group) * hd
+		if hd == 8 && !decodeLegacy {
+			attend8(qh, keys, vals, out[i*qd+h*hd:i*qd+(h+1)*hd], sc, kh, kvd, pos, scale)
+			return
+		}
 		for t := 0; t <= pos; t++ {
 			kt := keys[t*kvd+kh : t*kvd+kh+hd]
 			if hd < 32 { // a call into the SIMD kernel costs more than it saves

@@ -30,6 +30,15 @@
 //     entry -- at zero extra bytes (bits, groups and scale presence kept);
 //     for models whose float32 weights and optimizer state fit in memory.
 //
+// Speed: the products of the forward and backward passes (linears,
+// classifier, the weight gradients of tuned tensors, and attention as
+// per-head products in blocks of 4 query rows that skip masked key
+// blocks) run on gemm (matmul.go), an outer-product kernel with AVX2/FMA
+// 4x16 and 4x8 tiles on amd64 (gemm_amd64.s); softmax rows and SiLU take
+// their exponentials 8 at a time (exp_amd64.s), bit for bit runtime.Expf.
+// Every output is summed in a fixed order by the same code whatever the
+// thread split, so training stays deterministic for any thread count.
+//
 // Adapters are ir.Adapter values: y = W x + Scale * B (A x), with A
 // (rank x in) and B (out x rank) row-major float32 in memory. Storing them
 // (float16 in bundles) and applying them at inference belong to formats and

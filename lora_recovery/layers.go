@@ -1,6 +1,10 @@
 package lorarecovery
 
-import "math"
+import (
+	"math"
+
+	"github.com/squeeze-ml/squeeze/runtime/kernels"
+)
 
 // Layers of the trainer, one sequence of T tokens at a time. Each layer is
 // a _forward/_backward pair with the same argument order (llm.c style):
@@ -65,7 +69,8 @@ func rmsnormBackward(dinp, dout, inp, rstd, w []float32, T, D int) {
 
 // lin is one linear weight with its optional LoRA adapter:
 // out = W x + scale * B (A x). W (out,in) is frozen; WT (in,out) is its
-// transpose, kept so the input gradient runs as contiguous dot products.
+// transpose, from which the forward product runs (nil: from W); the input
+// gradient runs from W.
 // A (rank,in) and B (out,rank) are trainable; A == nil means no adapter.
 type lin struct {
 	W, WT   []float32
@@ -85,24 +90,26 @@ func (l *lin) needsGrad() bool { return l.A != nil || l.tuned }
 // linearForward: out (T,out) = inp (T,in) W^T + scale * (inp A^T) B^T, and
 // u (T,rank) = inp A^T saved for the backward pass.
 func linearForward(out, u, inp []float32, l *lin, T int) {
-	matmulForward(out, inp, l.W, T, l.in, l.out)
+	if l.WT != nil {
+		matmulT(out, inp, l.WT, T, l.in, l.out, false)
+	} else {
+		matmulForward(out, inp, l.W, T, l.in, l.out)
+	}
 	if l.A == nil {
 		return
 	}
 	matmulForward(u, inp, l.A, T, l.in, l.rank)
+	// out += u (scale B)^T, with (scale B)^T (rank, out) in scratch
 	r := l.rank
-	for t := 0; t < T; t++ {
-		ut := u[t*r : (t+1)*r]
-		o := out[t*l.out : (t+1)*l.out]
-		for j := range o {
-			b := l.B[j*r : (j+1)*r]
-			var s float32
-			for k, v := range ut {
-				s += b[k] * v
-			}
-			o[j] += l.scale * s
+	bt := getScratch(r * l.out)
+	BT := (*bt)[:r*l.out]
+	for j := 0; j < l.out; j++ {
+		for k, b := range l.B[j*r : (j+1)*r] {
+			BT[k*l.out+j] = l.scale * b
 		}
 	}
+	gemm(out, l.out, u, r, 1, BT, l.out, T, l.out, r, true)
+	putScratch(bt)
 }
 
 // linearBackward, given dout (T,out):
@@ -114,38 +121,30 @@ func linearForward(out, u, inp []float32, l *lin, T int) {
 func linearBackward(dinp, dA, dB, du, dout, inp, u []float32, l *lin, T int) {
 	r := l.rank
 	if l.A != nil {
-		for t := 0; t < T; t++ {
-			ut := u[t*r : (t+1)*r]
-			dut := du[t*r : (t+1)*r]
-			for k := range dut {
-				dut[k] = 0
-			}
-			do := dout[t*l.out : (t+1)*l.out]
-			for j, g := range do {
-				if g == 0 {
-					continue
-				}
-				gs := g * l.scale
-				axpy(dB[j*r:(j+1)*r], gs, ut)
-				axpy(dut, gs, l.B[j*r:(j+1)*r])
-			}
-			x := inp[t*l.in : (t+1)*l.in]
-			for k, g := range dut {
-				axpy(dA[k*l.in:(k+1)*l.in], g, x)
+		du = du[:T*r]
+		gemm(du, r, dout, l.out, 1, l.B, r, T, r, l.out, false)
+		for i := range du {
+			du[i] *= l.scale
+		}
+		// dB^T (rank, out) = u^T dout in scratch, added scaled and transposed
+		bt := getScratch(r * l.out)
+		dBT := (*bt)[:r*l.out]
+		gemm(dBT, l.out, u, 1, r, dout, l.out, r, l.out, T, false)
+		for j := 0; j < l.out; j++ {
+			db := dB[j*r : (j+1)*r]
+			for k := range db {
+				db[k] += l.scale * dBT[k*l.out+j]
 			}
 		}
+		putScratch(bt)
+		gemm(dA, l.in, du, 1, r, inp, l.in, r, l.in, T, true)
 	}
 	if dinp == nil {
 		return
 	}
-	matmulForwardAcc(dinp, dout, l.WT, T, l.out, l.in)
+	matmulT(dinp, dout, l.W, T, l.out, l.in, true)
 	if l.A != nil {
-		for t := 0; t < T; t++ {
-			dx := dinp[t*l.in : (t+1)*l.in]
-			for k, g := range du[t*r : (t+1)*r] {
-				axpy(dx, g, l.A[k*l.in:(k+1)*l.in])
-			}
-		}
+		gemm(dinp, l.in, du, r, 1, l.A, l.in, T, l.in, r, true)
 	}
 }
 
@@ -209,6 +208,18 @@ func rope(x []float32, rt *ropeTable, T, nHeads, headDim int, neox bool, sign fl
 // nKV key/value heads, query head h reads KV head h / (nHeads/nKV).
 type attnDims struct{ nHeads, nKV, headDim int }
 
+// Attention runs per query head as products of small matrices on gemm
+// (matmul.go), one block of 4 query rows at a time so the causal mask
+// skips the key blocks past the rows' last position: scores S = Q_h K_h^T
+// (keys transposed to (nKV*headDim, T) so they are gemm's row-major B),
+// out = P V_h with V read in place; backward dP = dO V_h^T, dV += P^T dO,
+// dQ += dS K_h, dK += dS^T Q_h.
+
+// causalCols is the number of key columns computed for the query rows
+// [i0, i0+4): through the last row's position, rounded up to the 16-wide
+// tiles (at most T). Scores past a row's own position are overwritten.
+func causalCols(i0, T int) int { return min(T, (i0+4+15)&^15) }
+
 // attentionForward: out (T, nHeads*headDim) from q (T, nHeads*headDim) and
 // k, v (T, nKV*headDim); att (nHeads, T, T) saves the softmax
 // probabilities (row t holds positions 0..t; the rest is zero).
@@ -217,105 +228,108 @@ func attentionForward(out, att, q, k, v []float32, T int, d attnDims) {
 	QC, KC := d.nHeads*hd, d.nKV*hd
 	group := d.nHeads / d.nKV
 	scale := float32(1 / math.Sqrt(float64(hd)))
+	bk := getScratch(KC * T)
+	kT := (*bk)[:KC*T]
+	transposeInto(kT, k[:T*KC], T, KC)
+	for i := range kT {
+		kT[i] *= scale // scores = q . (scale k)
+	}
 	for h := 0; h < d.nHeads; h++ {
 		kh := h / group
-		for t := 0; t < T; t++ {
-			qt := q[t*QC+h*hd : t*QC+(h+1)*hd]
-			row := att[(h*T+t)*T : (h*T+t+1)*T]
-			maxv := float32(math.Inf(-1))
-			for s := 0; s <= t; s++ {
-				ks := k[s*KC+kh*hd : s*KC+kh*hd+len(qt)]
-				var dot float32
-				for i, a := range qt {
-					dot += a * ks[i]
+		kTh := kT[kh*hd*T : (kh+1)*hd*T]
+		P := att[h*T*T : (h+1)*T*T]
+		for i0 := 0; i0 < T; i0 += 4 {
+			m := min(4, T-i0)
+			// scores of rows i0..i0+m-1
+			gemm(P[i0*T:], T, q[i0*QC+h*hd:], QC, 1, kTh, T, m, causalCols(i0, T), hd, false)
+			for t := i0; t < i0+m; t++ {
+				full := P[t*T : (t+1)*T]
+				row := full[:t+1]
+				maxv := row[0]
+				for _, x := range row[1:] {
+					if x > maxv { // (the builtin max's NaN handling costs a branch chain)
+						maxv = x
+					}
 				}
-				dot *= scale
-				row[s] = dot
-				if dot > maxv {
-					maxv = dot
+				inv := 1 / expRow(row, row, 1, maxv)
+				for s := range row {
+					row[s] *= inv
 				}
+				clear(full[t+1:])
 			}
-			var sum float32
-			for s := 0; s <= t; s++ {
-				e := expf(row[s] - maxv)
-				row[s] = e
-				sum += e
-			}
-			inv := 1 / sum
-			for s := 0; s <= t; s++ {
-				row[s] *= inv
-			}
-			for s := t + 1; s < T; s++ {
-				row[s] = 0
-			}
-			o := out[t*QC+h*hd : t*QC+(h+1)*hd]
-			for i := range o {
-				o[i] = 0
-			}
-			for s := 0; s <= t; s++ {
-				axpy(o, row[s], v[s*KC+kh*hd:s*KC+(kh+1)*hd])
-			}
+			// out rows = P rows (zero past each position) @ V_h
+			gemm(out[i0*QC+h*hd:], QC, P[i0*T:], T, 1, v[kh*hd:], KC, m, hd, i0+m, false)
 		}
 	}
+	putScratch(bk)
 }
 
-// attentionBackward: dq, dk, dv += gradients given dout. scratch has room
-// for T floats.
-func attentionBackward(dq, dk, dv, dout, att, q, k, v []float32, T int, d attnDims, scratch []float32) {
+// attentionBackward: dq, dk, dv += gradients given dout.
+func attentionBackward(dq, dk, dv, dout, att, q, k, v []float32, T int, d attnDims) {
 	hd := d.headDim
 	QC, KC := d.nHeads*hd, d.nKV*hd
 	group := d.nHeads / d.nKV
 	scale := float32(1 / math.Sqrt(float64(hd)))
-	dp := scratch[:T]
+	bv, bd := getScratch(KC*T), getScratch(T*T)
+	vT, dS := (*bv)[:KC*T], (*bd)[:T*T]
+	transposeInto(vT, v[:T*KC], T, KC)
 	for h := 0; h < d.nHeads; h++ {
 		kh := h / group
-		for t := 0; t < T; t++ {
-			row := att[(h*T+t)*T : (h*T+t+1)*T]
-			dot := dout[t*QC+h*hd : t*QC+(h+1)*hd]
-			// dP[s] = dout . v[s];  dv[s] += P[s] dout
-			var pdp float32
-			for s := 0; s <= t; s++ {
-				vs := v[s*KC+kh*hd : s*KC+kh*hd+len(dot)]
-				var x float32
-				for i, a := range dot {
-					x += a * vs[i]
+		vTh := vT[kh*hd*T : (kh+1)*hd*T]
+		P := att[h*T*T : (h+1)*T*T]
+		for i0 := 0; i0 < T; i0 += 4 {
+			m := min(4, T-i0)
+			// dP rows = dO rows @ V_h^T
+			gemm(dS[i0*T:], T, dout[i0*QC+h*hd:], QC, 1, vTh, T, m, causalCols(i0, T), hd, false)
+			// dS = P (dP - sum P dP) scale, zero past each position
+			for t := i0; t < i0+m; t++ {
+				full := dS[t*T : (t+1)*T]
+				ds := full[:t+1]
+				row := P[t*T : t*T+t+1]
+				pdp := kernels.Dot(row, ds)
+				for s, p := range row {
+					ds[s] = p * (ds[s] - pdp) * scale
 				}
-				dp[s] = x
-				pdp += row[s] * x
-				axpy(dv[s*KC+kh*hd:s*KC+(kh+1)*hd], row[s], dot)
+				clear(full[t+1:])
 			}
-			// dS[s] = P[s] (dP[s] - sum P dP), scores = scale * q.k
-			qt := q[t*QC+h*hd : t*QC+(h+1)*hd]
-			dqt := dq[t*QC+h*hd : t*QC+(h+1)*hd]
-			for s := 0; s <= t; s++ {
-				ds := row[s] * (dp[s] - pdp) * scale
-				if ds == 0 {
-					continue
-				}
-				axpy(dqt, ds, k[s*KC+kh*hd:s*KC+(kh+1)*hd])
-				axpy(dk[s*KC+kh*hd:s*KC+(kh+1)*hd], ds, qt)
-			}
+			// dQ rows += dS rows @ K_h
+			gemm(dq[i0*QC+h*hd:], QC, dS[i0*T:], T, 1, k[kh*hd:], KC, m, hd, i0+m, true)
+		}
+		// Key rows s0..s0+3 are reached from query rows t >= s0.
+		for s0 := 0; s0 < T; s0 += 4 {
+			m := min(4, T-s0)
+			// dK rows += dS^T rows @ Q_h; dV rows += P^T rows @ dO_h
+			gemm(dk[s0*KC+kh*hd:], KC, dS[s0*T+s0:], 1, T, q[s0*QC+h*hd:], QC, m, hd, T-s0, true)
+			gemm(dv[s0*KC+kh*hd:], KC, P[s0*T+s0:], 1, T, dout[s0*QC+h*hd:], QC, m, hd, T-s0, true)
 		}
 	}
+	putScratch(bv)
+	putScratch(bd)
 }
 
 // swigluForward: out (T,F) = silu(gate) * up.
 func swigluForward(out, gate, up []float32, n int) {
-	for i := 0; i < n; i++ {
-		g := gate[i]
-		out[i] = g / (1 + expf(-g)) * up[i]
+	b := getScratch(n)
+	e := (*b)[:n]
+	expRow(e, gate[:n], -1, 0)
+	for i, g := range gate[:n] {
+		out[i] = g / (1 + e[i]) * up[i]
 	}
+	putScratch(b)
 }
 
 // swigluBackward: dgate, dup += gradients given dout.
 func swigluBackward(dgate, dup, dout, gate, up []float32, n int) {
-	for i := 0; i < n; i++ {
-		g := gate[i]
-		sg := 1 / (1 + expf(-g))
+	b := getScratch(n)
+	e := (*b)[:n]
+	expRow(e, gate[:n], -1, 0)
+	for i, g := range gate[:n] {
+		sg := 1 / (1 + e[i])
 		silu := g * sg
 		dgate[i] += dout[i] * up[i] * sg * (1 + g*(1-sg))
 		dup[i] += dout[i] * silu
 	}
+	putScratch(b)
 }
 
 // residualForward: out = a + b.
@@ -332,14 +346,19 @@ func residualBackward(da, db, dout []float32, n int) {
 }
 
 // classifierForward: logits (T,V) = inp (T,D) Wc^T with Wc (V,D) frozen
-// (the token embedding when tied).
-func classifierForward(logits, inp, Wc []float32, T, D, V int) {
+// (the token embedding when tied); WcT (D,V) is its transpose (nil: the
+// product runs from Wc).
+func classifierForward(logits, inp, Wc, WcT []float32, T, D, V int) {
+	if WcT != nil {
+		matmulT(logits, inp, WcT, T, D, V, false)
+		return
+	}
 	matmulForward(logits, inp, Wc, T, D, V)
 }
 
-// classifierBackward: dinp (T,D) += dlogits (T,V) Wc, via WcT (D,V).
-func classifierBackward(dinp, dlogits, inp, WcT []float32, T, D, V int) {
-	matmulForwardAcc(dinp, dlogits, WcT, T, V, D)
+// classifierBackward: dinp (T,D) += dlogits (T,V) Wc.
+func classifierBackward(dinp, dlogits, inp, Wc []float32, T, D, V int) {
+	matmulT(dinp, dlogits, Wc, T, V, D, true)
 }
 
 // distillForward computes the loss of one sequence from student logits
@@ -349,15 +368,18 @@ func classifierBackward(dinp, dlogits, inp, WcT []float32, T, D, V int) {
 // It overwrites logits with the student log-probabilities and returns the
 // summed KL and the summed cross-entropy (in float64).
 func distillForward(logits, tlogp []float32, targets []int, T, V int) (kl, ce float64) {
+	pb := getScratch(V)
+	p := (*pb)[:V]
 	for t := 0; t < T; t++ {
 		z := logits[t*V : (t+1)*V]
 		logSoftmax(z)
 		if tlogp != nil {
 			lp := tlogp[t*V : (t+1)*V]
+			expRow(p, lp, 1, 0)
 			var s float64
 			for i, a := range lp {
 				if a > -80 {
-					s += math.Exp(float64(a)) * float64(a-z[i])
+					s += float64(p[i]) * float64(a-z[i])
 				}
 			}
 			kl += s
@@ -366,6 +388,7 @@ func distillForward(logits, tlogp []float32, targets []int, T, V int) (kl, ce fl
 			ce -= float64(z[targets[t]])
 		}
 	}
+	putScratch(pb)
 	return kl, ce
 }
 
@@ -373,25 +396,29 @@ func distillForward(logits, tlogp []float32, targets []int, T, V int) (kl, ce fl
 // distillForward) into dlogits in place:
 // dlogits = klScale (q - p) + ceScale (q - onehot(target)).
 func distillBackward(dlogits, tlogp []float32, targets []int, T, V int, klScale, ceScale float32) {
+	pb := getScratch(V)
+	p := (*pb)[:V]
 	for t := 0; t < T; t++ {
 		z := dlogits[t*V : (t+1)*V]
 		qs := klScale
 		if targets != nil && targets[t] >= 0 {
 			qs += ceScale
 		}
-		for i, a := range z {
-			z[i] = float32(math.Exp(float64(a))) * qs
+		expRow(z, z, 1, 0)
+		for i := range z {
+			z[i] *= qs
 		}
 		if tlogp != nil && klScale != 0 {
-			lp := tlogp[t*V : (t+1)*V]
-			for i, a := range lp {
-				z[i] -= klScale * float32(math.Exp(float64(a)))
+			expRow(p, tlogp[t*V:(t+1)*V], 1, 0)
+			for i, a := range p {
+				z[i] -= klScale * a
 			}
 		}
 		if targets != nil && targets[t] >= 0 && ceScale != 0 {
 			z[targets[t]] -= ceScale
 		}
 	}
+	putScratch(pb)
 }
 
 // logSoftmax replaces z with log(softmax(z)).
@@ -402,20 +429,14 @@ func logSoftmax(z []float32) {
 			maxv = v
 		}
 	}
-	var s float64
-	for _, v := range z {
-		s += math.Exp(float64(v - maxv))
-	}
-	lse := maxv + float32(math.Log(s))
+	pb := getScratch(len(z))
+	s := expRow((*pb)[:len(z)], z, 1, maxv)
+	putScratch(pb)
+	lse := maxv + float32(math.Log(float64(s)))
 	for i := range z {
 		z[i] -= lse
 	}
 }
 
 // axpy: y += a x.
-func axpy(y []float32, a float32, x []float32) {
-	x = x[:len(y)]
-	for i, v := range x {
-		y[i] += a * v
-	}
-}
+func axpy(y []float32, a float32, x []float32) { kernels.Axpy(a, x[:len(y)], y) }

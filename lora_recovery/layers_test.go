@@ -110,8 +110,13 @@ func newTestLin(rng *rand.Rand, in, out, rank int, adapter bool) *lin {
 func TestLinearLoRAGrad(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 4))
 	// T = 6 exercises both the 4-token block and the remainder of matmul.
-	for _, adapter := range []bool{true, false} {
-		T, in, out, rank := 6, 7, 5, 3
+	// 8 x 20 -> 24, rank 4 runs the vector tiles of gemm (4 rows, 16 + 8
+	// columns) beside the loops.
+	for _, c := range []struct {
+		adapter          bool
+		T, in, out, rank int
+	}{{true, 6, 7, 5, 3}, {false, 6, 7, 5, 3}, {true, 8, 20, 24, 4}} {
+		adapter, T, in, out, rank := c.adapter, c.T, c.in, c.out, c.rank
 		l := newTestLin(rng, in, out, rank, adapter)
 		x := randVec(rng, T*in, 1)
 		w := randVec(rng, T*out, 1)
@@ -197,9 +202,17 @@ func TestRoPE(t *testing.T) {
 }
 
 func TestAttentionGQA(t *testing.T) {
+	testAttentionGQA(t, 5, attnDims{nHeads: 4, nKV: 2, headDim: 3})
+}
+
+// TestAttentionGQALong: rows past 8 positions and a head dimension of 8 run
+// the vector kernels (and their tails) of the attention inner loops.
+func TestAttentionGQALong(t *testing.T) {
+	testAttentionGQA(t, 19, attnDims{nHeads: 4, nKV: 2, headDim: 8})
+}
+
+func testAttentionGQA(t *testing.T, T int, d attnDims) {
 	rng := rand.New(rand.NewPCG(1, 6))
-	T := 5
-	d := attnDims{nHeads: 4, nKV: 2, headDim: 3}
 	QC, KC := d.nHeads*d.headDim, d.nKV*d.headDim
 	q, k, v := randVec(rng, T*QC, 1), randVec(rng, T*KC, 1), randVec(rng, T*KC, 1)
 	out, att := make([]float32, T*QC), make([]float32, d.nHeads*T*T)
@@ -229,14 +242,14 @@ func TestAttentionGQA(t *testing.T) {
 				for s := range sc {
 					o += sc[s] / z * float64(v[s*KC+kh*d.headDim+i])
 				}
-				if got := out[tt*QC+h*d.headDim+i]; math.Abs(o-float64(got)) > 1e-5 {
+				if got := out[tt*QC+h*d.headDim+i]; math.Abs(o-float64(got)) > 2e-5 {
 					t.Fatalf("attention h=%d t=%d i=%d: got %v want %v", h, tt, i, got, o)
 				}
 			}
 		}
 	}
 	dq, dk, dv := make([]float32, T*QC), make([]float32, T*KC), make([]float32, T*KC)
-	attentionBackward(dq, dk, dv, w, att, q, k, v, T, d, make([]float32, T))
+	attentionBackward(dq, dk, dv, w, att, q, k, v, T, d)
 	checkGrad(t, "dq", q, dq, loss, 1e-2)
 	checkGrad(t, "dk", k, dk, loss, 1e-2)
 	checkGrad(t, "dv", v, dv, loss, 1e-2)
@@ -271,10 +284,12 @@ func TestClassifierGrad(t *testing.T) {
 	T, D, V := 5, 6, 11
 	x, Wc, w := randVec(rng, T*D, 1), randVec(rng, V*D, 1), randVec(rng, T*V, 1)
 	out := make([]float32, T*V)
-	loss := func() float64 { classifierForward(out, x, Wc, T, D, V); return wsum(w, out) }
-	dx := make([]float32, T*D)
-	classifierBackward(dx, w, x, transpose(Wc, V, D), T, D, V)
-	checkGrad(t, "dx", x, dx, loss, 1e-2)
+	for _, WcT := range [][]float32{nil, transpose(Wc, V, D)} {
+		loss := func() float64 { classifierForward(out, x, Wc, WcT, T, D, V); return wsum(w, out) }
+		dx := make([]float32, T*D)
+		classifierBackward(dx, w, x, Wc, T, D, V)
+		checkGrad(t, "dx", x, dx, loss, 1e-2)
+	}
 }
 
 func TestDistillLossGrad(t *testing.T) {
@@ -343,5 +358,76 @@ func TestExpf(t *testing.T) {
 	t.Logf("expf max relative error %.2g", worst)
 	if expf(-100) != 0 || !math.IsInf(float64(expf(100)), 1) {
 		t.Fatal("expf limits")
+	}
+}
+
+// TestExpRowMatchesRuntime: expRow is runtime.Expf's arithmetic in a loop,
+// bit for bit, over the whole range (limits included), with the sign and
+// offset applied first.
+func TestExpRowMatchesRuntime(t *testing.T) {
+	var src []float32
+	for x := -100.0; x <= 100; x += 0.0137 {
+		src = append(src, float32(x))
+	}
+	src = append(src, 0, float32(math.Copysign(0, -1)), -87, 88, 87.99, -86.99)
+	dst := make([]float32, len(src))
+	for _, c := range []struct{ sign, sub float32 }{{1, 0}, {-1, 0}, {1, 3.25}} {
+		sum := expRow(dst, src, c.sign, c.sub)
+		var want float32
+		for i, v := range src {
+			e := expf(c.sign*v - c.sub)
+			want += e
+			if math.Float32bits(dst[i]) != math.Float32bits(e) {
+				t.Fatalf("expRow(%v, sign %v, sub %v) = %v, runtime.Expf %v", v, c.sign, c.sub, dst[i], e)
+			}
+		}
+		if math.Float32bits(sum) != math.Float32bits(want) {
+			t.Fatalf("expRow sum %v, want %v", sum, want)
+		}
+	}
+}
+
+// TestGemm: the tiled kernel and its edges (rows past a multiple of 4,
+// columns past a multiple of 16), overwriting and accumulating, in the
+// three layouts the trainer uses, against a float64 reference.
+func TestGemm(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 12))
+	for _, sh := range [][3]int{{9, 37, 13}, {128, 64, 172}, {3, 5, 7}, {16, 32, 8}, {12, 8, 29}} {
+		T, I, O := sh[0], sh[1], sh[2]
+		x, WT := randVec(rng, T*I, 1), randVec(rng, I*O, 1)
+		for _, acc := range []bool{false, true} {
+			out := randVec(rng, T*O, 1)
+			prev := append([]float32(nil), out...)
+			matmulT(out, x, WT, T, I, O, acc)
+			for tt := 0; tt < T; tt++ {
+				for o := 0; o < O; o++ {
+					var s float64
+					if acc {
+						s = float64(prev[tt*O+o])
+					}
+					for i := 0; i < I; i++ {
+						s += float64(x[tt*I+i]) * float64(WT[i*O+o])
+					}
+					if math.Abs(s-float64(out[tt*O+o])) > 1e-4*math.Sqrt(float64(I)) {
+						t.Fatalf("%v acc %v: out[%d,%d] = %v, want %v", sh, acc, tt, o, out[tt*O+o], s)
+					}
+				}
+			}
+		}
+		// C (I x O) = x^T y with y (T x O): the weight-gradient layout.
+		y := randVec(rng, T*O, 1)
+		C := make([]float32, I*O)
+		gemmTN(C, x, y, T, I, O)
+		for i := 0; i < I; i++ {
+			for o := 0; o < O; o++ {
+				var s float64
+				for tt := 0; tt < T; tt++ {
+					s += float64(x[tt*I+i]) * float64(y[tt*O+o])
+				}
+				if math.Abs(s-float64(C[i*O+o])) > 1e-4*math.Sqrt(float64(T)) {
+					t.Fatalf("%v: gemmTN[%d,%d] = %v, want %v", sh, i, o, C[i*O+o], s)
+				}
+			}
+		}
 	}
 }

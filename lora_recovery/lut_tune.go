@@ -6,9 +6,6 @@ import (
 	"slices"
 	"time"
 
-	"gonum.org/v1/gonum/blas"
-	"gonum.org/v1/gonum/blas/blas32"
-
 	"github.com/squeeze-ml/squeeze/ir"
 )
 
@@ -199,14 +196,6 @@ type lutSink struct {
 	dW, dE []float32 // scratch: a linear's dW; the embedding/classifier's
 }
 
-// gemmTN: C (M x N) = A^T B with A (T x M), B (T x N), all row-major.
-func gemmTN(C, A, B []float32, T, M, N int) {
-	blas32.Gemm(blas.Trans, blas.NoTrans, 1,
-		blas32.General{Rows: T, Cols: M, Stride: M, Data: A[:T*M]},
-		blas32.General{Rows: T, Cols: N, Stride: N, Data: B[:T*N]},
-		0, blas32.General{Rows: M, Cols: N, Stride: N, Data: C[:M*N]})
-}
-
 func (s *lutSink) linear(layer, kind int, dout, inp []float32, T int) {
 	p := s.tu.lin[layer*nKinds+kind]
 	dW := s.dW[:p.rows*p.cols]
@@ -291,9 +280,8 @@ func (tu *lutTuner) heldOutStored(rounded []float32) float64 {
 
 // decode writes every tuned weight of the student net from theta.
 func (tu *lutTuner) decode(theta []float32) {
-	for _, p := range tu.params {
-		p.decode(theta)
-	}
+	// each tensor writes its own weights: on the workers
+	tu.tr.parallel(len(tu.params), func(_, i int) { tu.params[i].decode(theta) })
 	for _, p := range tu.norms {
 		if p != nil {
 			copy(p.w, theta[p.off:p.off+len(p.w)])

@@ -64,8 +64,9 @@ func decodeF32(m *ir.Model, name string, shape ...int) ([]float32, error) {
 	return append([]float32(nil), t.F32()...), nil
 }
 
-// newNet decodes m's weights to float32 once. withGrad also keeps the
-// transposes needed for input gradients.
+// newNet decodes m's weights to float32 once, with their transposes (the
+// forward products run from W^T, the input gradients from W: matmul.go);
+// withGrad marks the net that backward runs on.
 func newNet(m *ir.Model, withGrad bool) (*net, error) {
 	c := m.Config
 	if err := c.Validate(); err != nil {
@@ -87,9 +88,7 @@ func newNet(m *ir.Model, withGrad bool) (*net, error) {
 	} else if n.cls, err = decodeF32(m, ir.NameOutput, c.Vocab, c.Dim); err != nil {
 		return nil, err
 	}
-	if withGrad {
-		n.clsT = transpose(n.cls, c.Vocab, c.Dim)
-	}
+	n.clsT = transpose(n.cls, c.Vocab, c.Dim)
 	n.layers = make([]layerW, c.Layers)
 	for l := range n.layers {
 		lw := &n.layers[l]
@@ -105,10 +104,7 @@ func newNet(m *ir.Model, withGrad bool) (*net, error) {
 			if err != nil {
 				return nil, err
 			}
-			li := &lin{W: W, in: in, out: out}
-			if withGrad {
-				li.WT = transpose(W, out, in)
-			}
+			li := &lin{W: W, WT: transpose(W, out, in), in: in, out: out}
 			lw.lins[k] = li
 		}
 	}
@@ -167,7 +163,6 @@ type acts struct {
 	// backward scratch
 	dres, dx2, dbr, dxn, dq, dk, dv, dao, dg, dup, dh []float32
 	du                                                []float32
-	scratch                                           []float32
 
 	// sink, when set, receives what the gradients of tuned frozen
 	// weights need during backward (lut_tune.go).
@@ -226,7 +221,6 @@ func newActs(n *net, T int, maxRank int, withGrad bool) *acts {
 		a.dq, a.dk, a.dv, a.dao = f(T*QC), f(T*KC), f(T*KC), f(T*QC)
 		a.dg, a.dup, a.dh = f(T*F), f(T*F), f(T*F)
 		a.du = f(T * max(maxRank, 1))
-		a.scratch = f(T)
 	}
 	return a
 }
@@ -266,7 +260,7 @@ func (n *net) forward(a *acts, tokens []int) {
 		residualForward(a.x[l+1], a.x2[l], a.br, T*D)
 	}
 	rmsnormForward(a.xnF, a.rstdF, a.x[c.Layers], n.outNorm, T, D, n.eps)
-	classifierForward(a.log, a.xnF, n.cls, T, D, c.Vocab)
+	classifierForward(a.log, a.xnF, n.cls, n.clsT, T, D, c.Vocab)
 }
 
 // backward propagates dlogits (in a.log) back to the adapters, adding
@@ -282,7 +276,7 @@ func (n *net) backward(a *acts, tokens []int, grads []*linGrad) {
 	if a.sink != nil {
 		a.sink.classifier(a.log[:T*c.Vocab], a.xnF[:T*D], T)
 	}
-	classifierBackward(a.dres, a.log, a.xnF, n.clsT, T, D, c.Vocab)
+	classifierBackward(a.dres, a.log, a.xnF, n.cls, T, D, c.Vocab)
 	zero(a.dx2[:T*D])
 	n.sinkNorm(a, 2*c.Layers, a.dres, a.x[c.Layers], a.rstdF, T)
 	rmsnormBackward(a.dx2, a.dres, a.x[c.Layers], a.rstdF, n.outNorm, T, D)
@@ -321,7 +315,7 @@ func (n *net) backward(a *acts, tokens []int, grads []*linGrad) {
 		zero(a.dq[:T*QC])
 		zero(a.dk[:T*KC])
 		zero(a.dv[:T*KC])
-		attentionBackward(a.dq, a.dk, a.dv, a.dao, a.att[l], a.q[l], a.k[l], a.v[l], T, ad, a.scratch)
+		attentionBackward(a.dq, a.dk, a.dv, a.dao, a.att[l], a.q[l], a.k[l], a.v[l], T, ad)
 		ropeBackward(a.dq[:T*QC], rt, T, c.Heads, c.HeadDim, c.RopeNeoX)
 		ropeBackward(a.dk[:T*KC], rt, T, c.KVHeads, c.HeadDim, c.RopeNeoX)
 		var dxn []float32

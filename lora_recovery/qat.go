@@ -323,13 +323,20 @@ func tuneQAT(teacher, student *ir.Model, tokens []int, topt TuneOptions, opt Opt
 	rep.History = append(rep.History, Point{0, math.NaN(), rep.BaseHeldOutKL})
 
 	// Indices from the initial latent weights.
+	// Tensors are independent (each reads and writes its own LUT entries,
+	// indices and latent weights), so they run on the workers.
+	flips := make([]int, len(tu.params))
 	reassign := func() {
-		for _, p := range tu.params {
+		tr.parallel(len(tu.params), func(_, i int) {
+			p := tu.params[i]
 			L := lat[p.qat-P : p.qat-P+p.rows*p.cols]
-			qr.Flips += int64(p.reassign(tu.theta, L, float32(q.Hysteresis)))
+			flips[i] = p.reassign(tu.theta, L, float32(q.Hysteresis))
 			if q.LUTs == QATCentroids {
 				p.centroids(tu.theta, L)
 			}
+		})
+		for _, n := range flips {
+			qr.Flips += int64(n)
 		}
 	}
 	rounded := make([]float32, P)

@@ -152,6 +152,10 @@ func TestCompileQAT(t *testing.T) {
 		!strings.Contains(err.Error(), "--sample-tokens") {
 		t.Errorf("--sample-tokens without --qat or --recover: %v", err)
 	}
+	if _, _, err := squeeze(t, "compile", stories, "--target", "3.7bpw", "--calib", short, "--qat", "--qat-steps", "0", "-o", filepath.Join(dir, "x.sqz")); err == nil ||
+		!strings.Contains(err.Error(), "--qat-steps") {
+		t.Errorf("--qat-steps 0: %v", err)
+	}
 }
 
 // --json reports the CPU time of each stage beside its wall time, and

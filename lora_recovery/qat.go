@@ -108,6 +108,12 @@ type QATOptions struct {
 	// entries (0: always the nearest entry), damping flips back and
 	// forth at decision boundaries. In [0, 1).
 	Hysteresis float64
+	// FreezeFrac freezes the indices (and stops the latent weights) for
+	// the last FreezeFrac of the steps, so the LUT entries, row scales and
+	// norms settle on a fixed assignment instead of chasing indices that
+	// still flip at decision boundaries. In [0, 1); 0 = re-assign every
+	// step to the end.
+	FreezeFrac float64
 }
 
 // QATReport summarises the index re-assignment of a QAT run.
@@ -118,6 +124,7 @@ type QATReport struct {
 	LUTs       string  `json:"luts"`
 	Adam       string  `json:"adam"` // element (plain Adam) or tensor (TensorAdam)
 	Hysteresis float64 `json:"hysteresis,omitempty"`
+	FreezeFrac float64 `json:"freeze_frac,omitempty"`
 	Weights    int     `json:"weights"` // palettized weights whose indices are trained
 	// InitHeldOutKL is the held-out KL right after the indices were
 	// assigned from the initial latent weights (the base KL for
@@ -150,6 +157,8 @@ func (q *QATOptions) check() error {
 		return fmt.Errorf("qat: blend %v, expected in [0, 1]", q.Blend)
 	case !(q.Hysteresis >= 0 && q.Hysteresis < 1):
 		return fmt.Errorf("qat: hysteresis %v, expected in [0, 1)", q.Hysteresis)
+	case !(q.FreezeFrac >= 0 && q.FreezeFrac < 1):
+		return fmt.Errorf("qat: freeze fraction %v, expected in [0, 1)", q.FreezeFrac)
 	case q.LUTs != QATGradient && q.LUTs != QATCentroids:
 		return fmt.Errorf("qat: unknown LUT mode %d", q.LUTs)
 	}
@@ -305,7 +314,7 @@ func tuneQAT(teacher, student *ir.Model, tokens []int, topt TuneOptions, opt Opt
 	tr.cacheTeacher(opt.TeacherCacheBytes)
 	rep = TuneReport{Tensors: len(tu.params), LUTEntries: tu.nLUT, Scales: tu.nScl, NormWeights: tu.nNorm, SeqLen: tr.T, Batch: opt.Batch,
 		Steps: opt.Steps, Threads: opt.Threads, TrainWindows: tr.nTrain, HeldOutWindows: len(tr.windows) - tr.nTrain}
-	qr := &QATReport{LR: q.LR, Init: q.Init.String(), LUTs: q.LUTs.String(), Adam: "element", Hysteresis: q.Hysteresis, Weights: N}
+	qr := &QATReport{LR: q.LR, Init: q.Init.String(), LUTs: q.LUTs.String(), Adam: "element", Hysteresis: q.Hysteresis, FreezeFrac: q.FreezeFrac, Weights: N}
 	if q.TensorAdam {
 		qr.Adam = "tensor"
 	}
@@ -382,7 +391,11 @@ func tuneQAT(teacher, student *ir.Model, tokens []int, topt TuneOptions, opt Opt
 			tu.theta[i] -= stepSize * tu.mag[i] * m[i] / (float32(math.Sqrt(float64(v[i])))/sq2 + adamEps)
 		}
 		latStep := float32(lr / opt.LR * q.LR / bc1)
+		frozen := float64(step) > (1-q.FreezeFrac)*float64(opt.Steps)
 		for pi, p := range tu.params {
+			if frozen {
+				break
+			}
 			o, n := p.qat-P, p.rows*p.cols
 			s := latStep * latMag[pi]
 			L, mm := lat[o:o+n], mL[o:o+n]
@@ -406,7 +419,9 @@ func tuneQAT(teacher, student *ir.Model, tokens []int, topt TuneOptions, opt Opt
 				L[j] -= d * mm[j]
 			}
 		}
-		reassign()
+		if !frozen {
+			reassign()
+		}
 		tu.decode(tu.theta)
 		rep.StepTime += time.Since(t0)
 		pt := Point{Step: step, Loss: loss, HeldOutKL: math.NaN()}

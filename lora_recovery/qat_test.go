@@ -322,11 +322,49 @@ func TestQATErrors(t *testing.T) {
 		{QATOptions{Init: 9}, "unknown init mode"},
 		{QATOptions{LUTs: 4}, "unknown LUT mode"},
 		{QATOptions{Hysteresis: 1}, "hysteresis 1"},
+		{QATOptions{FreezeFrac: 1}, "freeze fraction 1"},
+		{QATOptions{FreezeFrac: -0.5}, "freeze fraction -0.5"},
 	} {
 		q := tc.q
 		_, _, err := TuneLUTs(teacher, student, tokens, TuneOptions{Steps: 1, SeqLen: 16, QAT: &q})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: error %v, want one containing %q", tc.q, err, tc.want)
 		}
+	}
+}
+
+// TestQATFreeze: with FreezeFrac the indices move only in the first
+// (1 - FreezeFrac) of the steps: frozen from the first step, no index
+// changes at all while the LUT entries still train; frozen for the last
+// half, indices move (and the run is the unfrozen run's first half plus
+// palette-only steps).
+func TestQATFreeze(t *testing.T) {
+	teacher, student, tokens := qatFixture(t, 0.05)
+	run := func(freeze float64) (*ir.Model, *QATReport) {
+		out, rep, err := TuneLUTs(teacher, student, tokens, TuneOptions{Steps: 40, Batch: 3, SeqLen: 16, Seed: 2, Threads: 2,
+			EvalEvery: 5, QAT: &QATOptions{LR: 0.2, FreezeFrac: freeze}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out, rep.QAT
+	}
+	all, qa := run(0.99)
+	if qa.Flips != 0 || qa.IndicesChanged != 0 || qa.FreezeFrac != 0.99 {
+		t.Errorf("frozen from step 1: %d flips, %d indices changed (freeze %v), want none", qa.Flips, qa.IndicesChanged, qa.FreezeFrac)
+	}
+	lutMoved := false
+	for name, a := range student.Tensors {
+		if a.Pal != nil && !slices.Equal(a.Pal.LUT, all.Tensors[name].Pal.LUT) {
+			lutMoved = true
+		}
+	}
+	if !lutMoved {
+		t.Error("frozen indices: no LUT entry trained either")
+	}
+	_, qh := run(0.5)
+	_, q0 := run(0)
+	t.Logf("flips: freeze 0.5 %d, no freeze %d", qh.Flips, q0.Flips)
+	if qh.Flips == 0 || !(qh.Flips < q0.Flips) {
+		t.Errorf("flips: freeze 0.5 %d, no freeze %d: want 0 < frozen-half < unfrozen", qh.Flips, q0.Flips)
 	}
 }

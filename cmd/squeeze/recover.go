@@ -128,7 +128,7 @@ It holds a few float32 copies of the palettized weights in memory (fine for smal
 	f.Float64Var(&o.QATLR, "qat-lr", defaultQATLR, "peak step of the --qat latent weights, relative to each tensor's weight RMS")
 	f.StringVar(&o.QATInit, "qat-init", "palettized", "where the --qat latent weights start: palettized, original, or blend:F (Wq + F x (W - Wq))")
 	f.StringVar(&o.QATAdam, "qat-adam", "element", "--qat latent step normalisation: element (plain Adam) or tensor (per-tensor second moment: larger gradients move first)")
-	f.Float64Var(&o.QATFreeze, "qat-freeze", 0, "--qat: freeze the indices for this last fraction of the steps (LUTs, scales and norms keep training on a fixed assignment), in [0, 1)")
+	f.Float64Var(&o.QATFreeze, "qat-freeze", 0, "--qat: freeze the indices for this last fraction of the steps (LUTs, scales and norms keep training on a fixed assignment), in [0, 1); stories260K 3.7 bpw, 600 steps + 200k sampled tokens: 0.25 gave dev KLD 0.109 against 0.0996 without, so it is off by default")
 	f.Float64Var(&o.QATHyst, "qat-hysteresis", 0, "--qat: an index moves only when its latent weight is nearer the new entry by more than this fraction of the gap (0..1)")
 	f.StringVar(&o.QATLUTs, "qat-luts", "gradient", "how --qat LUT entries follow the indices: gradient (trained) or centroids (cluster means of the latent weights)")
 	return c

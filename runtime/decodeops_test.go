@@ -20,16 +20,7 @@ import (
 //
 //	SQUEEZE_BPW=3.7 go test -run '^$' -bench DecodeOps -benchtime 32x ./runtime/
 func BenchmarkDecodeOps(b *testing.B) {
-	bpw := 3.7
-	if v, err := strconv.ParseFloat(os.Getenv("SQUEEZE_BPW"), 64); err == nil {
-		bpw = v
-	}
-	m, err := ir.SyntheticPalettized("tinyllama-1.1b", bpw, 16, 1)
-	if err != nil {
-		b.Fatal(err)
-	}
-	prev := kernels.SetMode(kernels.ModeInt8)
-	defer kernels.SetMode(prev)
+	m := benchDecodeModel(b)
 	byKind := map[string]time.Duration{}
 	kind := func(op string) string {
 		if i := strings.LastIndexByte(op, '.'); i >= 0 && strings.HasPrefix(op, "blk.") {
@@ -94,16 +85,7 @@ func BenchmarkDecodeOps(b *testing.B) {
 //
 //	SQUEEZE_BPW=3.7 go test -run '^$' -bench DecodeAB -benchtime 20x ./runtime/
 func BenchmarkDecodeAB(b *testing.B) {
-	bpw := 3.7
-	if v, err := strconv.ParseFloat(os.Getenv("SQUEEZE_BPW"), 64); err == nil {
-		bpw = v
-	}
-	m, err := ir.SyntheticPalettized("tinyllama-1.1b", bpw, 16, 1)
-	if err != nil {
-		b.Fatal(err)
-	}
-	prev := kernels.SetMode(kernels.ModeInt8)
-	defer kernels.SetMode(prev)
+	m := benchDecodeModel(b)
 	logits := make([]float32, m.Config.Vocab)
 	for _, threads := range []int{1, 2} {
 		rt, err := New(m, Options{Threads: threads})
@@ -236,4 +218,21 @@ func TestAttend8SameBits(t *testing.T) {
 			}
 		}
 	}
+}
+
+// benchDecodeModel builds the synthetic TinyLlama-1.1B shape at SQUEEZE_BPW
+// bits per weight (default 3.7) and runs the kernels in int8 mode until
+// the benchmark ends.
+func benchDecodeModel(b *testing.B) *ir.Model {
+	bpw := 3.7
+	if v, err := strconv.ParseFloat(os.Getenv("SQUEEZE_BPW"), 64); err == nil {
+		bpw = v
+	}
+	m, err := ir.SyntheticPalettized("tinyllama-1.1b", bpw, 16, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	prev := kernels.SetMode(kernels.ModeInt8)
+	b.Cleanup(func() { kernels.SetMode(prev) })
+	return m
 }

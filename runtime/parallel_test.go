@@ -93,14 +93,10 @@ func TestLinearSplit(t *testing.T) {
 
 // BenchmarkDecodeInt8 times decode on the synthetic TinyLlama-1.1B shape
 // at 3.7 bpw with the int8 kernels, 1 and 2 threads (for profiles:
-// go test -run '^$' -bench DecodeInt8 -benchtime 16x -cpuprofile cpu.out ./runtime/).
+// go test -run '^$' -bench DecodeInt8 -benchtime 16x -cpuprofile cpu.out ./runtime/;
+// SQUEEZE_BPW sets the rate).
 func BenchmarkDecodeInt8(b *testing.B) {
-	m, err := ir.SyntheticPalettized("tinyllama-1.1b", 3.7, 16, 1)
-	if err != nil {
-		b.Fatal(err)
-	}
-	prev := kernels.SetMode(kernels.ModeInt8)
-	defer kernels.SetMode(prev)
+	m := benchDecodeModel(b)
 	logits := make([]float32, m.Config.Vocab)
 	for _, threads := range []int{1, 2} {
 		rt, err := New(m, Options{Threads: threads})

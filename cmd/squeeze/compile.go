@@ -81,9 +81,9 @@ calibration on --calib text predicts. It writes a bundle that squeeze run/eval/i
 	o.model.bind(c)
 	o.budget.bind(c)
 	f0 := c.Flags()
-	f0.BoolVar(&o.QAT, "qat", false, "after palettizing, train the LUT entries, row scales, norms and indices by distillation from MODEL on --calib plus text sampled from MODEL (zero bytes; as recover --tune-luts --tune-norms --qat --tune-steps 600 --sample-tokens 200000; ~1.5 min on stories260K, for models whose float32 weights and optimizer state fit in memory)")
-	f0.IntVar(&o.QATSteps, "qat-steps", defaultCompileQATSteps, "--qat: optimizer steps")
-	f0.IntVar(&o.SampleTokens, "sample-tokens", -1, "--qat/--recover: also distil on about this many tokens of text sampled from MODEL itself (as recover --sample-tokens); -1 = auto: 200000 with --qat on models under 20M parameters (stories260K, 3.7 bpw, 3 seeds: 600 steps with them 0.099 dev KLD, 200 steps without 0.105-0.111), else 0")
+	f0.BoolVar(&o.QAT, "qat", false, "after palettizing, train the LUT entries, row scales, norms and indices by distillation from MODEL on --calib (zero bytes; as recover --tune-luts --tune-norms --qat: below 4 bits per weight with --tune-steps 600 --sample-tokens 200000, ~1.5 min on stories260K; from 4 up 200 steps on --calib alone, ~30 s; for models whose float32 weights and optimizer state fit in memory)")
+	f0.IntVar(&o.QATSteps, "qat-steps", 0, "--qat: optimizer steps (0 = auto: 600 below 4 bits per weight, 200 from 4 up)")
+	f0.IntVar(&o.SampleTokens, "sample-tokens", -1, "--qat/--recover: also distil on about this many tokens of text sampled from MODEL itself (as recover --sample-tokens); -1 = auto: 200000 with --qat below 4 bits per weight on models under 20M parameters, else 0")
 	f0.BoolVar(&o.Recover, "recover", false, "train LoRA recovery adapters (distillation from MODEL on --calib) as the last stage")
 	f0.IntVar(&o.RecoverRank, "rank", 0, "--recover: maximum adapter rank (capped by --adapter-budget; 0 = default)")
 	f0.IntVar(&o.RecoverSteps, "steps", 0, "--recover: optimizer steps (0 = default)")
@@ -419,8 +419,8 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 	if o.SampleTokens < -1 || (o.SampleTokens > 0 && !o.QAT && !o.Recover) {
 		return fmt.Errorf("--sample-tokens %d: expected -1 (auto) or >= 0, and used only with --qat or --recover", o.SampleTokens)
 	}
-	if o.QAT && o.QATSteps < 1 {
-		return fmt.Errorf("--qat-steps %d: expected >= 1", o.QATSteps)
+	if o.QAT && o.QATSteps < 0 {
+		return fmt.Errorf("--qat-steps %d: expected >= 1, or 0 for auto", o.QATSteps)
 	}
 	if o.Out == "" {
 		return fmt.Errorf("-o OUT.sqz is required")
@@ -543,10 +543,21 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	sampled := 0
+	// --qat's auto recipe: the long one (600 steps on --calib plus
+	// sampled text) below 4 bits per weight, where it helped, the short
+	// one (200 steps on --calib) from 4 up, where it did better.
+	long := plan.AchievedBPW < qatLongBelowBPW
+	qatSteps := o.QATSteps
+	if qatSteps == 0 {
+		qatSteps = qatShortSteps
+		if long {
+			qatSteps = qatLongSteps
+		}
+	}
 	nSample := o.SampleTokens
 	if nSample < 0 { // auto
 		nSample = 0
-		if o.QAT && m.NumParams() < autoSampleMaxParams {
+		if o.QAT && long && m.NumParams() < autoSampleMaxParams {
 			nSample = autoSampleTokens
 		}
 	}
@@ -562,7 +573,7 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 	var qatRes *compileQAT
 	if o.QAT {
 		label("qat")
-		tuned, rep, err := tuneBase(m, pm, text, tuneConfig{Steps: o.QATSteps, Seed: o.Seed, Threads: o.Threads, Norms: true,
+		tuned, rep, err := tuneBase(m, pm, text, tuneConfig{Steps: qatSteps, Seed: o.Seed, Threads: o.Threads, Norms: true,
 			QAT: &lorarecovery.QATOptions{LR: defaultQATLR}, Log: stderr})
 		if err != nil {
 			return fmt.Errorf("--qat: %w", err)
@@ -638,15 +649,18 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 
 // compileQAT is the --qat part of compileResult: held-out KL to MODEL on
 // the last 10% of the --calib windows before and after.
-// compile --qat's defaults: 600 steps on --calib plus 200k tokens sampled
-// from the model (sampleText), where sampling is cheap. On stories260K at
-// 3.7 bpw (3 seeds) that gives dev KLD 0.099-0.100 in ~90 s; recover's 200
-// steps on calib.txt alone gave 0.105-0.111 in ~20 s, and 1200 steps with
-// 400k tokens 0.111 (one seed).
+// compile --qat's auto recipe (dev KLD on stories260K, whole dev.txt):
+// below 4 bits per weight, 600 steps on --calib plus 200k tokens sampled
+// from the model (sampleText, where sampling is cheap): 3.7 bpw 0.099-0.100
+// over 3 seeds against 0.105-0.111 for 200 steps on calib.txt alone; 2.5
+// bpw 0.427 against 0.615. From 4 bits up the long recipe did worse: every
+// tensor 4-bit (4.43 bpw) 0.0603 against 0.0514 for 200 steps on calib.txt.
 const (
-	defaultCompileQATSteps = 600
-	autoSampleTokens       = 200000
-	autoSampleMaxParams    = 20_000_000
+	qatLongBelowBPW     = 4.0
+	qatLongSteps        = 600
+	qatShortSteps       = 200
+	autoSampleTokens    = 200000
+	autoSampleMaxParams = 20_000_000
 )
 
 type compileQAT struct {

@@ -152,7 +152,7 @@ func TestCompileQAT(t *testing.T) {
 		!strings.Contains(err.Error(), "--sample-tokens") {
 		t.Errorf("--sample-tokens without --qat or --recover: %v", err)
 	}
-	if _, _, err := squeeze(t, "compile", stories, "--target", "3.7bpw", "--calib", short, "--qat", "--qat-steps", "0", "-o", filepath.Join(dir, "x.sqz")); err == nil ||
+	if _, _, err := squeeze(t, "compile", stories, "--target", "3.7bpw", "--calib", short, "--qat", "--qat-steps", "-1", "-o", filepath.Join(dir, "x.sqz")); err == nil ||
 		!strings.Contains(err.Error(), "--qat-steps") {
 		t.Errorf("--qat-steps 0: %v", err)
 	}

@@ -21,7 +21,7 @@ func expRow(dst, src []float32, sign, sub float32) float32 {
 		for i, v := range src {
 			dst[i] = sign * v
 		}
-	} else {
+	} else if len(dst) > 0 && &dst[0] != &src[0] { // in place (softmax rows): nothing to copy
 		copy(dst, src)
 	}
 	if !kernels.ExpShift(dst, sub) {

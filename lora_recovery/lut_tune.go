@@ -522,20 +522,13 @@ func TuneLUTs(teacher, student *ir.Model, tokens []int, topt TuneOptions) (*ir.M
 	gsum := bg.gsum
 	rounded := make([]float32, P)
 	lastKL := rep.BaseHeldOutKL
-	const b1, b2, adamEps = 0.9, 0.999, 1e-12
 	for step := 1; step <= opt.Steps; step++ {
 		t0 := time.Now()
 		loss := bg.step(tr, opt.CEWeight, tu.seqGrad)
 		lr := lrAt(step, opt)
-		bc1 := 1 - math.Pow(b1, float64(step))
-		bc2 := 1 - math.Pow(b2, float64(step))
+		bc1, sq2 := adamBias(step)
 		stepSize := float32(lr / bc1)
-		sq2 := float32(math.Sqrt(bc2))
-		for i, g := range gsum {
-			m[i] = b1*m[i] + (1-b1)*g
-			v[i] = b2*v[i] + (1-b2)*g*g
-			tu.theta[i] -= stepSize * tu.mag[i] * m[i] / (float32(math.Sqrt(float64(v[i])))/sq2 + adamEps)
-		}
+		adamUpdate(tu.theta, tu.mag, m, v, gsum, stepSize, sq2)
 		tu.decode(tu.theta)
 		rep.StepTime += time.Since(t0)
 		pt := Point{Step: step, Loss: loss, HeldOutKL: math.NaN()}
@@ -595,4 +588,26 @@ func (tu *lutTuner) model(student *ir.Model, theta []float32) *ir.Model {
 		}
 	}
 	return out
+}
+
+// Adam's moments for palette tuning and QAT (adapter training keeps its
+// own, with gradient clipping and another epsilon).
+const tuneB1, tuneB2, tuneAdamEps = 0.9, 0.999, 1e-12
+
+// adamBias returns Adam's bias corrections at step (from 1): 1 - b1^step,
+// and sqrt(1 - b2^step) as float32.
+func adamBias(step int) (bc1 float64, sq2 float32) {
+	return 1 - math.Pow(tuneB1, float64(step)), float32(math.Sqrt(1 - math.Pow(tuneB2, float64(step))))
+}
+
+// adamUpdate takes one Adam step on theta from the gradient g: moments m
+// and v, a per-parameter scale mag, stepSize = lr / bc1 and sq2 from
+// adamBias.
+func adamUpdate(theta, mag, m, v, g []float32, stepSize, sq2 float32) {
+	const b1, b2, eps = tuneB1, tuneB2, tuneAdamEps
+	for i, gi := range g {
+		m[i] = b1*m[i] + (1-b1)*gi
+		v[i] = b2*v[i] + (1-b2)*gi*gi
+		theta[i] -= stepSize * mag[i] * m[i] / (float32(math.Sqrt(float64(v[i])))/sq2 + eps)
+	}
 }

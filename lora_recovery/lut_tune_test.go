@@ -111,21 +111,7 @@ func TestLUTTuneGrad(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := tinyConfig(false, tc.tied)
-			teacher := randomModel(c, 1, 0.3)
-			student := palettizeG(randomModel(c, 2, 0.3), tc.tensors(c), 2, 3, true)
-			const T = 7
-			rng := rand.New(rand.NewPCG(3, 4))
-			tokens := make([]int, 2*T)
-			for i := range tokens {
-				tokens[i] = rng.IntN(c.Vocab)
-			}
-			opt := Options{Rank: 1, SeqLen: T, Threads: 1, CEWeight: 0.5, BOS: 1}
-			opt.defaults(c, 1)
-			tu, err := newLUTTuner(teacher, student, tokens, opt, tc.tune, tc.freeze, tc.norms)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tu.tr.cacheTeacher(1 << 30)
+			tu, rng := gradTuner(t, c, tc.tensors(c), tc.tune, tc.freeze, tc.norms)
 			if tc.freeze && tu.nScl != 0 {
 				t.Fatalf("%d scales tuned with FreezeScales", tu.nScl)
 			}
@@ -276,4 +262,30 @@ func TestTuneLUTsErrors(t *testing.T) {
 			t.Errorf("%+v: error %v, want one containing %q", tc.opt, err, tc.want)
 		}
 	}
+}
+
+// T is the window length of the gradient checks' fixture (gradTuner).
+const T = 7
+
+// gradTuner is the gradient checks' fixture: a random teacher, a random
+// student with the named tensors palettized (2 bits, groups of 3 rows, row
+// scales), 14 random tokens in windows of T, CE weight 0.5, teacher
+// cached. It also returns the random source the tokens were drawn from.
+func gradTuner(t *testing.T, c ir.Config, names, tune []string, freeze, norms bool) (*lutTuner, *rand.Rand) {
+	t.Helper()
+	teacher := randomModel(c, 1, 0.3)
+	student := palettizeG(randomModel(c, 2, 0.3), names, 2, 3, true)
+	rng := rand.New(rand.NewPCG(3, 4))
+	tokens := make([]int, 2*T)
+	for i := range tokens {
+		tokens[i] = rng.IntN(c.Vocab)
+	}
+	opt := Options{Rank: 1, SeqLen: T, Threads: 1, CEWeight: 0.5, BOS: 1}
+	opt.defaults(c, 1)
+	tu, err := newLUTTuner(teacher, student, tokens, opt, tune, freeze, norms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tu.tr.cacheTeacher(1 << 30)
+	return tu, rng
 }

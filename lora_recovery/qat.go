@@ -376,20 +376,14 @@ func tuneQAT(teacher, student *ir.Model, tokens []int, topt TuneOptions, opt Opt
 	bg := newBatchGrads(opt.Seed, 0x1a7e, tr.nTrain, opt.Batch, P+N)
 	gsum := bg.gsum
 	lastKL := rep.BestHeldOutKL
-	const b1, b2, adamEps = 0.9, 0.999, 1e-12
+	const b1, b2, adamEps = tuneB1, tuneB2, tuneAdamEps
 	for step := 1; step <= opt.Steps; step++ {
 		t0 := time.Now()
 		loss := bg.step(tr, opt.CEWeight, tu.seqGrad)
 		lr := lrAt(step, opt)
-		bc1 := 1 - math.Pow(b1, float64(step))
-		bc2 := 1 - math.Pow(b2, float64(step))
+		bc1, sq2 := adamBias(step)
 		stepSize := float32(lr / bc1)
-		sq2 := float32(math.Sqrt(bc2))
-		for i, g := range gsum[:P] {
-			m[i] = b1*m[i] + (1-b1)*g
-			v[i] = b2*v[i] + (1-b2)*g*g
-			tu.theta[i] -= stepSize * tu.mag[i] * m[i] / (float32(math.Sqrt(float64(v[i])))/sq2 + adamEps)
-		}
+		adamUpdate(tu.theta, tu.mag, m, v, gsum[:P], stepSize, sq2)
 		latStep := float32(lr / opt.LR * q.LR / bc1)
 		frozen := float64(step) > (1-q.FreezeFrac)*float64(opt.Steps)
 		for pi, p := range tu.params {

@@ -96,21 +96,7 @@ func TestQATLatentGrad(t *testing.T) {
 		if !tied {
 			names = append(names, ir.NameOutput)
 		}
-		teacher := randomModel(c, 1, 0.3)
-		student := palettizeG(randomModel(c, 2, 0.3), names, 2, 3, true)
-		const T = 7
-		rng := rand.New(rand.NewPCG(3, 4))
-		tokens := make([]int, 2*T)
-		for i := range tokens {
-			tokens[i] = rng.IntN(c.Vocab)
-		}
-		opt := Options{Rank: 1, SeqLen: T, Threads: 1, CEWeight: 0.5, BOS: 1}
-		opt.defaults(c, 1)
-		tu, err := newLUTTuner(teacher, student, tokens, opt, nil, false, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tu.tr.cacheTeacher(1 << 30)
+		tu, _ := gradTuner(t, c, names, nil, false, true)
 		N := tu.enableQAT()
 		g := make([]float32, len(tu.theta)+N)
 		tu.seqGrad(0, 0, g, 1, 0.5)

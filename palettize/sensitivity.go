@@ -645,27 +645,12 @@ func (s *sensModel) window(tokens []int, acc *sensAcc, rng *rand.Rand, gram bool
 func (s *sensModel) perHead(group int, scr [][]float32, n int, f func(h int, probs, dp []float32)) {
 	kv := s.c.KVHeads
 	parts := max(1, min(s.inner, kv))
-	run := func(p int) {
-		probs, dp := scr[p][:n*n], scr[p][n*n:n*n+n]
-		for g := p * kv / parts; g < (p+1)*kv/parts; g++ {
-			for h := g * group; h < (g+1)*group; h++ {
-				f(h, probs, dp)
-			}
+	inChunks(kv, (kv+parts-1)/parts, parts, func(w, g0, g1 int) {
+		probs, dp := scr[w][:n*n], scr[w][n*n:n*n+n]
+		for h := g0 * group; h < g1*group; h++ {
+			f(h, probs, dp)
 		}
-	}
-	if parts == 1 {
-		run(0)
-		return
-	}
-	var wg sync.WaitGroup
-	for p := 0; p < parts; p++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			run(p)
-		}()
-	}
-	wg.Wait()
+	})
 }
 
 // headScratch allocates perHead's scratch for windows of n positions.
@@ -681,19 +666,7 @@ func (s *sensModel) headScratch(n int) [][]float32 {
 // (for element-wise loops, whose results do not depend on the split).
 func (s *sensModel) split(n int, f func(i0, i1 int)) {
 	parts := max(1, min(s.inner, n/4096))
-	if parts == 1 {
-		f(0, n)
-		return
-	}
-	var wg sync.WaitGroup
-	for p := 0; p < parts; p++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			f(p*n/parts, (p+1)*n/parts)
-		}()
-	}
-	wg.Wait()
+	inChunks(n, (n+parts-1)/parts, parts, func(_, i0, i1 int) { f(i0, i1) })
 }
 
 // attnProbs fills probs (n x n, row i valid for t <= i) with head h's

@@ -152,9 +152,7 @@ func TestDecodeSameBits(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			run := func(legacy bool) []float32 {
-				decodeLegacy = legacy
-				defer func() { decodeLegacy = false }()
+			sameAsLegacy(t, fmt.Sprintf("%v threads %d", mode, threads), func() []float32 {
 				s := rt.NewState(16)
 				logits := make([]float32, m.Config.Vocab)
 				var all []float32
@@ -168,13 +166,7 @@ func TestDecodeSameBits(t *testing.T) {
 					all = append(all, logits...)
 				}
 				return all
-			}
-			want, got := run(true), run(false)
-			for i := range got {
-				if got[i] != want[i] {
-					t.Fatalf("%v threads %d: logit %d = %v, previous path %v", mode, threads, i, got[i], want[i])
-				}
-			}
+			})
 		}
 		kernels.SetMode(prev)
 	}
@@ -190,9 +182,7 @@ func TestAttend8SameBits(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		run := func(legacy bool) []float32 {
-			decodeLegacy = legacy
-			defer func() { decodeLegacy = false }()
+		sameAsLegacy(t, fmt.Sprintf("threads %d", threads), func() []float32 {
 			s := rt.NewState(64)
 			prompt := make([]int, 41)
 			for i := range prompt {
@@ -210,12 +200,23 @@ func TestAttend8SameBits(t *testing.T) {
 				all = append(all, logits...)
 			}
 			return all
-		}
-		want, got := run(true), run(false)
-		for i := range got {
-			if got[i] != want[i] {
-				t.Fatalf("threads %d: logit %d = %v, general attention %v", threads, i, got[i], want[i])
-			}
+		})
+	}
+}
+
+// sameAsLegacy runs run with decodeLegacy on (the previous decode path and
+// the general attention loop), then off, and fails at the first logit
+// that differs.
+func sameAsLegacy(t *testing.T, what string, run func() []float32) {
+	t.Helper()
+	defer func() { decodeLegacy = false }()
+	decodeLegacy = true
+	want := run()
+	decodeLegacy = false
+	got := run()
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("%s: logit %d = %v, previous path %v", what, i, got[i], want[i])
 		}
 	}
 }

@@ -19,6 +19,11 @@ const (
 	LUT4
 	LUT6
 	LUT8
+	// LUTMIX is a palettized tensor whose rows are split into consecutive
+	// parts, each an ordinary palettized tensor (LUT1..LUT8) with its own
+	// index width, group size and scales: per-group bit allocation
+	// (compile --granularity group). Data is empty; see Tensor.Parts.
+	LUTMIX
 )
 
 // Encoding is one row of the weight-encodings table (as ggml's type_traits).
@@ -107,6 +112,14 @@ func init() {
 				}
 			}}
 	}
+}
+
+func init() {
+	Encodings[LUTMIX] = Encoding{Type: LUTMIX, Name: "lutmix", DataBytes: func(int) int64 { return 0 },
+		DecodeRow: func(t *Tensor, r int, dst []float32) {
+			p, pr := t.PartAt(r)
+			p.DecodeRow(pr, dst)
+		}}
 }
 
 // Index packing for palettized tensors.

@@ -19,6 +19,29 @@ type Tensor struct {
 	// Pal holds the lookup tables (and optional per-row scales) of a
 	// palettized tensor (Type LUT1..LUT8). Data then holds the packed indices.
 	Pal *Palette
+	// Parts holds the row parts of a LUTMIX tensor, top to bottom: part i
+	// is an ordinary palettized tensor (Type LUT1..LUT8, its own Pal and
+	// Data) whose rows are the next Parts[i].Rows() rows of t. nil for
+	// every other encoding.
+	Parts []*Tensor
+}
+
+// PartAt returns the part of a LUTMIX tensor that holds row r, and r's row
+// within it.
+func (t *Tensor) PartAt(r int) (*Tensor, int) {
+	for _, p := range t.Parts {
+		if n := p.Rows(); r < n {
+			return p, r
+		} else {
+			r -= n
+		}
+	}
+	panic(fmt.Sprintf("tensor %q: row out of range of its parts", t.Name))
+}
+
+// IsPalettized reports whether t is palettized (LUT1..LUT8 or LUTMIX).
+func (t *Tensor) IsPalettized() bool {
+	return t.Type == LUTMIX || (Encodings[t.Type].Bits > 0 && t.Pal != nil)
 }
 
 // Palette is the side data of a palettized tensor: weight[r][c] =
@@ -65,6 +88,9 @@ func (t *Tensor) NumGroups() int {
 // Bytes is the storage size of the tensor in its encoding, side data included.
 func (t *Tensor) Bytes() int64 {
 	n := int64(len(t.Data))
+	for _, p := range t.Parts {
+		n += p.Bytes()
+	}
 	if t.Pal != nil {
 		n += 2*int64(len(t.Pal.LUT)) + 2*int64(len(t.Pal.Scales))
 	}
@@ -83,6 +109,12 @@ func (t *Tensor) Check() error {
 			return fmt.Errorf("tensor %q: shape %v has a non-positive dimension", t.Name, t.Shape)
 		}
 	}
+	if t.Type == LUTMIX {
+		return t.checkParts()
+	}
+	if t.Parts != nil {
+		return fmt.Errorf("tensor %q (%s): has row parts, which only lutmix tensors have", t.Name, enc.Name)
+	}
 	want := enc.DataBytes(t.Elems())
 	if int64(len(t.Data)) != want {
 		return fmt.Errorf("tensor %q (%s, shape %v): data is %d bytes, expected %d", t.Name, enc.Name, t.Shape, len(t.Data), want)
@@ -97,6 +129,40 @@ func (t *Tensor) Check() error {
 		if t.Pal.Scales != nil && len(t.Pal.Scales) != t.Rows() {
 			return fmt.Errorf("tensor %q (%s): %d scales, expected %d", t.Name, enc.Name, len(t.Pal.Scales), t.Rows())
 		}
+	}
+	return nil
+}
+
+// checkParts verifies a LUTMIX tensor: a matrix whose parts are valid
+// palettized matrices of its width that cover its rows exactly.
+func (t *Tensor) checkParts() error {
+	if len(t.Shape) != 2 {
+		return fmt.Errorf("tensor %q (lutmix): shape %v, expected a matrix", t.Name, t.Shape)
+	}
+	if len(t.Data) != 0 || t.Pal != nil {
+		return fmt.Errorf("tensor %q (lutmix): has data or a palette of its own; a lutmix tensor's data is in its parts", t.Name)
+	}
+	if len(t.Parts) == 0 {
+		return fmt.Errorf("tensor %q (lutmix): no parts", t.Name)
+	}
+	rows := 0
+	for i, p := range t.Parts {
+		if p == nil {
+			return fmt.Errorf("tensor %q (lutmix): part %d is missing", t.Name, i)
+		}
+		if p.Type == LUTMIX || Encodings[p.Type].Bits == 0 {
+			return fmt.Errorf("tensor %q (lutmix): part %d is %s, expected a palettized encoding lut1..lut8", t.Name, i, Encodings[p.Type].Name)
+		}
+		if len(p.Shape) != 2 || p.Shape[1] != t.Shape[1] {
+			return fmt.Errorf("tensor %q (lutmix): part %d has shape %v, expected [rows, %d]", t.Name, i, p.Shape, t.Shape[1])
+		}
+		if err := p.Check(); err != nil {
+			return fmt.Errorf("tensor %q (lutmix): part %d: %w", t.Name, i, err)
+		}
+		rows += p.Shape[0]
+	}
+	if rows != t.Shape[0] {
+		return fmt.Errorf("tensor %q (lutmix): parts hold %d rows, expected %d", t.Name, rows, t.Shape[0])
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package palettize
 import (
 	"fmt"
 	"maps"
+	"slices"
 
 	"github.com/squeeze-ml/squeeze/ir"
 )
@@ -63,7 +64,13 @@ func Apply(m *ir.Model, plan *Plan, imp map[string][]float32, opt ApplyOptions) 
 		if err := tw.fill(e.Name, &o); err != nil {
 			return nil, fmt.Errorf("apply plan: %w", err)
 		}
-		pt, st, err := PalettizeTensor(t, o)
+		var pt *ir.Tensor
+		var st Stats
+		if len(e.Parts) == 0 {
+			pt, st, err = PalettizeTensor(t, o)
+		} else {
+			pt, st, err = palettizeParts(t, e.Parts, o)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("apply plan: %w", err)
 		}
@@ -73,4 +80,45 @@ func Apply(m *ir.Model, plan *Plan, imp map[string][]float32, opt ApplyOptions) 
 		}
 	}
 	return out, nil
+}
+
+// palettizeParts encodes t as a LUTMIX tensor: each part's rows with the
+// part's options (o's weights cut to the part's rows).
+func palettizeParts(t *ir.Tensor, parts []PlanPart, o Options) (*ir.Tensor, Stats, error) {
+	out := &ir.Tensor{Name: t.Name, Shape: slices.Clone(t.Shape), Type: ir.LUTMIX}
+	var st Stats
+	r0 := 0
+	for k, pp := range parts {
+		r1 := r0 + pp.Rows
+		sub, err := rowSlice(t, r0, r1)
+		if err != nil {
+			return nil, Stats{}, err
+		}
+		sub.Name = fmt.Sprintf("%s#%d", t.Name, k)
+		po := o
+		po.Bits, po.GroupSize, po.PerRowScale = pp.Bits, pp.GroupSize, pp.PerRowScale
+		if o.RowImportance != nil {
+			po.RowImportance = o.RowImportance[r0:r1]
+		}
+		po.Extra = nil
+		for _, x := range o.Extra {
+			if x.Row != nil {
+				x.Row = x.Row[r0:r1]
+			}
+			po.Extra = append(po.Extra, x)
+		}
+		p, ps, err := PalettizeTensor(sub, po)
+		if err != nil {
+			return nil, Stats{}, err
+		}
+		out.Parts = append(out.Parts, p)
+		st.Damage += ps.Damage
+		st.MSE += ps.MSE * float64(ps.Elems)
+		st.Elems += ps.Elems
+		r0 = r1
+	}
+	st.MSE /= float64(st.Elems)
+	st.Bytes = out.Bytes()
+	st.BPW = 8 * float64(st.Bytes) / float64(st.Elems)
+	return out, st, out.Check()
 }

@@ -28,6 +28,11 @@ type Plan struct {
 	// allocation chose from (group size 0 = one LUT per tensor).
 	CandidateBits       []int `json:"candidate_bits,omitempty"`
 	CandidateGroupSizes []int `json:"candidate_group_sizes,omitempty"`
+	// Granularity is "group" when bits were chosen per block of rows
+	// (AllocateGroups; BlockSizes lists the block sizes offered), empty
+	// for per-tensor allocation.
+	Granularity string `json:"granularity,omitempty"`
+	BlockSizes  []int  `json:"block_sizes,omitempty"`
 	// Method and Seed are what Apply uses unless told otherwise.
 	Method string `json:"method,omitempty"`
 	Seed   uint64 `json:"seed"`
@@ -70,6 +75,32 @@ type PlanEntry struct {
 	Damage      float64 `json:"predicted_damage"`
 	Bytes       int64   `json:"bytes"`
 	BPW         float64 `json:"bpw"`
+	// Parts, when set, split the rows into consecutive parts with their own
+	// choices (per-group allocation; the tensor becomes lutmix). Bits,
+	// GroupSize and PerRowScale of the entry are then 0 / false.
+	Parts []PlanPart `json:"parts,omitempty"`
+}
+
+// PlanPart is the choice for Rows consecutive rows of a tensor.
+type PlanPart struct {
+	Rows        int     `json:"rows"`
+	Bits        int     `json:"bits"`
+	GroupSize   int     `json:"group_size"`
+	PerRowScale bool    `json:"per_row_scale"`
+	Damage      float64 `json:"predicted_damage"`
+	Bytes       int64   `json:"bytes"`
+}
+
+// bytes is the storage of the entry as planned (the sum of its parts').
+func (e *PlanEntry) bytes() int64 {
+	if len(e.Parts) == 0 {
+		return PalettizedBytes(e.Shape[0], e.Shape[1], e.Bits, e.GroupSize, e.PerRowScale)
+	}
+	var b int64
+	for _, p := range e.Parts {
+		b += PalettizedBytes(p.Rows, e.Shape[1], p.Bits, p.GroupSize, p.PerRowScale)
+	}
+	return b
 }
 
 // ReadPlan decodes a plan written as JSON; name labels errors (e.g. the
@@ -125,17 +156,44 @@ func (p *Plan) Validate(m *ir.Model) error {
 		if e.Shape != nil && !slices.Equal(e.Shape, t.Shape) {
 			return fmt.Errorf("plan: tensors[%d]: tensor %q has shape %v in the plan, %v in the model", i, e.Name, e.Shape, t.Shape)
 		}
-		if !slices.Contains(ir.PaletteBits, e.Bits) {
-			return fmt.Errorf("plan: tensors[%d]: tensor %q: bits = %d, expected one of %v", i, e.Name, e.Bits, ir.PaletteBits)
-		}
-		if e.GroupSize < 1 || e.GroupSize > t.Rows() {
-			return fmt.Errorf("plan: tensors[%d]: tensor %q: group_size = %d, expected 1..%d (its rows)", i, e.Name, e.GroupSize, t.Rows())
+		if len(e.Parts) > 0 {
+			if e.Bits != 0 || e.GroupSize != 0 || e.PerRowScale {
+				return fmt.Errorf("plan: tensors[%d]: tensor %q has parts and also bits/group_size/per_row_scale of its own; set them per part", i, e.Name)
+			}
+			rows := 0
+			for k := range e.Parts {
+				pp := &e.Parts[k]
+				if pp.Rows < 1 {
+					return fmt.Errorf("plan: tensors[%d]: tensor %q: parts[%d].rows = %d, expected >= 1", i, e.Name, k, pp.Rows)
+				}
+				if !slices.Contains(ir.PaletteBits, pp.Bits) {
+					return fmt.Errorf("plan: tensors[%d]: tensor %q: parts[%d].bits = %d, expected one of %v", i, e.Name, k, pp.Bits, ir.PaletteBits)
+				}
+				if pp.GroupSize < 1 || pp.GroupSize > pp.Rows {
+					return fmt.Errorf("plan: tensors[%d]: tensor %q: parts[%d].group_size = %d, expected 1..%d (the part's rows)", i, e.Name, k, pp.GroupSize, pp.Rows)
+				}
+				if math.IsNaN(pp.Damage) {
+					return fmt.Errorf("plan: tensors[%d]: tensor %q: parts[%d].predicted_damage is NaN", i, e.Name, k)
+				}
+				pp.Bytes = PalettizedBytes(pp.Rows, t.Cols(), pp.Bits, pp.GroupSize, pp.PerRowScale)
+				rows += pp.Rows
+			}
+			if rows != t.Rows() {
+				return fmt.Errorf("plan: tensors[%d]: tensor %q: parts cover %d rows, the tensor has %d", i, e.Name, rows, t.Rows())
+			}
+		} else {
+			if !slices.Contains(ir.PaletteBits, e.Bits) {
+				return fmt.Errorf("plan: tensors[%d]: tensor %q: bits = %d, expected one of %v", i, e.Name, e.Bits, ir.PaletteBits)
+			}
+			if e.GroupSize < 1 || e.GroupSize > t.Rows() {
+				return fmt.Errorf("plan: tensors[%d]: tensor %q: group_size = %d, expected 1..%d (its rows)", i, e.Name, e.GroupSize, t.Rows())
+			}
 		}
 		if math.IsNaN(e.Damage) {
 			return fmt.Errorf("plan: tensors[%d]: tensor %q: predicted_damage is NaN", i, e.Name)
 		}
 		e.Shape = slices.Clone(t.Shape)
-		e.Bytes = PalettizedBytes(t.Rows(), t.Cols(), e.Bits, e.GroupSize, e.PerRowScale)
+		e.Bytes = e.bytes()
 		e.BPW = 8 * float64(e.Bytes) / float64(t.Elems())
 		tw += int64(t.Elems())
 		tb += 8 * e.Bytes

@@ -744,6 +744,51 @@ func EstimateDamage(t *ir.Tensor, opt Options, maxGroups int) (damage, sse float
 	return damage, sse, sampled, nil
 }
 
+// GroupDamage returns the damage of every LUT group of t palettized with
+// opt, in group order: the terms EstimateDamage sums (all groups, none
+// sampled). Groups are independent (each has its own LUT and rounds its
+// own rows), so a group's damage is what it costs in any row range that
+// starts on a group boundary: the per-group allocation prices blocks
+// with it.
+func GroupDamage(t *ir.Tensor, opt Options) ([]float64, error) {
+	j, err := newJob(t, opt)
+	if err != nil {
+		return nil, err
+	}
+	groups := make([]int, j.ng)
+	for g := range groups {
+		groups[g] = g
+	}
+	res := j.run(groups, opt.Workers, func(int) groupOut { return groupOut{} })
+	d := make([]float64, j.ng)
+	for g, r := range res {
+		if r.err != nil {
+			return nil, r.err
+		}
+		d[g] = r.damage
+	}
+	return d, nil
+}
+
+// rowSlice returns rows [r0, r1) of a matrix in a fixed-width encoding
+// (f32, f16, bf16) as a tensor viewing t's data.
+func rowSlice(t *ir.Tensor, r0, r1 int) (*ir.Tensor, error) {
+	var size int
+	switch t.Type {
+	case ir.F32:
+		size = 4
+	case ir.F16, ir.BF16:
+		size = 2
+	default:
+		return nil, fmt.Errorf("palettize: tensor %q: per-group allocation reads rows of f32, f16 or bf16 weights, not %s", t.Name, ir.Encodings[t.Type].Name)
+	}
+	c := t.Cols()
+	if err := t.Check(); err != nil {
+		return nil, fmt.Errorf("palettize: %w", err)
+	}
+	return &ir.Tensor{Name: t.Name, Shape: []int{r1 - r0, c}, Type: t.Type, Data: t.Data[r0*c*size : r1*c*size]}, nil
+}
+
 // sortLUT sorts the LUT ascending (by decoded value, stable) and remaps
 // the indices that point into it.
 func sortLUT(lut []uint16, idx []uint8) {

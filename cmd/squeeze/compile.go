@@ -35,6 +35,7 @@ type compileOptions struct {
 	CalibCtx      int
 	Bits          string
 	GroupSize     string
+	Granularity   string
 	EmbeddingBits string
 	PerRowScale   bool
 	Proxy         string
@@ -110,6 +111,7 @@ func (o *compileOptions) bindPlannerFlags(c *cobra.Command) {
 	f.StringVar(&o.Bits, "bits", "2,3,4", "candidate index widths, a subset of 1,2,3,4,6,8 (the default keeps to the widths with SIMD decode kernels; 6 and 8 bits decode through the pure-Go block decoder: a TinyLlama-1.1B bundle with 27 tensors at 6 bits decoded at 0.4 tok/s under load, where lut2-4 bundles run at 12-17)")
 	f.StringVar(&o.GroupSize, "group-size", "auto", "rows sharing one LUT: a number (16 as Apple), 'tensor' for one LUT per tensor, or 'auto' to let the allocator choose among 16,32,64,128,256 and per-tensor")
 	f.StringVar(&o.EmbeddingBits, "embedding-bits", "auto", "token embedding / tied classifier: 'auto' (allocated with the rest), a width from --bits' set, or 'keep' (left unpalettized, outside the target)")
+	f.StringVar(&o.Granularity, "granularity", "tensor", "bit allocation per 'tensor', or per 'group': each block of LUT-group rows gets its own bits and scale choice (16, 32 and 64-row blocks with --group-size auto, or the given size; a tensor may also stay whole), stored as a lutmix tensor of parts")
 	f.BoolVar(&o.PerRowScale, "per-row-scale", true, "also try a float16 scale per output row before clustering (the allocator picks per tensor)")
 	f.StringVar(&o.Proxy, "proxy", "fisher", "damage proxy: fisher (output sensitivity from a backward pass x input mean square: predicted KL divergence, comparable across tensors) or input (input mean square only)")
 	f.StringVar(&o.ErrorFeedback, "error-feedback", "auto", "round with GPTQ-style error feedback on each linear's input Gram matrix (needs calibration): on, off, or auto (on unless --fast is in effect: on a 1B model the Gram matrices take ~8 GB and the rounding ~1.5e12 multiply-adds)")
@@ -197,17 +199,21 @@ func parseGroupSizes(s string, m *ir.Model) ([]int, error) {
 
 // compilePlan calibrates (if asked) and allocates a plan; shared by compile and sweep.
 type planner struct {
-	m       *ir.Model
-	imp     map[string][]float32
-	calib   *palettize.Calibration
-	cands   []palettize.TensorCandidates
-	bits    []int
-	method  string
-	seed    uint64
-	threads int
-	ef      bool
-	refit   int
-	fast    bool // see --fast
+	m     *ir.Model
+	imp   map[string][]float32
+	calib *palettize.Calibration
+	cands []palettize.TensorCandidates
+	bits  []int
+	// blockSizes, when set, turns on per-group allocation (--granularity
+	// group): blocks holds the per-block options for each size.
+	blockSizes []int
+	blocks     []palettize.TensorBlocks
+	method     string
+	seed       uint64
+	threads    int
+	ef         bool
+	refit      int
+	fast       bool // see --fast
 }
 
 func newPlanner(m *ir.Model, calibPath string, calibCtx int, threads int, stderr io.Writer) (*planner, error) {
@@ -320,7 +326,38 @@ func (p *planner) candidates(bits, groups []int, scale bool, embBits string, std
 		return err
 	}
 	p.cands = append(c, p.cands...)
+	if p.blockSizes == nil {
+		return nil
+	}
+	// Per-group options: the embedding at its fixed width, if one is set.
+	for _, set := range []struct {
+		bits  []int
+		names []string
+	}{{bits, names}, {p.embBits(embBits), embName}} {
+		if len(set.names) == 0 {
+			continue
+		}
+		update, finish := reports.Progress(stderr, len(set.names)*len(set.bits)*len(scales)*len(p.blockSizes), "group candidates")
+		gopt := p.candidateOptions(set.bits, nil, scales, set.names)
+		gopt.Progress = func(d, _ int) { update(d) }
+		tb, err := palettize.GroupCandidates(p.m, p.imp, gopt, p.blockSizes)
+		finish()
+		if err != nil {
+			return err
+		}
+		p.blocks = append(p.blocks, tb...)
+	}
 	return nil
+}
+
+// embBits is the fixed embedding width of --embedding-bits N as a list
+// (nil for auto and keep).
+func (p *planner) embBits(embBits string) []int {
+	b, err := strconv.Atoi(embBits)
+	if err != nil {
+		return nil
+	}
+	return []int{b}
 }
 
 // candidateOptions are the Candidates options of this planner (with the
@@ -375,7 +412,13 @@ func readCalibTokens(spec string, vocab int, seed uint64) ([]int, error) {
 }
 
 func (p *planner) allocate(target float64) (*palettize.Plan, error) {
-	plan, err := palettize.Allocate(p.cands, target)
+	var plan *palettize.Plan
+	var err error
+	if p.blockSizes != nil {
+		plan, err = palettize.AllocateGroups(p.cands, p.blocks, target)
+	} else {
+		plan, err = palettize.Allocate(p.cands, target)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -636,7 +679,11 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 		if len(t.Shape) > 0 && t.GroupSize == t.Shape[0] {
 			g = "tensor"
 		}
-		rows = append(rows, []string{t.Name, fmt.Sprint(t.Shape), fmt.Sprint(t.Bits), g, fmt.Sprintf("%.3f", t.BPW), fmt.Sprintf("%.4g", t.Damage)})
+		b := fmt.Sprint(t.Bits)
+		if len(t.Parts) > 0 {
+			b, g = partsSummary(t.Parts)
+		}
+		rows = append(rows, []string{t.Name, fmt.Sprint(t.Shape), b, g, fmt.Sprintf("%.3f", t.BPW), fmt.Sprintf("%.4g", t.Damage)})
 	}
 	if err := reports.Table(stdout, []string{"tensor", "shape", "bits", "lut group", "bpw", "predicted damage"}, rows,
 		[]string{"total", "", "", "", fmt.Sprintf("%.3f", plan.AchievedBPW), fmt.Sprintf("%.4g", plan.PredictedDamage)}); err != nil {
@@ -729,5 +776,38 @@ func (o *compileOptions) preparePlanner(m *ir.Model, stage func(string), stderr 
 		p.calib.OutputFisher = nil // weigh by input mean squares only
 	}
 	p.method, p.seed = o.Method, o.Seed
+	switch o.Granularity {
+	case "tensor":
+	case "group":
+		if o.GroupSize == "tensor" {
+			return nil, nil, false, fmt.Errorf("--granularity group cuts tensors into blocks of LUT-group rows; --group-size tensor leaves nothing to cut (use auto or a number)")
+		}
+		p.blockSizes = []int{16, 32, 64}
+		if o.GroupSize != "auto" {
+			p.blockSizes = groups
+		}
+		if o.budget.active() {
+			return nil, nil, false, fmt.Errorf("--granularity group with --device budgets is not supported yet (the budget allocator chooses per tensor)")
+		}
+	default:
+		return nil, nil, false, fmt.Errorf("--granularity %q: expected tensor or group", o.Granularity)
+	}
 	return p, groups, fast, nil
+}
+
+// partsSummary describes a per-group entry for the tables: rows per width
+// ("4:32 2:128 3:12") and the group sizes.
+func partsSummary(parts []palettize.PlanPart) (bits, groups string) {
+	var b, g []string
+	for _, pp := range parts {
+		s := ""
+		if pp.PerRowScale {
+			s = "s"
+		}
+		b = append(b, fmt.Sprintf("%d%s:%d", pp.Bits, s, pp.Rows))
+		if s := fmt.Sprint(pp.GroupSize); !slices.Contains(g, s) {
+			g = append(g, s)
+		}
+	}
+	return strings.Join(b, " "), strings.Join(g, ",")
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"io"
 	"math"
 	"os"
@@ -42,11 +43,15 @@ type Section struct {
 type TensorEntry struct {
 	Name      string `json:"name"`
 	Shape     []int  `json:"shape"`
-	Type      string `json:"type"` // encoding name: f32, f16, bf16, q8_0, lut1..lut8
-	Data      int    `json:"data"` // section index
+	Type      string `json:"type"` // encoding name: f32, f16, bf16, q8_0, lut1..lut8, lutmix
+	Data      int    `json:"data"` // section index (-1 for lutmix: the data is in the parts)
 	GroupSize int    `json:"group_size,omitempty"`
 	LUT       int    `json:"lut,omitempty"`    // section index of the float16 LUTs (palettized)
 	Scales    int    `json:"scales,omitempty"` // section index of float16 row scales, 0 = none
+	// Parts (lutmix only) are the row parts top to bottom, each a
+	// palettized entry of its own (named NAME#i, sections NAME#i,
+	// NAME#i.lut, NAME#i.scales).
+	Parts []TensorEntry `json:"parts,omitempty"`
 }
 
 // TokenizerEntry is the vocabulary, embedded in the manifest.
@@ -123,6 +128,43 @@ type Manifest struct {
 	Calibration    json.RawMessage   `json:"calibration,omitempty"`
 	Adapters       []AdapterSetEntry `json:"adapters,omitempty"`
 	Extra          map[string]string `json:"extra,omitempty"`
+}
+
+// addTensor writes t's sections (data, then LUT and scales when
+// palettized; each part's in turn for lutmix) and feeds their hashes to
+// base in that order.
+func (sw *sectionWriter) addTensor(name string, t *ir.Tensor, base hash.Hash) (TensorEntry, error) {
+	e := TensorEntry{Name: name, Shape: t.Shape, Type: ir.Encodings[t.Type].Name}
+	if t.Type == ir.LUTMIX {
+		e.Data = -1
+		for i, p := range t.Parts {
+			pe, err := sw.addTensor(fmt.Sprintf("%s#%d", name, i), p, base)
+			if err != nil {
+				return e, err
+			}
+			e.Parts = append(e.Parts, pe)
+		}
+		return e, nil
+	}
+	var err error
+	if e.Data, err = sw.add(name, t.Data); err != nil {
+		return e, err
+	}
+	base.Write([]byte(sw.sections[e.Data].SHA256))
+	if t.Pal != nil {
+		e.GroupSize = t.Pal.GroupSize
+		if e.LUT, err = sw.add(name+".lut", u16bytes(t.Pal.LUT)); err != nil {
+			return e, err
+		}
+		base.Write([]byte(sw.sections[e.LUT].SHA256))
+		if t.Pal.Scales != nil {
+			if e.Scales, err = sw.add(name+".scales", u16bytes(t.Pal.Scales)); err != nil {
+				return e, err
+			}
+			base.Write([]byte(sw.sections[e.Scales].SHA256))
+		}
+	}
+	return e, nil
 }
 
 // Extra is what Write stores beside the model.
@@ -221,25 +263,9 @@ func Write(path string, m *ir.Model, ex Extra) (Info, error) {
 		sw := &sectionWriter{w: f, off: headerSize}
 		base := sha256.New()
 		for _, name := range m.TensorNames() {
-			t := m.Tensors[name]
-			e := TensorEntry{Name: name, Shape: t.Shape, Type: ir.Encodings[t.Type].Name}
-			var err error
-			if e.Data, err = sw.add(name, t.Data); err != nil {
+			e, err := sw.addTensor(name, m.Tensors[name], base)
+			if err != nil {
 				return err
-			}
-			base.Write([]byte(sw.sections[e.Data].SHA256))
-			if t.Pal != nil {
-				e.GroupSize = t.Pal.GroupSize
-				if e.LUT, err = sw.add(name+".lut", u16bytes(t.Pal.LUT)); err != nil {
-					return err
-				}
-				base.Write([]byte(sw.sections[e.LUT].SHA256))
-				if t.Pal.Scales != nil {
-					if e.Scales, err = sw.add(name+".scales", u16bytes(t.Pal.Scales)); err != nil {
-						return err
-					}
-					base.Write([]byte(sw.sections[e.Scales].SHA256))
-				}
 			}
 			man.Tensors = append(man.Tensors, e)
 		}
@@ -386,31 +412,59 @@ func Parse(name string, data []byte, opt Options) (*ir.Model, *Manifest, error) 
 		byName[e.Name] = dt
 	}
 	for _, e := range man.Tensors {
-		dt, ok := byName[e.Type]
-		if !ok {
-			return nil, nil, fail("tensor %q: unknown encoding %q", e.Name, e.Type)
-		}
 		if _, dup := m.Tensors[e.Name]; dup {
 			return nil, nil, fail("tensor %q appears twice", e.Name)
 		}
-		d, err := sec(e.Data, "tensor "+e.Name)
+		var readEntry func(e TensorEntry, part bool) (*ir.Tensor, error)
+		readEntry = func(e TensorEntry, part bool) (*ir.Tensor, error) {
+			dt, ok := byName[e.Type]
+			if !ok {
+				return nil, fail("tensor %q: unknown encoding %q", e.Name, e.Type)
+			}
+			t := &ir.Tensor{Name: e.Name, Shape: e.Shape, Type: dt}
+			if dt == ir.LUTMIX {
+				if part {
+					return nil, fail("tensor %q: a lutmix part is itself lutmix", e.Name)
+				}
+				if len(e.Parts) == 0 {
+					return nil, fail("tensor %q: lutmix without parts", e.Name)
+				}
+				for _, pe := range e.Parts {
+					p, err := readEntry(pe, true)
+					if err != nil {
+						return nil, err
+					}
+					t.Parts = append(t.Parts, p)
+				}
+				return t, nil
+			}
+			if len(e.Parts) > 0 {
+				return nil, fail("tensor %q: %s with parts (only lutmix has parts)", e.Name, e.Type)
+			}
+			d, err := sec(e.Data, "tensor "+e.Name)
+			if err != nil {
+				return nil, err
+			}
+			t.Data = d
+			if ir.Encodings[dt].Bits > 0 {
+				lut, err := sec(e.LUT, "tensor "+e.Name+" LUT")
+				if err != nil {
+					return nil, err
+				}
+				t.Pal = &ir.Palette{GroupSize: e.GroupSize, LUT: u16view(lut)}
+				if e.Scales > 0 {
+					sc, err := sec(e.Scales, "tensor "+e.Name+" scales")
+					if err != nil {
+						return nil, err
+					}
+					t.Pal.Scales = u16view(sc)
+				}
+			}
+			return t, nil
+		}
+		t, err := readEntry(e, false)
 		if err != nil {
 			return nil, nil, err
-		}
-		t := &ir.Tensor{Name: e.Name, Shape: e.Shape, Type: dt, Data: d}
-		if ir.Encodings[dt].Bits > 0 {
-			lut, err := sec(e.LUT, "tensor "+e.Name+" LUT")
-			if err != nil {
-				return nil, nil, err
-			}
-			t.Pal = &ir.Palette{GroupSize: e.GroupSize, LUT: u16view(lut)}
-			if e.Scales > 0 {
-				sc, err := sec(e.Scales, "tensor "+e.Name+" scales")
-				if err != nil {
-					return nil, nil, err
-				}
-				t.Pal.Scales = u16view(sc)
-			}
 		}
 		if err := t.Check(); err != nil {
 			return nil, nil, fail("%v", err)

@@ -26,8 +26,8 @@ func palettized(t testing.TB) *ir.Model {
 	for n, tt := range m.Tensors {
 		out.Tensors[n] = tt
 	}
-	mk := func(name string, bits, g int, scales bool) {
-		src := m.Tensors[name]
+	mkT := func(name string, shape []int, bits, g int, scales bool) *ir.Tensor {
+		src := &ir.Tensor{Shape: shape}
 		dt, _ := ir.LUTType(bits)
 		idx := make([]uint8, src.Elems())
 		for i := range idx {
@@ -45,10 +45,16 @@ func palettized(t testing.TB) *ir.Model {
 				p.Scales[i] = ir.F32ToF16(1 + float32(i)/100)
 			}
 		}
-		out.Tensors[name] = &ir.Tensor{Name: name, Shape: src.Shape, Type: dt, Data: ir.PackIndices(bits, idx), Pal: p}
+		return &ir.Tensor{Name: name, Shape: shape, Type: dt, Data: ir.PackIndices(bits, idx), Pal: p}
+	}
+	mk := func(name string, bits, g int, scales bool) {
+		out.Tensors[name] = mkT(name, m.Tensors[name].Shape, bits, g, scales)
 	}
 	mk("blk.0.attn_q", 4, 16, true)
 	mk("blk.1.ffn_down", 3, 64, false)
+	// per-group bits: blk.2.ffn_up (172 x 64) as three parts
+	out.Tensors["blk.2.ffn_up"] = &ir.Tensor{Name: "blk.2.ffn_up", Shape: []int{172, 64}, Type: ir.LUTMIX, Parts: []*ir.Tensor{
+		mkT("", []int{32, 64}, 4, 16, true), mkT("", []int{128, 64}, 2, 32, false), mkT("", []int{12, 64}, 3, 12, true)}}
 	out.AdapterSets = []*ir.AdapterSet{{Name: "chat", Adapters: map[string]*ir.Adapter{
 		"blk.0.attn_v": {Target: "blk.0.attn_v", Rank: 2, In: 64, Out: 32, Scale: 0.5, A: make([]float32, 128), B: make([]float32, 64)},
 	}}}
@@ -85,8 +91,13 @@ func TestRoundTripAndDeterminism(t *testing.T) {
 	row1, row2 := make([]float32, 172), make([]float32, 172)
 	for n, tt := range m.Tensors {
 		g := got.Tensors[n]
-		if g == nil || g.Type != tt.Type || !bytes.Equal(g.Data, tt.Data) {
+		if g == nil || g.Type != tt.Type || !bytes.Equal(g.Data, tt.Data) || len(g.Parts) != len(tt.Parts) {
 			t.Fatalf("tensor %s differs after the round trip", n)
+		}
+		for i, p := range tt.Parts {
+			if gp := g.Parts[i]; gp.Type != p.Type || !bytes.Equal(gp.Data, p.Data) || gp.Pal.GroupSize != p.Pal.GroupSize || len(gp.Pal.Scales) != len(p.Pal.Scales) {
+				t.Fatalf("tensor %s part %d differs after the round trip", n, i)
+			}
 		}
 		for r := 0; r < tt.Rows(); r++ {
 			tt.DecodeRow(r, row1[:tt.Cols()])

@@ -65,6 +65,10 @@ func MatVecInput(w *ir.Tensor, in *Input, out []float32, r0, r1 int) {
 	if r0 >= r1 {
 		return
 	}
+	if w.Type == ir.LUTMIX {
+		matVecInputMixed(w, in, out, r0, r1)
+		return
+	}
 	if CurrentMode() == ModeInt8 && i8Asm() {
 		switch w.Type {
 		case ir.LUT2, ir.LUT3, ir.LUT4:

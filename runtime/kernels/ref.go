@@ -16,6 +16,9 @@ func MatVec(w *ir.Tensor, x, out []float32, r0, r1 int) {
 		return
 	}
 	switch w.Type {
+	case ir.LUTMIX:
+		matVecMixed(w, x, out, r0, r1)
+		return
 	case ir.F32:
 		if wf, ok := f32View(w); ok {
 			cols := w.Cols()
@@ -58,6 +61,10 @@ func MatMul(w *ir.Tensor, x, out []float32, n, r0, r1 int) {
 	rows, cols := w.Rows(), w.Cols()
 	if n == 1 {
 		MatVec(w, x[:cols], out[:rows], r0, r1)
+		return
+	}
+	if w.Type == ir.LUTMIX {
+		matMulMixed(w, x, out, n, r0, r1)
 		return
 	}
 	_ = x[n*cols-1]

@@ -93,16 +93,15 @@ type TuneReport struct {
 }
 
 // palParam is one tuned palettized tensor: its LUT entries (and row scales,
-// unless fixed) live in the tuner's theta.
+// unless fixed) live in the tuner's theta. A plain palettized tensor is one
+// segment; a lutmix tensor has one segment per part, each with its own
+// width, group size and scales.
 type palParam struct {
 	name       string
 	t          *ir.Tensor
-	K, G       int // entries per LUT (1 << bits), rows per LUT group
 	rows, cols int
-	idx        []uint8 // unpacked indices, row-major
-	lut, nLUT  int     // offset and count of the LUT entries in theta
-	scl        int     // offset of the row scales in theta; -1 when fixed
-	fixed      []float32
+	idx        []uint8 // unpacked indices, row-major, all rows
+	segs       []palSeg
 	// W is the student net's decoded weight (rows x cols), WT its
 	// transpose when the net keeps one (nil otherwise).
 	W, WT []float32
@@ -112,25 +111,47 @@ type palParam struct {
 	qat int
 }
 
-// scale is row r's scale under parameters theta.
-func (p *palParam) scale(theta []float32, r int) float32 {
+// palSeg is rows [r0, r1) of a tuned tensor that share one encoding: the
+// whole tensor, or one part of a lutmix tensor (src).
+type palSeg struct {
+	src       *ir.Tensor
+	r0, r1    int
+	bits      int
+	K, G      int // entries per LUT (1 << bits), rows per LUT group
+	lut, nLUT int // offset and count of the LUT entries in theta
+	scl       int // offset of the segment's row scales in theta; -1 when fixed or none
+	fixed     []float32
+}
+
+// scale is row r's scale (r a row of the tensor, in the segment) under
+// parameters theta.
+func (s *palSeg) scale(theta []float32, r int) float32 {
 	switch {
-	case p.scl >= 0:
-		return theta[p.scl+r]
-	case p.fixed != nil:
-		return p.fixed[r]
+	case s.scl >= 0:
+		return theta[s.scl+r-s.r0]
+	case s.fixed != nil:
+		return s.fixed[r-s.r0]
 	}
 	return 1
 }
 
+// lutOf returns the LUT of row r (a row of the tensor, in the segment).
+func (s *palSeg) lutOf(v []float32, r int) []float32 {
+	g := (r - s.r0) / s.G
+	return v[s.lut+g*s.K : s.lut+(g+1)*s.K]
+}
+
 // decode writes W (and WT) from theta.
 func (p *palParam) decode(theta []float32) {
-	for r := 0; r < p.rows; r++ {
-		lut := theta[p.lut+(r/p.G)*p.K : p.lut+(r/p.G+1)*p.K]
-		s := p.scale(theta, r)
-		w := p.W[r*p.cols : (r+1)*p.cols]
-		for c, k := range p.idx[r*p.cols : (r+1)*p.cols] {
-			w[c] = lut[k] * s
+	for i := range p.segs {
+		sg := &p.segs[i]
+		for r := sg.r0; r < sg.r1; r++ {
+			lut := sg.lutOf(theta, r)
+			s := sg.scale(theta, r)
+			w := p.W[r*p.cols : (r+1)*p.cols]
+			for c, k := range p.idx[r*p.cols : (r+1)*p.cols] {
+				w[c] = lut[k] * s
+			}
 		}
 	}
 	if p.WT != nil {
@@ -144,20 +165,22 @@ func (p *palParam) decode(theta []float32) {
 
 // accumulate adds the palette gradient of dL/dW = dW (rows x cols) to g.
 func (p *palParam) accumulate(dW, theta, g []float32) {
-	for r := 0; r < p.rows; r++ {
-		gi := r / p.G
-		lut := theta[p.lut+gi*p.K : p.lut+(gi+1)*p.K]
-		gl := g[p.lut+gi*p.K : p.lut+(gi+1)*p.K]
-		s := p.scale(theta, r)
-		row := dW[r*p.cols : (r+1)*p.cols]
-		var ds float32
-		for c, k := range p.idx[r*p.cols : (r+1)*p.cols] {
-			d := row[c]
-			gl[k] += d * s
-			ds += d * lut[k]
-		}
-		if p.scl >= 0 {
-			g[p.scl+r] += ds
+	for i := range p.segs {
+		sg := &p.segs[i]
+		for r := sg.r0; r < sg.r1; r++ {
+			lut := sg.lutOf(theta, r)
+			gl := sg.lutOf(g, r)
+			s := sg.scale(theta, r)
+			row := dW[r*p.cols : (r+1)*p.cols]
+			var ds float32
+			for c, k := range p.idx[r*p.cols : (r+1)*p.cols] {
+				d := row[c]
+				gl[k] += d * s
+				ds += d * lut[k]
+			}
+			if sg.scl >= 0 {
+				g[sg.scl+r-sg.r0] += ds
+			}
 		}
 	}
 	if p.qat > 0 {
@@ -259,9 +282,11 @@ func roundF16(v []float32) {
 // (the float32 norm weights stay as they are).
 func (tu *lutTuner) roundStored(theta []float32) {
 	for _, p := range tu.params {
-		roundF16(theta[p.lut : p.lut+p.nLUT])
-		if p.scl >= 0 {
-			roundF16(theta[p.scl : p.scl+p.rows])
+		for _, sg := range p.segs {
+			roundF16(theta[sg.lut : sg.lut+sg.nLUT])
+			if sg.scl >= 0 {
+				roundF16(theta[sg.scl : sg.scl+sg.r1-sg.r0])
+			}
 		}
 	}
 }
@@ -314,7 +339,7 @@ func newLUTTuner(teacher, student *ir.Model, tokens []int, opt Options, names []
 			if name == ir.NameOutput && tied {
 				continue // unused: the classifier is token_embd
 			}
-			if t := student.Tensors[name]; t.Pal != nil && ir.Encodings[t.Type].Bits > 0 {
+			if t := student.Tensors[name]; t.IsPalettized() {
 				names = append(names, name)
 			}
 		}
@@ -328,8 +353,7 @@ func newLUTTuner(teacher, student *ir.Model, tokens []int, opt Options, names []
 		if err != nil {
 			return nil, fmt.Errorf("lut tuning: %w", err)
 		}
-		bits := ir.Encodings[t.Type].Bits
-		if bits == 0 || t.Pal == nil {
+		if !t.IsPalettized() {
 			return nil, fmt.Errorf("lut tuning: %s: tensor %q is %s, not palettized", student.Source, name, ir.Encodings[t.Type].Name)
 		}
 		if err := t.Check(); err != nil {
@@ -338,8 +362,18 @@ func newLUTTuner(teacher, student *ir.Model, tokens []int, opt Options, names []
 		if slices.ContainsFunc(tu.params, func(p *palParam) bool { return p.name == name }) {
 			continue
 		}
-		p := &palParam{name: name, t: t, K: 1 << bits, G: t.Pal.GroupSize, rows: t.Rows(), cols: t.Cols(),
-			idx: ir.UnpackIndices(bits, t.Data, t.Elems()), scl: -1}
+		p := &palParam{name: name, t: t, rows: t.Rows(), cols: t.Cols()}
+		parts := []*ir.Tensor{t}
+		if t.Type == ir.LUTMIX {
+			parts = t.Parts
+		}
+		r0 := 0
+		for _, pt := range parts {
+			bits := ir.Encodings[pt.Type].Bits
+			p.segs = append(p.segs, palSeg{src: pt, r0: r0, r1: r0 + pt.Rows(), bits: bits, K: 1 << bits, G: pt.Pal.GroupSize, scl: -1})
+			p.idx = append(p.idx, ir.UnpackIndices(bits, pt.Data, pt.Elems())...)
+			r0 += pt.Rows()
+		}
 		switch {
 		case name == ir.NameTokenEmbd:
 			p.W = n.emb
@@ -377,27 +411,31 @@ func newLUTTuner(teacher, student *ir.Model, tokens []int, opt Options, names []
 		}
 		tu.params = append(tu.params, p)
 	}
-	// Parameters: per tensor its LUT entries, then its row scales.
+	// Parameters: per tensor (per part of a lutmix tensor) its LUT entries,
+	// then its row scales.
 	for _, p := range tu.params {
-		p.lut, p.nLUT = len(tu.theta), len(p.t.Pal.LUT)
-		for _, h := range p.t.Pal.LUT {
-			tu.theta = append(tu.theta, ir.F16ToF32(h))
-		}
-		tu.mag = appendRMS(tu.mag, tu.theta[p.lut:])
-		tu.nLUT += p.nLUT
-		if sc := p.t.Pal.Scales; sc != nil {
-			if freezeScales {
-				p.fixed = make([]float32, len(sc))
-				for i, h := range sc {
-					p.fixed[i] = ir.F16ToF32(h)
+		for i := range p.segs {
+			sg := &p.segs[i]
+			sg.lut, sg.nLUT = len(tu.theta), len(sg.src.Pal.LUT)
+			for _, h := range sg.src.Pal.LUT {
+				tu.theta = append(tu.theta, ir.F16ToF32(h))
+			}
+			tu.mag = appendRMS(tu.mag, tu.theta[sg.lut:])
+			tu.nLUT += sg.nLUT
+			if sc := sg.src.Pal.Scales; sc != nil {
+				if freezeScales {
+					sg.fixed = make([]float32, len(sc))
+					for i, h := range sc {
+						sg.fixed[i] = ir.F16ToF32(h)
+					}
+				} else {
+					sg.scl = len(tu.theta)
+					for _, h := range sc {
+						tu.theta = append(tu.theta, ir.F16ToF32(h))
+					}
+					tu.mag = appendRMS(tu.mag, tu.theta[sg.scl:])
+					tu.nScl += len(sc)
 				}
-			} else {
-				p.scl = len(tu.theta)
-				for _, h := range sc {
-					tu.theta = append(tu.theta, ir.F16ToF32(h))
-				}
-				tu.mag = appendRMS(tu.mag, tu.theta[p.scl:])
-				tu.nScl += len(sc)
 			}
 		}
 	}
@@ -576,11 +614,19 @@ func (tu *lutTuner) model(student *ir.Model, theta []float32) *ir.Model {
 		return h
 	}
 	for _, p := range tu.params {
-		pal := &ir.Palette{GroupSize: p.t.Pal.GroupSize, LUT: f16(theta[p.lut : p.lut+p.nLUT]), Scales: p.t.Pal.Scales}
-		if p.scl >= 0 {
-			pal.Scales = f16(theta[p.scl : p.scl+p.rows])
+		var parts []*ir.Tensor
+		for _, sg := range p.segs {
+			pal := &ir.Palette{GroupSize: sg.G, LUT: f16(theta[sg.lut : sg.lut+sg.nLUT]), Scales: sg.src.Pal.Scales}
+			if sg.scl >= 0 {
+				pal.Scales = f16(theta[sg.scl : sg.scl+sg.r1-sg.r0])
+			}
+			parts = append(parts, &ir.Tensor{Name: sg.src.Name, Shape: slices.Clone(sg.src.Shape), Type: sg.src.Type, Data: sg.src.Data, Pal: pal})
 		}
-		out.Tensors[p.name] = &ir.Tensor{Name: p.t.Name, Shape: append([]int(nil), p.t.Shape...), Type: p.t.Type, Data: p.t.Data, Pal: pal}
+		if p.t.Type == ir.LUTMIX {
+			out.Tensors[p.name] = &ir.Tensor{Name: p.t.Name, Shape: slices.Clone(p.t.Shape), Type: ir.LUTMIX, Parts: parts}
+		} else {
+			out.Tensors[p.name] = parts[0]
+		}
 	}
 	for _, p := range tu.norms {
 		if p != nil {

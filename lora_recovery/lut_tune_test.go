@@ -79,6 +79,27 @@ func palettizeG(m *ir.Model, names []string, bits, group int, scales bool) *ir.M
 	return out
 }
 
+// mixify makes the named tensors of out lutmix (per-group bits), from
+// src's float weights: the top half of the rows at 2 bits with 3-row
+// groups and row scales, the rest at 3 bits with 2-row groups and none.
+func mixify(src, out *ir.Model, names []string) {
+	for _, name := range names {
+		t := src.Tensors[name]
+		rows, cols := t.Rows(), t.Cols()
+		h := rows / 2
+		w := t.F32()
+		half := func(v []float32, n, bits, group int, scales bool) *ir.Tensor {
+			m := &ir.Model{Config: src.Config, Tensors: map[string]*ir.Tensor{name: ir.NewF32(name, v, n, cols)}}
+			return palettizeG(m, []string{name}, bits, group, scales).Tensors[name]
+		}
+		out.Tensors[name] = &ir.Tensor{Name: name, Shape: slices.Clone(t.Shape), Type: ir.LUTMIX, Parts: []*ir.Tensor{
+			half(w[:h*cols], h, 2, 3, true), half(w[h*cols:], rows-h, 3, 2, false)}}
+		if err := out.Tensors[name].Check(); err != nil {
+			panic(err)
+		}
+	}
+}
+
 // allLinears lists every linear weight of c.
 func allLinears(c ir.Config) []string {
 	var s []string
@@ -101,17 +122,26 @@ func TestLUTTuneGrad(t *testing.T) {
 		tune    []string
 		freeze  bool
 		norms   bool
+		mixed   []string
 	}{
-		{"tied-all", true, func(c ir.Config) []string { return append(allLinears(c), ir.NameTokenEmbd) }, nil, false, false},
-		{"untied-all", false, func(c ir.Config) []string { return append(allLinears(c), ir.NameTokenEmbd, ir.NameOutput) }, nil, false, false},
-		{"upper-only", true, allLinears, []string{"blk.1.attn_k", "blk.1.ffn_down"}, false, false},
-		{"frozen-scales", true, func(c ir.Config) []string { return append(allLinears(c), ir.NameTokenEmbd) }, nil, true, false},
-		{"upper-and-norms", false, allLinears, []string{"blk.1.ffn_up"}, false, true},
+		{"tied-all", true, func(c ir.Config) []string { return append(allLinears(c), ir.NameTokenEmbd) }, nil, false, false, nil},
+		{"untied-all", false, func(c ir.Config) []string { return append(allLinears(c), ir.NameTokenEmbd, ir.NameOutput) }, nil, false, false, nil},
+		{"upper-only", true, allLinears, []string{"blk.1.attn_k", "blk.1.ffn_down"}, false, false, nil},
+		{"frozen-scales", true, func(c ir.Config) []string { return append(allLinears(c), ir.NameTokenEmbd) }, nil, true, false, nil},
+		{"upper-and-norms", false, allLinears, []string{"blk.1.ffn_up"}, false, true, nil},
+		{"lutmix", true, func(c ir.Config) []string { return append(allLinears(c), ir.NameTokenEmbd) }, nil, false, false,
+			[]string{"blk.0.attn_q", "blk.1.ffn_down", ir.NameTokenEmbd}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := tinyConfig(false, tc.tied)
-			tu, rng := gradTuner(t, c, tc.tensors(c), tc.tune, tc.freeze, tc.norms)
+			tu, rng := gradTuner(t, c, tc.tensors(c), tc.tune, tc.freeze, tc.norms, tc.mixed...)
+			for _, name := range tc.mixed {
+				i := slices.IndexFunc(tu.params, func(p *palParam) bool { return p.name == name })
+				if i < 0 || len(tu.params[i].segs) != 2 {
+					t.Fatalf("%s: not tuned as a two-part lutmix tensor", name)
+				}
+			}
 			if tc.freeze && tu.nScl != 0 {
 				t.Fatalf("%d scales tuned with FreezeScales", tu.nScl)
 			}
@@ -271,10 +301,12 @@ const T = 7
 // student with the named tensors palettized (2 bits, groups of 3 rows, row
 // scales), 14 random tokens in windows of T, CE weight 0.5, teacher
 // cached. It also returns the random source the tokens were drawn from.
-func gradTuner(t *testing.T, c ir.Config, names, tune []string, freeze, norms bool) (*lutTuner, *rand.Rand) {
+func gradTuner(t *testing.T, c ir.Config, names, tune []string, freeze, norms bool, mixed ...string) (*lutTuner, *rand.Rand) {
 	t.Helper()
 	teacher := randomModel(c, 1, 0.3)
-	student := palettizeG(randomModel(c, 2, 0.3), names, 2, 3, true)
+	base := randomModel(c, 2, 0.3)
+	student := palettizeG(base, names, 2, 3, true)
+	mixify(base, student, mixed)
 	rng := rand.New(rand.NewPCG(3, 4))
 	tokens := make([]int, 2*T)
 	for i := range tokens {

@@ -173,55 +173,58 @@ func (q *QATOptions) check() error {
 // their indices (every entry decodes to 0 there).
 func (p *palParam) reassign(theta, lat []float32, hyst float32) int {
 	changed := 0
-	order := make([]int, p.K)
-	vals := make([]float32, p.K)
-	for g := 0; g*p.G < p.rows; g++ {
-		lut := theta[p.lut+g*p.K : p.lut+(g+1)*p.K]
-		for k := range order {
-			order[k] = k
-		}
-		// Sorted by value (stable: equal entries keep index order, so the
-		// lowest index wins a tie).
-		slices.SortStableFunc(order, func(a, b int) int {
-			switch {
-			case lut[a] < lut[b]:
-				return -1
-			case lut[a] > lut[b]:
-				return 1
+	for si := range p.segs {
+		sg := &p.segs[si]
+		order := make([]int, sg.K)
+		vals := make([]float32, sg.K)
+		for g0 := sg.r0; g0 < sg.r1; g0 += sg.G {
+			lut := sg.lutOf(theta, g0)
+			for k := range order {
+				order[k] = k
 			}
-			return 0
-		})
-		for i, k := range order {
-			vals[i] = lut[k]
-		}
-		for r := g * p.G; r < min((g+1)*p.G, p.rows); r++ {
-			s := p.scale(theta, r)
-			if s == 0 {
-				continue
-			}
-			inv := 1 / s
-			idx := p.idx[r*p.cols : (r+1)*p.cols]
-			for c, v := range lat[r*p.cols : (r+1)*p.cols] {
-				x := v * inv
-				i, _ := slices.BinarySearch(vals, x) // first vals[i] >= x
+			// Sorted by value (stable: equal entries keep index order, so the
+			// lowest index wins a tie).
+			slices.SortStableFunc(order, func(a, b int) int {
 				switch {
-				case i == p.K:
-					i = p.K - 1
-				case i > 0 && x-vals[i-1] <= vals[i]-x:
-					i--
+				case lut[a] < lut[b]:
+					return -1
+				case lut[a] > lut[b]:
+					return 1
 				}
-				k := uint8(order[i])
-				if k == idx[c] {
+				return 0
+			})
+			for i, k := range order {
+				vals[i] = lut[k]
+			}
+			for r := g0; r < min(g0+sg.G, sg.r1); r++ {
+				s := sg.scale(theta, r)
+				if s == 0 {
 					continue
 				}
-				if hyst > 0 {
-					cur, nw := lut[idx[c]], vals[i]
-					if abs32(x-cur)-abs32(x-nw) <= hyst*abs32(cur-nw) {
+				inv := 1 / s
+				idx := p.idx[r*p.cols : (r+1)*p.cols]
+				for c, v := range lat[r*p.cols : (r+1)*p.cols] {
+					x := v * inv
+					i, _ := slices.BinarySearch(vals, x) // first vals[i] >= x
+					switch {
+					case i == sg.K:
+						i = sg.K - 1
+					case i > 0 && x-vals[i-1] <= vals[i]-x:
+						i--
+					}
+					k := uint8(order[i])
+					if k == idx[c] {
 						continue
 					}
+					if hyst > 0 {
+						cur, nw := lut[idx[c]], vals[i]
+						if abs32(x-cur)-abs32(x-nw) <= hyst*abs32(cur-nw) {
+							continue
+						}
+					}
+					idx[c] = k
+					changed++
 				}
-				idx[c] = k
-				changed++
 			}
 		}
 	}
@@ -233,22 +236,25 @@ func abs32(x float32) float32 { return float32(math.Abs(float64(x))) }
 // centroids sets every LUT entry of p in theta to the least-squares fit of
 // the latent weights pointing at it: sum lat*s / sum s^2.
 func (p *palParam) centroids(theta, lat []float32) {
-	num := make([]float64, p.K)
-	den := make([]float64, p.K)
-	for g := 0; g*p.G < p.rows; g++ {
-		clear(num)
-		clear(den)
-		for r := g * p.G; r < min((g+1)*p.G, p.rows); r++ {
-			s := float64(p.scale(theta, r))
-			for c, k := range p.idx[r*p.cols : (r+1)*p.cols] {
-				num[k] += float64(lat[r*p.cols+c]) * s
-				den[k] += s * s
+	for si := range p.segs {
+		sg := &p.segs[si]
+		num := make([]float64, sg.K)
+		den := make([]float64, sg.K)
+		for g0 := sg.r0; g0 < sg.r1; g0 += sg.G {
+			clear(num)
+			clear(den)
+			for r := g0; r < min(g0+sg.G, sg.r1); r++ {
+				s := float64(sg.scale(theta, r))
+				for c, k := range p.idx[r*p.cols : (r+1)*p.cols] {
+					num[k] += float64(lat[r*p.cols+c]) * s
+					den[k] += s * s
+				}
 			}
-		}
-		lut := theta[p.lut+g*p.K : p.lut+(g+1)*p.K]
-		for k := range lut {
-			if den[k] > 0 {
-				lut[k] = float32(num[k] / den[k])
+			lut := sg.lutOf(theta, g0)
+			for k := range lut {
+				if den[k] > 0 {
+					lut[k] = float32(num[k] / den[k])
+				}
 			}
 		}
 	}
@@ -444,7 +450,13 @@ func tuneQAT(teacher, student *ir.Model, tokens []int, topt TuneOptions, opt Opt
 			}
 		}
 		t := out.Tensors[p.name]
-		t.Data = ir.PackIndices(ir.Encodings[t.Type].Bits, bestIdx[i])
+		parts := []*ir.Tensor{t}
+		if t.Type == ir.LUTMIX {
+			parts = t.Parts
+		}
+		for k, sg := range p.segs {
+			parts[k].Data = ir.PackIndices(sg.bits, bestIdx[i][sg.r0*p.cols:sg.r1*p.cols])
+		}
 		if err := t.Check(); err != nil { // cannot happen: same shape and width
 			return nil, rep, fmt.Errorf("qat: %s: %w", student.Source, err)
 		}

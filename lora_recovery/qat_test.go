@@ -18,7 +18,8 @@ import (
 func TestQATReassign(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	const K, G, rows, cols = 8, 3, 7, 11
-	p := &palParam{K: K, G: G, rows: rows, cols: cols, idx: make([]uint8, rows*cols), lut: 0, nLUT: 3 * K, scl: 3 * K}
+	p := &palParam{rows: rows, cols: cols, idx: make([]uint8, rows*cols),
+		segs: []palSeg{{r0: 0, r1: rows, K: K, G: G, lut: 0, nLUT: 3 * K, scl: 3 * K}}}
 	theta := make([]float32, 3*K+rows)
 	for i := range theta[:3*K] {
 		theta[i] = float32(rng.NormFloat64())
@@ -75,13 +76,70 @@ func TestQATReassign(t *testing.T) {
 	}
 	// Hysteresis: an element just past the midpoint between two entries
 	// moves with hyst 0 but not with hyst 0.2; far past, it moves.
-	q := &palParam{K: 2, G: 1, rows: 1, cols: 3, idx: []uint8{0, 0, 0}, nLUT: 2, scl: -1}
+	q := &palParam{rows: 1, cols: 3, idx: []uint8{0, 0, 0}, segs: []palSeg{{r0: 0, r1: 1, K: 2, G: 1, nLUT: 2, scl: -1}}}
 	th := []float32{0, 1}
 	if n := q.reassign(th, []float32{0.55, 0.55, 0.7}, 0.2); n != 1 || !slices.Equal(q.idx, []uint8{0, 0, 1}) {
 		t.Errorf("hysteresis 0.2: %d changed, indices %v, want 1 and [0 0 1]", n, q.idx)
 	}
 	if n := q.reassign(th, []float32{0.55, 0.55, 0.7}, 0); n != 2 || !slices.Equal(q.idx, []uint8{1, 1, 1}) {
 		t.Errorf("hysteresis 0: %d changed, indices %v, want 2 and [1 1 1]", n, q.idx)
+	}
+}
+
+// A lutmix tensor's segments each use their own LUTs, widths and scales:
+// rows 0-2 with a 4-entry LUT per 2 rows and row scales, rows 3-4 with one
+// 2-entry LUT and no scales; checked against a hand-indexed nearest entry.
+func TestQATReassignSegments(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	const cols = 9
+	// theta: seg A LUTs (2 groups x 4) at 0, its 3 scales at 8, seg B LUT (2) at 11
+	theta := make([]float32, 13)
+	for i := range theta {
+		theta[i] = float32(rng.NormFloat64())
+	}
+	theta[8], theta[9], theta[10] = 0.8, 1.3, -0.6
+	p := &palParam{rows: 5, cols: cols, idx: make([]uint8, 5*cols), segs: []palSeg{
+		{r0: 0, r1: 3, K: 4, G: 2, lut: 0, nLUT: 8, scl: 8},
+		{r0: 3, r1: 5, K: 2, G: 2, lut: 11, nLUT: 2, scl: -1},
+	}}
+	lat := make([]float32, 5*cols)
+	for i := range lat {
+		lat[i] = float32(1.5 * rng.NormFloat64())
+	}
+	p.reassign(theta, lat, 0)
+	for r := 0; r < 5; r++ {
+		var lut []float32
+		s := float32(1)
+		switch {
+		case r < 2:
+			lut, s = theta[0:4], theta[8+r]
+		case r == 2:
+			lut, s = theta[4:8], theta[10]
+		default:
+			lut = theta[11:13]
+		}
+		for c := 0; c < cols; c++ {
+			e := r*cols + c
+			if int(p.idx[e]) >= len(lut) {
+				t.Fatalf("row %d col %d: index %d outside its %d-entry LUT", r, c, p.idx[e], len(lut))
+			}
+			bestD := math.Inf(1)
+			for _, v := range lut {
+				bestD = math.Min(bestD, math.Abs(float64(lat[e]-v*s)))
+			}
+			if d := math.Abs(float64(lat[e] - lut[p.idx[e]]*s)); d > bestD+1e-6 {
+				t.Errorf("row %d col %d: entry %d at distance %g, nearest is %g", r, c, p.idx[e], d, bestD)
+			}
+		}
+	}
+	// decode uses the same LUTs and scales
+	p.W = make([]float32, 5*cols)
+	p.decode(theta)
+	if got, want := p.W[2*cols+1], theta[4+int(p.idx[2*cols+1])]*theta[10]; got != want {
+		t.Errorf("decode row 2: %v, expected %v", got, want)
+	}
+	if got, want := p.W[4*cols], theta[11+int(p.idx[4*cols])]; got != want {
+		t.Errorf("decode row 4: %v, expected %v", got, want)
 	}
 }
 

@@ -48,10 +48,21 @@ type TensorEntry struct {
 	GroupSize int    `json:"group_size,omitempty"`
 	LUT       int    `json:"lut,omitempty"`    // section index of the float16 LUTs (palettized)
 	Scales    int    `json:"scales,omitempty"` // section index of float16 row scales, 0 = none
-	// Parts (lutmix only) are the row parts top to bottom, each a
-	// palettized entry of its own (named NAME#i, sections NAME#i,
-	// NAME#i.lut, NAME#i.scales).
-	Parts []TensorEntry `json:"parts,omitempty"`
+	// Parts (lutmix only) are the row parts top to bottom. Their packed
+	// indices, LUTs and scales are concatenated in part order in the
+	// tensor's Data, LUT and Scales sections (Scales holding only the
+	// parts that have scales); each part's share follows from its rows,
+	// width and group size, and every share of Data is a whole number of
+	// 16-byte index blocks.
+	Parts []PartEntry `json:"parts,omitempty"`
+}
+
+// PartEntry is one row part of a lutmix tensor.
+type PartEntry struct {
+	Rows      int    `json:"rows"`
+	Type      string `json:"type"` // lut1..lut8
+	GroupSize int    `json:"group_size"`
+	Scales    bool   `json:"scales,omitempty"`
 }
 
 // TokenizerEntry is the vocabulary, embedded in the manifest.
@@ -136,15 +147,18 @@ type Manifest struct {
 func (sw *sectionWriter) addTensor(name string, t *ir.Tensor, base hash.Hash) (TensorEntry, error) {
 	e := TensorEntry{Name: name, Shape: t.Shape, Type: ir.Encodings[t.Type].Name}
 	if t.Type == ir.LUTMIX {
-		e.Data = -1
-		for i, p := range t.Parts {
-			pe, err := sw.addTensor(fmt.Sprintf("%s#%d", name, i), p, base)
-			if err != nil {
-				return e, err
-			}
-			e.Parts = append(e.Parts, pe)
+		var data []byte
+		var lut, scales []uint16
+		for _, p := range t.Parts {
+			data = append(data, p.Data...)
+			lut = append(lut, p.Pal.LUT...)
+			scales = append(scales, p.Pal.Scales...)
+			e.Parts = append(e.Parts, PartEntry{Rows: p.Rows(), Type: ir.Encodings[p.Type].Name, GroupSize: p.Pal.GroupSize, Scales: p.Pal.Scales != nil})
 		}
-		return e, nil
+		t = &ir.Tensor{Data: data, Pal: &ir.Palette{LUT: lut}}
+		if len(scales) > 0 {
+			t.Pal.Scales = scales
+		}
 	}
 	var err error
 	if e.Data, err = sw.add(name, t.Data); err != nil {
@@ -165,6 +179,61 @@ func (sw *sectionWriter) addTensor(name string, t *ir.Tensor, base hash.Hash) (T
 		}
 	}
 	return e, nil
+}
+
+// readParts cuts a lutmix tensor's data (d), LUT and scales sections into
+// its parts' views.
+func readParts(e TensorEntry, t *ir.Tensor, d []byte, sec func(int, string) ([]byte, error), byName map[string]ir.DType,
+	fail func(string, ...any) error) (*ir.Tensor, error) {
+	if len(e.Shape) != 2 || len(e.Parts) == 0 {
+		return nil, fail("tensor %q: lutmix needs a matrix shape and parts (shape %v, %d parts)", e.Name, e.Shape, len(e.Parts))
+	}
+	lb, err := sec(e.LUT, "tensor "+e.Name+" LUT")
+	if err != nil {
+		return nil, err
+	}
+	lut := u16view(lb)
+	var scales []uint16
+	if e.Scales > 0 {
+		sb, err := sec(e.Scales, "tensor "+e.Name+" scales")
+		if err != nil {
+			return nil, err
+		}
+		scales = u16view(sb)
+	}
+	cols := e.Shape[1]
+	t.Data = nil
+	for i, pe := range e.Parts {
+		dt, ok := byName[pe.Type]
+		enc := ir.Encodings[dt]
+		if !ok || enc.Bits == 0 {
+			return nil, fail("tensor %q part %d: encoding %q, expected lut1..lut8", e.Name, i, pe.Type)
+		}
+		if pe.Rows < 1 || pe.GroupSize < 1 || pe.GroupSize > pe.Rows {
+			return nil, fail("tensor %q part %d: %d rows, group size %d", e.Name, i, pe.Rows, pe.GroupSize)
+		}
+		nd := enc.DataBytes(pe.Rows * cols)
+		nl := ((pe.Rows + pe.GroupSize - 1) / pe.GroupSize) << enc.Bits
+		ns := 0
+		if pe.Scales {
+			ns = pe.Rows
+		}
+		if int64(len(d)) < nd || len(lut) < nl || len(scales) < ns {
+			return nil, fail("tensor %q part %d: its sections are too short (data %d of %d bytes, LUT %d of %d entries, scales %d of %d left)",
+				e.Name, i, len(d), nd, len(lut), nl, len(scales), ns)
+		}
+		p := &ir.Tensor{Name: fmt.Sprintf("%s#%d", e.Name, i), Shape: []int{pe.Rows, cols}, Type: dt, Data: d[:nd:nd],
+			Pal: &ir.Palette{GroupSize: pe.GroupSize, LUT: lut[:nl:nl]}}
+		if pe.Scales {
+			p.Pal.Scales = scales[:ns:ns]
+		}
+		d, lut, scales = d[nd:], lut[nl:], scales[ns:]
+		t.Parts = append(t.Parts, p)
+	}
+	if len(d) != 0 || len(lut) != 0 || len(scales) != 0 {
+		return nil, fail("tensor %q: %d data bytes, %d LUT entries and %d scales left over after its parts", e.Name, len(d), len(lut), len(scales))
+	}
+	return t, nil
 }
 
 // Extra is what Write stores beside the model.
@@ -415,30 +484,13 @@ func Parse(name string, data []byte, opt Options) (*ir.Model, *Manifest, error) 
 		if _, dup := m.Tensors[e.Name]; dup {
 			return nil, nil, fail("tensor %q appears twice", e.Name)
 		}
-		var readEntry func(e TensorEntry, part bool) (*ir.Tensor, error)
-		readEntry = func(e TensorEntry, part bool) (*ir.Tensor, error) {
+		readEntry := func(e TensorEntry) (*ir.Tensor, error) {
 			dt, ok := byName[e.Type]
 			if !ok {
 				return nil, fail("tensor %q: unknown encoding %q", e.Name, e.Type)
 			}
 			t := &ir.Tensor{Name: e.Name, Shape: e.Shape, Type: dt}
-			if dt == ir.LUTMIX {
-				if part {
-					return nil, fail("tensor %q: a lutmix part is itself lutmix", e.Name)
-				}
-				if len(e.Parts) == 0 {
-					return nil, fail("tensor %q: lutmix without parts", e.Name)
-				}
-				for _, pe := range e.Parts {
-					p, err := readEntry(pe, true)
-					if err != nil {
-						return nil, err
-					}
-					t.Parts = append(t.Parts, p)
-				}
-				return t, nil
-			}
-			if len(e.Parts) > 0 {
+			if dt != ir.LUTMIX && len(e.Parts) > 0 {
 				return nil, fail("tensor %q: %s with parts (only lutmix has parts)", e.Name, e.Type)
 			}
 			d, err := sec(e.Data, "tensor "+e.Name)
@@ -446,6 +498,9 @@ func Parse(name string, data []byte, opt Options) (*ir.Model, *Manifest, error) 
 				return nil, err
 			}
 			t.Data = d
+			if dt == ir.LUTMIX {
+				return readParts(e, t, d, sec, byName, fail)
+			}
 			if ir.Encodings[dt].Bits > 0 {
 				lut, err := sec(e.LUT, "tensor "+e.Name+" LUT")
 				if err != nil {
@@ -462,7 +517,7 @@ func Parse(name string, data []byte, opt Options) (*ir.Model, *Manifest, error) 
 			}
 			return t, nil
 		}
-		t, err := readEntry(e, false)
+		t, err := readEntry(e)
 		if err != nil {
 			return nil, nil, err
 		}

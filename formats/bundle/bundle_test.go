@@ -3,6 +3,7 @@ package bundle
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -228,4 +229,42 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, _, _ = Parse("fuzz.sqz", data, Options{Verify: true})
 	})
+}
+
+// A lutmix entry whose parts do not account for its sections exactly is
+// refused, naming the tensor and the part.
+func TestLutmixPartsErrors(t *testing.T) {
+	byName := map[string]ir.DType{}
+	for dt, e := range ir.Encodings {
+		byName[e.Name] = dt
+	}
+	fail := func(f string, a ...any) error { return fmt.Errorf("x.sqz: "+f, a...) }
+	// two parts of 16 x 64: lut4 (512 bytes, 16 entries) and lut2 with
+	// scales (256 bytes, 4 entries, 16 scales)
+	secs := [][]byte{nil, make([]byte, 512+256), make([]byte, 2*(16+4)), make([]byte, 2*16)}
+	sec := func(i int, what string) ([]byte, error) { return secs[i], nil }
+	good := func() TensorEntry {
+		return TensorEntry{Name: "w", Shape: []int{32, 64}, Type: "lutmix", Data: 1, LUT: 2, Scales: 3,
+			Parts: []PartEntry{{Rows: 16, Type: "lut4", GroupSize: 16}, {Rows: 16, Type: "lut2", GroupSize: 16, Scales: true}}}
+	}
+	e := good()
+	tt, err := readParts(e, &ir.Tensor{Name: "w", Shape: e.Shape, Type: ir.LUTMIX}, secs[1], sec, byName, fail)
+	if err != nil || tt.Check() != nil || len(tt.Parts[1].Pal.Scales) != 16 {
+		t.Fatalf("good entry: %v", err)
+	}
+	cases := map[string]func(e *TensorEntry){
+		"left over":      func(e *TensorEntry) { e.Parts[1].Scales = false },
+		"too short":      func(e *TensorEntry) { e.Parts[0].Rows = 40 },
+		"expected lut1":  func(e *TensorEntry) { e.Parts[0].Type = "f16" },
+		"group size 17":  func(e *TensorEntry) { e.Parts[0].GroupSize = 17 },
+		"needs a matrix": func(e *TensorEntry) { e.Parts = nil },
+	}
+	for want, mutate := range cases {
+		e := good()
+		mutate(&e)
+		_, err := readParts(e, &ir.Tensor{Name: "w", Shape: e.Shape, Type: ir.LUTMIX}, secs[1], sec, byName, fail)
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), `"w"`) {
+			t.Errorf("%s: %v", want, err)
+		}
+	}
 }

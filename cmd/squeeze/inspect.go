@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/squeeze-ml/squeeze/formats"
@@ -50,6 +51,15 @@ type inspectTensor struct {
 	LUTMax   float32  `json:"lut_max,omitempty"`
 	Scales   bool     `json:"row_scales,omitempty"`
 	RelError *float64 `json:"rel_error,omitempty"` // ||W - W'||^2 / ||W||^2 against --original
+	// Parts of a lutmix tensor (per-group widths), top to bottom.
+	Parts []inspectPart `json:"parts,omitempty"`
+}
+
+type inspectPart struct {
+	Rows   int    `json:"rows"`
+	Type   string `json:"type"`
+	Group  int    `json:"group_size"`
+	Scales bool   `json:"row_scales,omitempty"`
 }
 
 type inspectOp struct {
@@ -99,18 +109,30 @@ func runInspect(o *inspectOptions, args []string, stdout io.Writer) error {
 		t := m.Tensors[n]
 		it := inspectTensor{Name: n, Shape: t.Shape, Type: ir.Encodings[t.Type].Name, Bytes: t.Bytes(),
 			BPW: 8 * float64(t.Bytes()) / float64(t.Elems())}
-		if t.Pal != nil {
-			it.Group = t.Pal.GroupSize
-			it.LUTs = t.NumGroups()
-			it.Scales = t.Pal.Scales != nil
-			for i, h := range t.Pal.LUT {
+		parts := []*ir.Tensor{t}
+		if t.Type == ir.LUTMIX {
+			parts = t.Parts
+		}
+		first := true
+		for _, pt := range parts {
+			if pt.Pal == nil {
+				continue
+			}
+			if t.Type == ir.LUTMIX {
+				it.Parts = append(it.Parts, inspectPart{Rows: pt.Rows(), Type: ir.Encodings[pt.Type].Name, Group: pt.Pal.GroupSize, Scales: pt.Pal.Scales != nil})
+			}
+			it.Group = max(it.Group, pt.Pal.GroupSize)
+			it.LUTs += pt.NumGroups()
+			it.Scales = it.Scales || pt.Pal.Scales != nil
+			for _, h := range pt.Pal.LUT {
 				v := ir.F16ToF32(h)
-				if i == 0 || v < it.LUTMin {
+				if first || v < it.LUTMin {
 					it.LUTMin = v
 				}
-				if i == 0 || v > it.LUTMax {
+				if first || v > it.LUTMax {
 					it.LUTMax = v
 				}
+				first = false
 			}
 		}
 		if orig != nil {
@@ -153,6 +175,14 @@ func runInspect(o *inspectOptions, args []string, stdout io.Writer) error {
 	var rows [][]string
 	for _, t := range rep.Tensors {
 		g, luts, rel := "", "", ""
+		typ := t.Type
+		if len(t.Parts) > 0 {
+			var w []string
+			for _, p := range t.Parts {
+				w = append(w, fmt.Sprintf("%s:%d", strings.TrimPrefix(p.Type, "lut"), p.Rows))
+			}
+			typ = "lutmix " + strings.Join(w, " ")
+		}
 		if t.Group > 0 {
 			g = fmt.Sprint(t.Group)
 			luts = fmt.Sprintf("%d in [%.3g, %.3g]", t.LUTs, t.LUTMin, t.LUTMax)
@@ -163,7 +193,7 @@ func runInspect(o *inspectOptions, args []string, stdout io.Writer) error {
 		if t.RelError != nil {
 			rel = fmt.Sprintf("%.2e", *t.RelError)
 		}
-		rows = append(rows, []string{t.Name, fmt.Sprint(t.Shape), t.Type, g, luts, reports.Bytes(t.Bytes), fmt.Sprintf("%.2f", t.BPW), rel})
+		rows = append(rows, []string{t.Name, fmt.Sprint(t.Shape), typ, g, luts, reports.Bytes(t.Bytes), fmt.Sprintf("%.2f", t.BPW), rel})
 	}
 	if err := reports.Table(stdout, []string{"tensor", "shape", "type", "lut group", "luts", "bytes", "bits/weight", "rel. error"}, rows,
 		[]string{"total", "", "", "", "", reports.Bytes(rep.WeightBytes), fmt.Sprintf("%.2f", 8*float64(rep.WeightBytes)/float64(rep.Params)), ""}); err != nil {

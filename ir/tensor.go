@@ -50,6 +50,47 @@ type Palette struct {
 	GroupSize int      // consecutive output rows that share one LUT (>= 1)
 	LUT       []uint16 // float16 bits, NumGroups x (1 << bits) entries
 	Scales    []uint16 // optional float16 bits, one per output row
+	// ScaleCodes, when set, is how the row scales are stored: one byte per
+	// row, Scales[r] = ScaleCodeF16(ScaleCodes[r]) (a log-spaced grid; the
+	// LUTs carry the magnitude). Scales then holds the expanded values the
+	// kernels read, and storage counts the codes only.
+	ScaleCodes []uint8
+}
+
+// Row scale codes: scale(c) = 2^((32 - c) / 32) rounded to float16, for c
+// in 0..255, so 1 is code 32, the largest scale 2 and the smallest
+// 2^-6.97 (steps of 2.2%). Per-row scales normalise rows that share a
+// LUT; one byte per row instead of a float16 halves their cost, which on
+// narrow matrices (64 columns: 0.25 -> 0.125 bits per weight) buys more
+// index bits than it costs in precision.
+const ScaleCodeOne = 32
+
+var scaleCodeTab = func() (t [256]uint16) {
+	for c := range t {
+		t[c] = F32ToF16(float32(math.Exp2(float64(ScaleCodeOne-c) / 32)))
+	}
+	return
+}()
+
+// ScaleCodeF16 is the float16 scale of code c.
+func ScaleCodeF16(c uint8) uint16 { return scaleCodeTab[c] }
+
+// ScaleCode returns the code whose scale is nearest to s in log terms
+// (s <= 0 or NaN gives the smallest, 255; beyond the range, the end).
+func ScaleCode(s float32) uint8 {
+	if !(s > 0) {
+		return 255
+	}
+	c := math.Round(ScaleCodeOne - 32*math.Log2(float64(s)))
+	return uint8(max(0, min(255, c)))
+}
+
+// ExpandScaleCodes sets p.Scales from p.ScaleCodes.
+func (p *Palette) ExpandScaleCodes() {
+	p.Scales = make([]uint16, len(p.ScaleCodes))
+	for r, c := range p.ScaleCodes {
+		p.Scales[r] = scaleCodeTab[c]
+	}
 }
 
 // Rows is the number of output rows (1 for a vector).
@@ -92,7 +133,12 @@ func (t *Tensor) Bytes() int64 {
 		n += p.Bytes()
 	}
 	if t.Pal != nil {
-		n += 2*int64(len(t.Pal.LUT)) + 2*int64(len(t.Pal.Scales))
+		n += 2 * int64(len(t.Pal.LUT))
+		if t.Pal.ScaleCodes != nil {
+			n += int64(len(t.Pal.ScaleCodes))
+		} else {
+			n += 2 * int64(len(t.Pal.Scales))
+		}
 	}
 	return n
 }
@@ -128,6 +174,16 @@ func (t *Tensor) Check() error {
 		}
 		if t.Pal.Scales != nil && len(t.Pal.Scales) != t.Rows() {
 			return fmt.Errorf("tensor %q (%s): %d scales, expected %d", t.Name, enc.Name, len(t.Pal.Scales), t.Rows())
+		}
+		if c := t.Pal.ScaleCodes; c != nil {
+			if len(c) != len(t.Pal.Scales) {
+				return fmt.Errorf("tensor %q (%s): %d scale codes for %d scales, expected %d", t.Name, enc.Name, len(c), len(t.Pal.Scales), t.Rows())
+			}
+			for r, k := range c {
+				if t.Pal.Scales[r] != scaleCodeTab[k] {
+					return fmt.Errorf("tensor %q (%s): row %d: scale %v is not its code %d's %v", t.Name, enc.Name, r, F16ToF32(t.Pal.Scales[r]), k, F16ToF32(scaleCodeTab[k]))
+				}
+			}
 		}
 	}
 	return nil

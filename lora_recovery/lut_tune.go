@@ -121,6 +121,19 @@ type palSeg struct {
 	lut, nLUT int // offset and count of the LUT entries in theta
 	scl       int // offset of the segment's row scales in theta; -1 when fixed or none
 	fixed     []float32
+	codes     bool // scales are stored as one-byte codes (ir.ScaleCode), not float16
+}
+
+// roundScales rounds tuned scales to what the segment stores: the
+// float16 of their nearest code, or float16.
+func (s *palSeg) roundScales(v []float32) {
+	if !s.codes {
+		roundF16(v)
+		return
+	}
+	for i, x := range v {
+		v[i] = ir.F16ToF32(ir.ScaleCodeF16(ir.ScaleCode(x)))
+	}
 }
 
 // scale is row r's scale (r a row of the tensor, in the segment) under
@@ -285,7 +298,7 @@ func (tu *lutTuner) roundStored(theta []float32) {
 		for _, sg := range p.segs {
 			roundF16(theta[sg.lut : sg.lut+sg.nLUT])
 			if sg.scl >= 0 {
-				roundF16(theta[sg.scl : sg.scl+sg.r1-sg.r0])
+				sg.roundScales(theta[sg.scl : sg.scl+sg.r1-sg.r0])
 			}
 		}
 	}
@@ -370,7 +383,8 @@ func newLUTTuner(teacher, student *ir.Model, tokens []int, opt Options, names []
 		r0 := 0
 		for _, pt := range parts {
 			bits := ir.Encodings[pt.Type].Bits
-			p.segs = append(p.segs, palSeg{src: pt, r0: r0, r1: r0 + pt.Rows(), bits: bits, K: 1 << bits, G: pt.Pal.GroupSize, scl: -1})
+			p.segs = append(p.segs, palSeg{src: pt, r0: r0, r1: r0 + pt.Rows(), bits: bits, K: 1 << bits, G: pt.Pal.GroupSize, scl: -1,
+				codes: pt.Pal.ScaleCodes != nil})
 			p.idx = append(p.idx, ir.UnpackIndices(bits, pt.Data, pt.Elems())...)
 			r0 += pt.Rows()
 		}
@@ -616,9 +630,18 @@ func (tu *lutTuner) model(student *ir.Model, theta []float32) *ir.Model {
 	for _, p := range tu.params {
 		var parts []*ir.Tensor
 		for _, sg := range p.segs {
-			pal := &ir.Palette{GroupSize: sg.G, LUT: f16(theta[sg.lut : sg.lut+sg.nLUT]), Scales: sg.src.Pal.Scales}
+			pal := &ir.Palette{GroupSize: sg.G, LUT: f16(theta[sg.lut : sg.lut+sg.nLUT]), Scales: sg.src.Pal.Scales, ScaleCodes: sg.src.Pal.ScaleCodes}
 			if sg.scl >= 0 {
-				pal.Scales = f16(theta[sg.scl : sg.scl+sg.r1-sg.r0])
+				sc := theta[sg.scl : sg.scl+sg.r1-sg.r0]
+				if sg.codes {
+					pal.ScaleCodes = make([]uint8, len(sc))
+					for i, x := range sc {
+						pal.ScaleCodes[i] = ir.ScaleCode(x)
+					}
+					pal.ExpandScaleCodes()
+				} else {
+					pal.Scales = f16(sc)
+				}
 			}
 			parts = append(parts, &ir.Tensor{Name: sg.src.Name, Shape: slices.Clone(sg.src.Shape), Type: sg.src.Type, Data: sg.src.Data, Pal: pal})
 		}

@@ -31,7 +31,7 @@ func FastBins(k int) int { return min(DefaultMaxBins, max(256, 8*k)) }
 type Options struct {
 	Bits        int  // index width, one of ir.PaletteBits
 	GroupSize   int  // consecutive rows sharing one LUT; 0 means all rows (one LUT per tensor)
-	PerRowScale bool // store a float16 scale per row (max |w| of the row) and cluster w/scale
+	PerRowScale bool // store a scale per row (one byte: ir.ScaleCode, ~ max |w| of the row relative to its group's largest) and cluster w/scale
 	// NoScaleRefit keeps the max-|w| row scales under error feedback
 	// (otherwise each LUT refit round also refits every row's scale by
 	// least squares on the Hessian).
@@ -95,7 +95,7 @@ type Stats struct {
 
 // PalettizedBytes is the storage size (ir.Tensor.Bytes) of a rows x cols
 // tensor palettized with the given index width and group size (0 = rows),
-// with or without per-row scales.
+// with or without per-row scales (one byte per row, ir.ScaleCode).
 func PalettizedBytes(rows, cols, bits, groupSize int, perRowScale bool) int64 {
 	if groupSize <= 0 || groupSize > rows {
 		groupSize = rows
@@ -103,7 +103,7 @@ func PalettizedBytes(rows, cols, bits, groupSize int, perRowScale bool) int64 {
 	ng := (rows + groupSize - 1) / groupSize
 	b := ir.PackedBytes(bits, rows*cols) + 2*int64(ng)<<bits
 	if perRowScale {
-		b += 2 * int64(rows)
+		b += int64(rows)
 	}
 	return b
 }
@@ -273,6 +273,7 @@ type groupOut struct {
 	idx    []uint8  // indices of the group's elements
 	lut    []uint16 // 1<<bits entries
 	scales []uint16 // one per row of the group
+	codes  []uint8  // their codes (ir.ScaleCode), one per row
 }
 
 // groupResult is the damage of one group.
@@ -320,26 +321,32 @@ func (j *job) group(g int, out groupOut, sc *scratch) groupResult {
 	if err := j.checkFinite(src, r0); err != nil {
 		return groupResult{err: err}
 	}
-	// Per-row scale: s = max |w| rounded to float16 (1 for an all-zero
-	// row or one whose max underflows float16).
+	// Per-row scale: the row's max |w| relative to the group's largest,
+	// on the one-byte log grid of ir.ScaleCode (the group's largest row
+	// gets code ir.ScaleCodeOne, scale 1; the LUT carries the magnitude).
+	// All-zero rows get scale 1.
 	scale := make([]float32, nr)
 	sbits := make([]uint16, nr)
+	codes := make([]uint8, nr)
+	rowMax := make([]float32, nr)
+	var gmax float32
 	for r := range scale {
-		scale[r], sbits[r] = 1, ir.F32ToF16(1)
+		scale[r], sbits[r], codes[r] = 1, ir.ScaleCodeF16(ir.ScaleCodeOne), ir.ScaleCodeOne
 		if !j.opt.PerRowScale {
 			continue
 		}
-		var m float32
 		for _, v := range src[r*cols : (r+1)*cols] {
-			m = max(m, float32(math.Abs(float64(v))))
+			rowMax[r] = max(rowMax[r], float32(math.Abs(float64(v))))
 		}
-		h := ir.F32ToF16(m)
-		f := ir.F16ToF32(h)
-		if math.IsInf(float64(f), 0) {
-			return groupResult{err: fmt.Errorf("palettize: tensor %q: row %d has max |w| = %g, beyond float16 range (65504) for its scale", j.t.Name, r0+r, m)}
-		}
-		if f > 0 {
-			scale[r], sbits[r] = f, h
+		gmax = max(gmax, rowMax[r])
+	}
+	setScale := func(r int, c uint8) {
+		codes[r], sbits[r] = c, ir.ScaleCodeF16(c)
+		scale[r] = ir.F16ToF32(sbits[r])
+	}
+	for r := range scale {
+		if j.opt.PerRowScale && rowMax[r] > 0 {
+			setScale(r, ir.ScaleCode(rowMax[r]/gmax))
 		}
 	}
 	// Clustering space: y = w / s, weight imp[c] * s^2, so the weighted
@@ -517,10 +524,7 @@ func (j *job) group(g int, out groupOut, sc *scratch) groupResult {
 						q[c] = float64(ir.F16ToF32(lut[idx[r*cols+c]]))
 					}
 					if s := hs.refitScale(wq, q); s > 0 {
-						h := ir.F32ToF16(float32(s))
-						if f := ir.F16ToF32(h); f > 0 && !math.IsInf(float64(f), 0) {
-							scale[r], sbits[r] = f, h
-						}
+						setScale(r, ir.ScaleCode(float32(s)))
 					}
 				}
 			}
@@ -590,6 +594,7 @@ func (j *job) group(g int, out groupOut, sc *scratch) groupResult {
 	}
 	if out.scales != nil {
 		copy(out.scales, sbits)
+		copy(out.codes, codes)
 	}
 	return res
 }
@@ -667,7 +672,7 @@ func PalettizeTensor(t *ir.Tensor, opt Options) (*ir.Tensor, Stats, error) {
 	idx := make([]uint8, n)
 	pal := &ir.Palette{GroupSize: j.g, LUT: make([]uint16, j.ng*j.k)}
 	if opt.PerRowScale {
-		pal.Scales = make([]uint16, j.rows)
+		pal.Scales, pal.ScaleCodes = make([]uint16, j.rows), make([]uint8, j.rows)
 	}
 	groups := make([]int, j.ng)
 	for g := range groups {
@@ -677,7 +682,7 @@ func PalettizeTensor(t *ir.Tensor, opt Options) (*ir.Tensor, Stats, error) {
 		r0, r1 := g*j.g, min((g+1)*j.g, j.rows)
 		o := groupOut{idx: idx[r0*j.cols : r1*j.cols], lut: pal.LUT[g*j.k : (g+1)*j.k]}
 		if pal.Scales != nil {
-			o.scales = pal.Scales[r0:r1]
+			o.scales, o.codes = pal.Scales[r0:r1], pal.ScaleCodes[r0:r1]
 		}
 		return o
 	})

@@ -79,7 +79,7 @@ func BPWEligible(name string) bool {
 }
 
 // EncodedBytes is the storage size of a rows x cols tensor in encoding e:
-// packed indices (ir.PackedBytes) + float16 LUTs + float16 per-row scales
+// packed indices (ir.PackedBytes) + float16 LUTs + one-byte per-row scale codes
 // for a palettized encoding, 2 or 4 bytes per element for a dense one.
 func EncodedBytes(e TensorEncoding, rows, cols int) (int64, error) {
 	n := rows * cols
@@ -98,7 +98,7 @@ func EncodedBytes(e TensorEncoding, rows, cols int) (int64, error) {
 	b := ir.PackedBytes(e.Bits, n)
 	b += int64(numGroups(e.GroupSize, rows)) * int64(1<<e.Bits) * 2
 	if e.PerRowScale {
-		b += 2 * int64(rows)
+		b += int64(rows) // one-byte scale codes (ir.ScaleCode), as compile stores them
 	}
 	return b, nil
 }

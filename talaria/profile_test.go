@@ -126,12 +126,13 @@ func TestCostArithmeticByHand(t *testing.T) {
 
 func TestEncodedBytesAndGroups(t *testing.T) {
 	// 3-bit, 8x100, 4 rows per LUT, per-row scales: planes 2+1 bits:
-	// ceil(800/64)*16 + ceil(800/128)*16 = 208+112; LUTs 2*8*2 = 32; scales 16.
+	// ceil(800/64)*16 + ceil(800/128)*16 = 208+112; LUTs 2*8*2 = 32; scale
+	// codes 8 (one byte per row).
 	b, err := EncodedBytes(TensorEncoding{Bits: 3, GroupSize: 4, PerRowScale: true}, 8, 100)
-	if err != nil || b != 368 {
-		t.Fatalf("EncodedBytes = %d, %v; want 368", b, err)
+	if err != nil || b != 360 {
+		t.Fatalf("EncodedBytes = %d, %v; want 360", b, err)
 	}
-	if b != ir.PackedBytes(3, 800)+32+16 {
+	if b != ir.PackedBytes(3, 800)+32+8 {
 		t.Fatal("disagrees with ir.PackedBytes")
 	}
 	if _, err := EncodedBytes(TensorEncoding{Bits: 5}, 2, 2); err == nil {

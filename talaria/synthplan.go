@@ -63,10 +63,11 @@ func EncodeForPlan(m *ir.Model, p Plan, seed uint64) (*ir.Model, error) {
 			nt := lutTensor(rng, e.Bits, rows, cols, gs)
 			nt.Name = name
 			if e.PerRowScale {
-				nt.Pal.Scales = make([]uint16, rows)
-				for i := range nt.Pal.Scales {
-					nt.Pal.Scales[i] = ir.F32ToF16(float32(1 + 0.1*rng.NormFloat64()))
+				nt.Pal.ScaleCodes = make([]uint8, rows)
+				for i := range nt.Pal.ScaleCodes {
+					nt.Pal.ScaleCodes[i] = ir.ScaleCode(float32(1 + 0.1*rng.NormFloat64()))
 				}
+				nt.Pal.ExpandScaleCodes()
 			}
 			if err := nt.Check(); err != nil {
 				return nil, fmt.Errorf("encode for plan: %w", err)

@@ -225,10 +225,7 @@ func parseTargets(s string) ([]string, error) {
 func baseBytes(m *ir.Model) int64 {
 	var n int64
 	for _, t := range m.Tensors {
-		n += int64(len(t.Data))
-		if t.Pal != nil {
-			n += 2 * int64(len(t.Pal.LUT)+len(t.Pal.Scales))
-		}
+		n += t.Bytes()
 	}
 	return n
 }
@@ -237,7 +234,7 @@ func baseBytes(m *ir.Model) int64 {
 func palettizedWeights(m *ir.Model) int64 {
 	var n int64
 	for _, t := range m.Tensors {
-		if t.Pal != nil {
+		if t.IsPalettized() {
 			n += int64(t.Elems())
 		}
 	}

@@ -48,6 +48,9 @@ type TensorEntry struct {
 	GroupSize int    `json:"group_size,omitempty"`
 	LUT       int    `json:"lut,omitempty"`    // section index of the float16 LUTs (palettized)
 	Scales    int    `json:"scales,omitempty"` // section index of float16 row scales, 0 = none
+	// ScaleCodes is the section index of one-byte row scale codes
+	// (ir.ScaleCode), 0 = none; a tensor has Scales or ScaleCodes.
+	ScaleCodes int `json:"scale_codes,omitempty"`
 	// Parts (lutmix only) are the row parts top to bottom. Their packed
 	// indices, LUTs and scales are concatenated in part order in the
 	// tensor's Data, LUT and Scales sections (Scales holding only the
@@ -59,10 +62,11 @@ type TensorEntry struct {
 
 // PartEntry is one row part of a lutmix tensor.
 type PartEntry struct {
-	Rows      int    `json:"rows"`
-	Type      string `json:"type"` // lut1..lut8
-	GroupSize int    `json:"group_size"`
-	Scales    bool   `json:"scales,omitempty"`
+	Rows       int    `json:"rows"`
+	Type       string `json:"type"` // lut1..lut8
+	GroupSize  int    `json:"group_size"`
+	Scales     bool   `json:"scales,omitempty"`      // float16 row scales (in the Scales section)
+	ScaleCodes bool   `json:"scale_codes,omitempty"` // one-byte scale codes (in the ScaleCodes section)
 }
 
 // TokenizerEntry is the vocabulary, embedded in the manifest.
@@ -146,18 +150,33 @@ type Manifest struct {
 // base in that order.
 func (sw *sectionWriter) addTensor(name string, t *ir.Tensor, base hash.Hash) (TensorEntry, error) {
 	e := TensorEntry{Name: name, Shape: t.Shape, Type: ir.Encodings[t.Type].Name}
+	// float16 scales are stored unless they are the expansion of codes
+	f16Scales := t.Pal != nil && t.Pal.Scales != nil && t.Pal.ScaleCodes == nil
 	if t.Type == ir.LUTMIX {
 		var data []byte
 		var lut, scales []uint16
+		var codes []uint8
 		for _, p := range t.Parts {
 			data = append(data, p.Data...)
 			lut = append(lut, p.Pal.LUT...)
-			scales = append(scales, p.Pal.Scales...)
-			e.Parts = append(e.Parts, PartEntry{Rows: p.Rows(), Type: ir.Encodings[p.Type].Name, GroupSize: p.Pal.GroupSize, Scales: p.Pal.Scales != nil})
+			pe := PartEntry{Rows: p.Rows(), Type: ir.Encodings[p.Type].Name, GroupSize: p.Pal.GroupSize}
+			switch {
+			case p.Pal.ScaleCodes != nil:
+				codes = append(codes, p.Pal.ScaleCodes...)
+				pe.ScaleCodes = true
+			case p.Pal.Scales != nil:
+				scales = append(scales, p.Pal.Scales...)
+				pe.Scales = true
+			}
+			e.Parts = append(e.Parts, pe)
 		}
 		t = &ir.Tensor{Data: data, Pal: &ir.Palette{LUT: lut}}
 		if len(scales) > 0 {
 			t.Pal.Scales = scales
+		}
+		f16Scales = len(scales) > 0
+		if len(codes) > 0 {
+			t.Pal.ScaleCodes = codes
 		}
 	}
 	var err error
@@ -171,11 +190,17 @@ func (sw *sectionWriter) addTensor(name string, t *ir.Tensor, base hash.Hash) (T
 			return e, err
 		}
 		base.Write([]byte(sw.sections[e.LUT].SHA256))
-		if t.Pal.Scales != nil {
+		if f16Scales {
 			if e.Scales, err = sw.add(name+".scales", u16bytes(t.Pal.Scales)); err != nil {
 				return e, err
 			}
 			base.Write([]byte(sw.sections[e.Scales].SHA256))
+		}
+		if t.Pal.ScaleCodes != nil {
+			if e.ScaleCodes, err = sw.add(name+".scale_codes", t.Pal.ScaleCodes); err != nil {
+				return e, err
+			}
+			base.Write([]byte(sw.sections[e.ScaleCodes].SHA256))
 		}
 	}
 	return e, nil
@@ -201,6 +226,12 @@ func readParts(e TensorEntry, t *ir.Tensor, d []byte, sec func(int, string) ([]b
 		}
 		scales = u16view(sb)
 	}
+	var codes []uint8
+	if e.ScaleCodes > 0 {
+		if codes, err = sec(e.ScaleCodes, "tensor "+e.Name+" scale codes"); err != nil {
+			return nil, err
+		}
+	}
 	cols := e.Shape[1]
 	t.Data = nil
 	for i, pe := range e.Parts {
@@ -214,24 +245,34 @@ func readParts(e TensorEntry, t *ir.Tensor, d []byte, sec func(int, string) ([]b
 		}
 		nd := enc.DataBytes(pe.Rows * cols)
 		nl := ((pe.Rows + pe.GroupSize - 1) / pe.GroupSize) << enc.Bits
-		ns := 0
+		ns, nc := 0, 0
+		if pe.Scales && pe.ScaleCodes {
+			return nil, fail("tensor %q part %d: has both scales and scale codes", e.Name, i)
+		}
 		if pe.Scales {
 			ns = pe.Rows
 		}
-		if int64(len(d)) < nd || len(lut) < nl || len(scales) < ns {
-			return nil, fail("tensor %q part %d: its sections are too short (data %d of %d bytes, LUT %d of %d entries, scales %d of %d left)",
-				e.Name, i, len(d), nd, len(lut), nl, len(scales), ns)
+		if pe.ScaleCodes {
+			nc = pe.Rows
+		}
+		if int64(len(d)) < nd || len(lut) < nl || len(scales) < ns || len(codes) < nc {
+			return nil, fail("tensor %q part %d: its sections are too short (data %d of %d bytes, LUT %d of %d entries, scales %d of %d, scale codes %d of %d left)",
+				e.Name, i, len(d), nd, len(lut), nl, len(scales), ns, len(codes), nc)
 		}
 		p := &ir.Tensor{Name: fmt.Sprintf("%s#%d", e.Name, i), Shape: []int{pe.Rows, cols}, Type: dt, Data: d[:nd:nd],
 			Pal: &ir.Palette{GroupSize: pe.GroupSize, LUT: lut[:nl:nl]}}
 		if pe.Scales {
 			p.Pal.Scales = scales[:ns:ns]
 		}
-		d, lut, scales = d[nd:], lut[nl:], scales[ns:]
+		if pe.ScaleCodes {
+			p.Pal.ScaleCodes = codes[:nc:nc]
+			p.Pal.ExpandScaleCodes()
+		}
+		d, lut, scales, codes = d[nd:], lut[nl:], scales[ns:], codes[nc:]
 		t.Parts = append(t.Parts, p)
 	}
-	if len(d) != 0 || len(lut) != 0 || len(scales) != 0 {
-		return nil, fail("tensor %q: %d data bytes, %d LUT entries and %d scales left over after its parts", e.Name, len(d), len(lut), len(scales))
+	if len(d) != 0 || len(lut) != 0 || len(scales) != 0 || len(codes) != 0 {
+		return nil, fail("tensor %q: %d data bytes, %d LUT entries, %d scales and %d scale codes left over after its parts", e.Name, len(d), len(lut), len(scales), len(codes))
 	}
 	return t, nil
 }
@@ -507,12 +548,26 @@ func Parse(name string, data []byte, opt Options) (*ir.Model, *Manifest, error) 
 					return nil, err
 				}
 				t.Pal = &ir.Palette{GroupSize: e.GroupSize, LUT: u16view(lut)}
+				if e.Scales > 0 && e.ScaleCodes > 0 {
+					return nil, fail("tensor %q: has both scales and scale codes", e.Name)
+				}
 				if e.Scales > 0 {
 					sc, err := sec(e.Scales, "tensor "+e.Name+" scales")
 					if err != nil {
 						return nil, err
 					}
 					t.Pal.Scales = u16view(sc)
+				}
+				if e.ScaleCodes > 0 {
+					sc, err := sec(e.ScaleCodes, "tensor "+e.Name+" scale codes")
+					if err != nil {
+						return nil, err
+					}
+					// The kernels read float16 scales: expanded once on
+					// load (2 bytes per row on the heap; the weights stay
+					// mapped).
+					t.Pal.ScaleCodes = sc
+					t.Pal.ExpandScaleCodes()
 				}
 			}
 			return t, nil

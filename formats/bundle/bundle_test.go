@@ -27,7 +27,7 @@ func palettized(t testing.TB) *ir.Model {
 	for n, tt := range m.Tensors {
 		out.Tensors[n] = tt
 	}
-	mkT := func(name string, shape []int, bits, g int, scales bool) *ir.Tensor {
+	mkT := func(name string, shape []int, bits, g int, scales bool, codes ...bool) *ir.Tensor {
 		src := &ir.Tensor{Shape: shape}
 		dt, _ := ir.LUTType(bits)
 		idx := make([]uint8, src.Elems())
@@ -46,6 +46,13 @@ func palettized(t testing.TB) *ir.Model {
 				p.Scales[i] = ir.F32ToF16(1 + float32(i)/100)
 			}
 		}
+		if len(codes) > 0 && codes[0] {
+			p.ScaleCodes = make([]uint8, src.Rows())
+			for i := range p.ScaleCodes {
+				p.ScaleCodes[i] = uint8(20 + i)
+			}
+			p.ExpandScaleCodes()
+		}
 		return &ir.Tensor{Name: name, Shape: shape, Type: dt, Data: ir.PackIndices(bits, idx), Pal: p}
 	}
 	mk := func(name string, bits, g int, scales bool) {
@@ -53,9 +60,10 @@ func palettized(t testing.TB) *ir.Model {
 	}
 	mk("blk.0.attn_q", 4, 16, true)
 	mk("blk.1.ffn_down", 3, 64, false)
+	out.Tensors["blk.3.attn_v"] = mkT("blk.3.attn_v", m.Tensors["blk.3.attn_v"].Shape, 2, 16, true, true) // one-byte scale codes
 	// per-group bits: blk.2.ffn_up (172 x 64) as three parts
 	out.Tensors["blk.2.ffn_up"] = &ir.Tensor{Name: "blk.2.ffn_up", Shape: []int{172, 64}, Type: ir.LUTMIX, Parts: []*ir.Tensor{
-		mkT("", []int{32, 64}, 4, 16, true), mkT("", []int{128, 64}, 2, 32, false), mkT("", []int{12, 64}, 3, 12, true)}}
+		mkT("", []int{32, 64}, 4, 16, true), mkT("", []int{128, 64}, 2, 32, false), mkT("", []int{12, 64}, 3, 12, true, true)}}
 	out.AdapterSets = []*ir.AdapterSet{{Name: "chat", Adapters: map[string]*ir.Adapter{
 		"blk.0.attn_v": {Target: "blk.0.attn_v", Rank: 2, In: 64, Out: 32, Scale: 0.5, A: make([]float32, 128), B: make([]float32, 64)},
 	}}}
@@ -95,8 +103,12 @@ func TestRoundTripAndDeterminism(t *testing.T) {
 		if g == nil || g.Type != tt.Type || !bytes.Equal(g.Data, tt.Data) || len(g.Parts) != len(tt.Parts) {
 			t.Fatalf("tensor %s differs after the round trip", n)
 		}
+		if tt.Pal != nil && (!bytes.Equal(g.Pal.ScaleCodes, tt.Pal.ScaleCodes) || g.Bytes() != tt.Bytes()) {
+			t.Fatalf("tensor %s: scale codes or size differ after the round trip", n)
+		}
 		for i, p := range tt.Parts {
-			if gp := g.Parts[i]; gp.Type != p.Type || !bytes.Equal(gp.Data, p.Data) || gp.Pal.GroupSize != p.Pal.GroupSize || len(gp.Pal.Scales) != len(p.Pal.Scales) {
+			if gp := g.Parts[i]; gp.Type != p.Type || !bytes.Equal(gp.Data, p.Data) || gp.Pal.GroupSize != p.Pal.GroupSize || len(gp.Pal.Scales) != len(p.Pal.Scales) ||
+				!bytes.Equal(gp.Pal.ScaleCodes, p.Pal.ScaleCodes) {
 				t.Fatalf("tensor %s part %d differs after the round trip", n, i)
 			}
 		}

@@ -58,7 +58,7 @@ func Write(path string, m *ir.Model, dtype ir.DType) error {
 		if n == ir.NameOutput && c.TiedEmbed {
 			continue // the classifier is token_embd
 		}
-		if t.Pal != nil || ir.Encodings[t.Type].Bits > 0 {
+		if t.IsPalettized() || ir.Encodings[t.Type].Bits > 0 {
 			return fmt.Errorf("gguf: %s: tensor %q is palettized (%s); GGUF has no palettized encoding, write a squeeze bundle instead",
 				path, n, encName(t.Type))
 		}

@@ -74,12 +74,19 @@
 //
 // # int8 path (ModeInt8, opt-in)
 //
-// int8.go and the i8Lut{4,2,3}Rows assembly implement llama.cpp's
-// IQ4_NL-style arithmetic for lut2/lut3/lut4 rows that are block aligned
-// (cols % 64 == 0 for lut4, % 128 for lut2/lut3). Each group's float16 LUT
-// is quantized lazily (once per palette, in a weak-keyed cache; bundles
-// keep the float16 LUT as the truth) to 7-bit unsigned entries with an
-// affine map w ~ s*u + m (s = (max-min)/127, m = min). The activation
+// int8.go and the i8Lut{4,2,3}Rows assembly (i8Lut4Rows in
+// kernels_amd64.s, i8Lut2Rows and i8Lut3Rows in i8rows_amd64.s) implement
+// llama.cpp's IQ4_NL-style arithmetic for lut2/lut3/lut4 rows that are
+// block aligned (cols % 64 == 0 for lut4, % 128 for lut2/lut3). Each
+// group's float16 LUT is quantized lazily (once per palette, in a
+// weak-keyed cache; bundles keep the float16 LUT as the truth) to
+// unsigned entries, 7-bit (u <= 127) for lut3/lut4 and 6-bit (u <= 63)
+// for lut2, with an affine map w ~ s*u + m fitted per group (fitI8: the
+// grid among 32 top levels x 4 offsets, s and m refitted by least
+// squares, with the smallest squared error; never worse than the plain
+// map s = (max-min)/levels, m = min, and on N(0,1)-like LUTs 1.8x (16
+// entries) to 3.4x (4 entries, 6-bit against plain 7-bit) smaller; ~10 us
+// per group, once). The activation
 // vector is quantized once per call to int8 in blocks of 32 (Q8_0: d =
 // amax/127, VCVTPS2DQ rounding) and laid out in the order the index
 // decoder produces elements. Per 64 weights: one 32-byte load (two index
@@ -88,9 +95,36 @@
 // 127 so pairs never saturate), VPMADDWD with ones, add, convert, one FMA
 // with 8 block scales (the two lanes belong to different blocks). A row
 // is s * sum + m * sum(x^) (x^ the dequantized activations), times the
-// row scale. lut3 ORs the plane-1 bit in at bit 2 before the lookup.
-// The unsigned table avoids llama.cpp's VPSIGNB pair
+// row scale. The unsigned table avoids llama.cpp's VPSIGNB pair
 // (4 fewer uops per 64 weights) at the price of a 7-bit LUT step.
+//
+// lut2 tables are 6-bit so that the two VPMADDUBSW results of a block
+// (pair sums <= 2*63*127 = 16002) add in int16 (VPADDW) before one
+// VPMADDWD: 20 instead of 22 vector uops per 128 weights (counted as in
+// the lut2 paragraph below) and 6 instead of 8 multiplies; with the
+// fitted map the 6-bit tables are also more exact than the former plain
+// 7-bit ones. The prefill tile kernels read the same tables (i8Tab.u),
+// so MatMul keeps MatVec's integers. lut3 keeps 7-bit tables (6-bit ones
+// measured ~4% faster, but even fitted they tripled lut3's int8-vs-float
+// KLD on the synthetic stories110M against fitted 7-bit ones: 1.5e-4 vs
+// 4.9e-5, plain 7-bit 1.3e-4) and builds its lookup nibbles from
+// both planes in 13 integer ops instead of 19: a 2-bit field of plane 0
+// masked with 0x33 (fields 0, 2) or shifted and masked (1, 3), ORed with
+// two plane-1 bits at bits 2-3, looked up in one of two 16-byte tables
+// (i8Tab.u3) that ignore the unwanted plane-1 bit (see I3DEC).
+//
+// Measured (BenchmarkI8Decode, medians of 21 rounds, ratios to the
+// streaming probe of the same round, shared machine at load ~4): lut2
+// 0.70 -> 0.79 (2048 columns), 0.80 -> 0.90 (5632); lut3 0.78 -> 0.91,
+// 0.85 -> 0.95; cache resident lut2 +16-19%, lut3 +14-17%. Tried and
+// dropped: two rows per pass (sharing the activation loads and one
+// horizontal sum: +9% cache resident but 7-21% slower streaming, the
+// two interleaved row streams defeat the prefetching), a 2x unrolled
+// lut2 loop with a shuffle-based horizontal sum (no change), prefetch
+// distances of 1.5, 6 and 9 KiB (no better than 3 KiB), and replacing
+// the per-block convert + FMA by int32 accumulation (timed without the
+// scales: +15% cache resident, +2-6% streaming; it needs integer block
+// scales, another quantization of the activations: not done).
 //
 // Decode streams each weight byte once, and per cache line of indices the
 // kernel computes about as long as DRAM takes to deliver the line; the
@@ -141,11 +175,15 @@
 // row kernel. See docs/PERF.md for prefill figures.
 //
 // On stories260K at 3.7 bpw it raised the mean KLD by 2.1% relative
-// (0.3990 -> 0.4075), so ModeFloat stays the default; SetMode,
-// SQUEEZE_KERNELS=int8 or squeeze bench --kernels int8 select it. Parity
-// tests hold it to a scalar reference of the same integer arithmetic
-// (i8RowRef) within float rounding and to the float reference within the
-// worst-case quantization bound sum |w| d/2 + |x^| s/2.
+// (0.3990 -> 0.4075) with plain 7-bit tables, so ModeFloat stays the
+// default; SetMode, SQUEEZE_KERNELS=int8 or squeeze bench --kernels int8
+// select it. With the fitted tables a fresh 3.7 bpw stories260K bundle
+// (int8 there runs lut4 only: its lut2/lut3 rows are not 128-aligned)
+// measured mean KLD 0.2214 float, 0.2259 int8 with plain tables (+2.0%),
+// 0.2235 with fitted ones (+0.9%). Parity tests hold it to a scalar
+// reference of the same integer arithmetic (i8RowRef) within float
+// rounding and to the float reference within the worst-case quantization
+// bound sum |w| d/2 + |x^| e, e the fitted table's error on the entry.
 //
 // # SwiGLU and the softmax exponentials
 //

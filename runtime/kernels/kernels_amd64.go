@@ -218,11 +218,7 @@ const asmBuilt = true
 //go:noescape
 func i8Lut4Rows(idx *byte, rowBytes, nrows, n64 int, xq *int8, sc *float32, tab *byte, gs, first int, out *float32)
 
-//go:noescape
-func i8Lut2Rows(idx *byte, rowBytes, nrows, n128 int, xq *int8, sc *float32, tab *byte, gs, first int, out *float32)
-
-//go:noescape
-func i8Lut3Rows(p0 *byte, rowBytes0 int, p1 *byte, rowBytes1, nrows, n128 int, xq *int8, sc *float32, tab *byte, gs, first int, out *float32)
+// i8Lut2Rows and i8Lut3Rows: i8rows_amd64.go
 
 // i8Asm reports whether the int8 kernels can run.
 func i8Asm() bool { return useAVX2 }
@@ -247,7 +243,7 @@ func i8Rows(bits int, p0, p1 []byte, rowB [2]int, nrows int, q *qx, tab *i8Tab, 
 		u := tab.u2[32*g0 : 32*gl+32]
 		i8Lut2Rows(&p0[0], rowB[0], nrows, n/128, &q.perm[0], &q.sc[0], &u[0], gs, first, &out[0])
 	case 3:
-		u := tab.u[16*g0 : 16*gl+16]
+		u := tab.u3[32*g0 : 32*gl+32]
 		i8Lut3Rows(&p0[0], rowB[0], &p1[0], rowB[1], nrows, n/128, &q.perm[0], &q.sc[0], &u[0], gs, first, &out[0])
 	default:
 		panic("kernels: no int8 kernel for this width")

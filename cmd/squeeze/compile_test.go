@@ -65,6 +65,50 @@ func TestCompileMeetsTarget(t *testing.T) {
 	}
 }
 
+// Per-group allocation (the default on small models) meets the target,
+// splits some tensors into lutmix parts, and the bundle loads, inspects
+// and evaluates; odd --granularity requests fail clearly.
+func TestCompileGroupGranularity(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "g.sqz")
+	r := compileJSON(t, out, "--target", "3.7bpw")
+	if r.BPW > 3.7 || r.BPW < 3.68 {
+		t.Fatalf("achieved %.4f bpw for target 3.7", r.BPW)
+	}
+	split := 0
+	for _, e := range r.Tensors {
+		if len(e.Parts) > 0 {
+			split++
+		}
+	}
+	if split == 0 {
+		t.Fatal("no tensor got per-group widths")
+	}
+	so, _, err := squeeze(t, "inspect", out, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(so, `"type": "lutmix"`); n != split {
+		t.Fatalf("inspect shows %d lutmix tensors, the plan split %d", n, split)
+	}
+	so, _, err = squeeze(t, "eval", out, "--ref", stories, "--text", calibText, "--max-windows", "4", "--json")
+	if err != nil || !strings.Contains(so, "kld_mean") {
+		t.Fatalf("eval of a lutmix bundle: %v\n%s", err, so)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--granularity", "rows"}, "expected tensor or group"},
+		{[]string{"--granularity", "group", "--group-size", "tensor"}, "nothing to cut"},
+	} {
+		args := append([]string{"compile", stories, "--target", "3.7bpw", "-o", filepath.Join(dir, "x.sqz")}, c.args...)
+		if _, _, err := squeeze(t, args...); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("squeeze %v: %v, want an error mentioning %q", args, err, c.want)
+		}
+	}
+}
+
 func jsonFloat(v float64) string { b, _ := json.Marshal(v); return string(b) }
 
 func abs(x float64) float64 {

@@ -213,65 +213,34 @@ func Candidates(m *ir.Model, imp map[string][]float32, opt CandidateOptions) ([]
 		}
 		out[ti] = tc
 	}
-	workers := opt.Workers
-	if workers <= 0 {
-		workers = runtime.NumCPU()
-	}
-	workers = max(1, min(workers, len(jobs)))
-	var (
-		mu       sync.Mutex
-		next     int
-		done     int
-		firstErr error
-		wg       sync.WaitGroup
-	)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				mu.Lock()
-				if next >= len(jobs) || firstErr != nil {
-					mu.Unlock()
-					return
-				}
-				jb := jobs[next]
-				next++
-				mu.Unlock()
-				tc := &out[jb.t]
-				c := &tc.Options[jb.o]
-				t := m.Tensors[tc.Name]
-				o := Options{Bits: c.Bits, GroupSize: c.GroupSize, PerRowScale: c.PerRowScale,
-					Method: opt.Method, Seed: opt.Seed, MaxBins: opt.MaxBins, FastBins: opt.FastBins, Workers: 1, RefitLUT: opt.RefitLUT}
-				var d, sse float64
-				var sampled bool
-				maxGroups := opt.SampleGroups
-				if opt.SampleRows > 0 {
-					mg := max(1, (opt.SampleRows+c.GroupSize-1)/c.GroupSize)
-					if maxGroups == 0 || mg < maxGroups {
-						maxGroups = mg
-					}
-				}
-				err := tw.fill(tc.Name, &o)
-				if err == nil {
-					d, sse, sampled, err = EstimateDamage(t, o, maxGroups)
-				}
-				mu.Lock()
-				if err != nil && firstErr == nil {
-					firstErr = err
-				}
-				c.Damage, c.Estimated, c.MSE = d, sampled, sse/float64(t.Elems())
-				done++
-				if opt.Progress != nil {
-					opt.Progress(done, len(jobs))
-				}
-				mu.Unlock()
+	var mu sync.Mutex
+	err = runJobs(len(jobs), opt.Workers, opt.Progress, func(i int) error {
+		jb := jobs[i]
+		tc := &out[jb.t]
+		c := &tc.Options[jb.o]
+		t := m.Tensors[tc.Name]
+		o := Options{Bits: c.Bits, GroupSize: c.GroupSize, PerRowScale: c.PerRowScale,
+			Method: opt.Method, Seed: opt.Seed, MaxBins: opt.MaxBins, FastBins: opt.FastBins, Workers: 1, RefitLUT: opt.RefitLUT}
+		var d, sse float64
+		var sampled bool
+		maxGroups := opt.SampleGroups
+		if opt.SampleRows > 0 {
+			mg := max(1, (opt.SampleRows+c.GroupSize-1)/c.GroupSize)
+			if maxGroups == 0 || mg < maxGroups {
+				maxGroups = mg
 			}
-		}()
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
+		}
+		err := tw.fill(tc.Name, &o)
+		if err == nil {
+			d, sse, sampled, err = EstimateDamage(t, o, maxGroups)
+		}
+		mu.Lock()
+		c.Damage, c.Estimated, c.MSE = d, sampled, sse/float64(t.Elems())
+		mu.Unlock()
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	for i := range out {
 		slices.SortStableFunc(out[i].Options, func(a, b Candidate) int {
@@ -287,6 +256,51 @@ func Candidates(m *ir.Model, imp map[string][]float32, opt CandidateOptions) ([]
 		})
 	}
 	return out, nil
+}
+
+// runJobs runs f(0..n-1) on up to workers goroutines (0 = all CPUs),
+// calls progress (if set) after each job from one goroutine at a time,
+// stops handing out jobs after the first error and returns it.
+func runJobs(n, workers int, progress func(done, total int), f func(i int) error) error {
+	if workers <= 0 {
+		workers = runtime.NumCPU()
+	}
+	workers = max(1, min(workers, n))
+	var (
+		mu       sync.Mutex
+		next     int
+		done     int
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				if next >= n || firstErr != nil {
+					mu.Unlock()
+					return
+				}
+				i := next
+				next++
+				mu.Unlock()
+				err := f(i)
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				done++
+				if progress != nil {
+					progress(done, n)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return firstErr
 }
 
 func boolInt(b bool) int {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
 	"slices"
 	"sync"
 
@@ -100,62 +99,31 @@ func GroupCandidates(m *ir.Model, imp map[string][]float32, opt CandidateOptions
 			out = append(out, tb)
 		}
 	}
-	workers := opt.Workers
-	if workers <= 0 {
-		workers = runtime.NumCPU()
-	}
-	workers = max(1, min(workers, len(jobs)))
-	var (
-		mu       sync.Mutex
-		next     int
-		done     int
-		firstErr error
-		wg       sync.WaitGroup
-	)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				mu.Lock()
-				if next >= len(jobs) || firstErr != nil {
-					mu.Unlock()
-					return
-				}
-				jb := jobs[next]
-				next++
-				mu.Unlock()
-				tb := &out[jb.tb]
-				bo := &tb.Options[jb.o]
-				o := Options{Bits: bo.Bits, GroupSize: tb.Block, PerRowScale: bo.PerRowScale,
-					Method: opt.Method, Seed: opt.Seed, MaxBins: opt.MaxBins, FastBins: opt.FastBins, Workers: 1, RefitLUT: opt.RefitLUT}
-				var d []float64
-				err := tw.fill(tb.Name, &o)
-				if err == nil {
-					d, err = GroupDamage(m.Tensors[tb.Name], o)
-				}
-				rows, cols := tb.Shape[0], tb.Shape[1]
-				cost := make([]int64, tb.NumBlocks())
-				for i := range cost {
-					br := min(tb.Block, rows-i*tb.Block)
-					cost[i] = 8 * PalettizedBytes(br, cols, bo.Bits, br, bo.PerRowScale)
-				}
-				mu.Lock()
-				if err != nil && firstErr == nil {
-					firstErr = err
-				}
-				bo.Damage, bo.CostBits = d, cost
-				done++
-				if opt.Progress != nil {
-					opt.Progress(done, len(jobs))
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
+	var mu sync.Mutex
+	err = runJobs(len(jobs), opt.Workers, opt.Progress, func(i int) error {
+		jb := jobs[i]
+		tb := &out[jb.tb]
+		bo := &tb.Options[jb.o]
+		o := Options{Bits: bo.Bits, GroupSize: tb.Block, PerRowScale: bo.PerRowScale,
+			Method: opt.Method, Seed: opt.Seed, MaxBins: opt.MaxBins, FastBins: opt.FastBins, Workers: 1, RefitLUT: opt.RefitLUT}
+		var d []float64
+		err := tw.fill(tb.Name, &o)
+		if err == nil {
+			d, err = GroupDamage(m.Tensors[tb.Name], o)
+		}
+		rows, cols := tb.Shape[0], tb.Shape[1]
+		cost := make([]int64, tb.NumBlocks())
+		for k := range cost {
+			br := min(tb.Block, rows-k*tb.Block)
+			cost[k] = 8 * PalettizedBytes(br, cols, bo.Bits, br, bo.PerRowScale)
+		}
+		mu.Lock()
+		bo.Damage, bo.CostBits = d, cost
+		mu.Unlock()
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -369,16 +337,7 @@ func AllocateGroups(cands []TensorCandidates, blocks []TensorBlocks, targetBPW f
 	}
 
 	p := &Plan{Version: PlanVersion, TargetBPW: targetBPW, Lambda: bestLambda, Granularity: "group"}
-	bitsSet, gsSet, blkSet := map[int]bool{}, map[int]bool{}, map[int]bool{}
 	for t, tc := range cands {
-		for _, o := range tc.Options {
-			bitsSet[o.Bits] = true
-			g := o.GroupSize
-			if len(tc.Shape) > 0 && g == tc.Shape[0] {
-				g = 0
-			}
-			gsSet[g] = true
-		}
 		md := modes[t][best.mode[t]]
 		var e PlanEntry
 		if md.blocks == nil {
@@ -394,27 +353,12 @@ func AllocateGroups(cands []TensorCandidates, blocks []TensorBlocks, targetBPW f
 		p.PredictedDamage += e.Damage
 	}
 	for _, tb := range blocks {
-		blkSet[tb.Block] = true
+		if !slices.Contains(p.BlockSizes, tb.Block) {
+			p.BlockSizes = append(p.BlockSizes, tb.Block)
+		}
 	}
-	p.TotalWeights = weights
-	p.AchievedBPW = float64(p.TotalBits) / float64(weights)
-	for b := range bitsSet {
-		p.CandidateBits = append(p.CandidateBits, b)
-	}
-	for g := range gsSet {
-		p.CandidateGroupSizes = append(p.CandidateGroupSizes, g)
-	}
-	for b := range blkSet {
-		p.BlockSizes = append(p.BlockSizes, b)
-	}
-	slices.Sort(p.CandidateBits)
-	slices.Sort(p.CandidateGroupSizes)
 	slices.Sort(p.BlockSizes)
-	p.LowerBound = min(lower, p.PredictedDamage)
-	p.Gap = p.PredictedDamage - p.LowerBound
-	if p.PredictedDamage > 0 {
-		p.RelGap = p.Gap / p.PredictedDamage
-	}
+	p.finish(cands, weights, lower)
 	return p, nil
 }
 

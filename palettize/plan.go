@@ -211,6 +211,38 @@ func (p *Plan) Validate(m *ir.Model) error {
 	return nil
 }
 
+// finish fills in the totals, the option sets offered (from cands) and
+// the bound and gap of an allocated plan whose Tensors, TotalBits and
+// PredictedDamage are set.
+func (p *Plan) finish(cands []TensorCandidates, weights int64, lower float64) {
+	bitsSet, gsSet := map[int]bool{}, map[int]bool{}
+	for _, tc := range cands {
+		for _, o := range tc.Options {
+			bitsSet[o.Bits] = true
+			g := o.GroupSize
+			if len(tc.Shape) > 0 && g == tc.Shape[0] {
+				g = 0
+			}
+			gsSet[g] = true
+		}
+	}
+	p.TotalWeights = weights
+	p.AchievedBPW = float64(p.TotalBits) / float64(weights)
+	for b := range bitsSet {
+		p.CandidateBits = append(p.CandidateBits, b)
+	}
+	for g := range gsSet {
+		p.CandidateGroupSizes = append(p.CandidateGroupSizes, g)
+	}
+	slices.Sort(p.CandidateBits)
+	slices.Sort(p.CandidateGroupSizes)
+	p.LowerBound = min(lower, p.PredictedDamage)
+	p.Gap = p.PredictedDamage - p.LowerBound
+	if p.PredictedDamage > 0 {
+		p.RelGap = p.Gap / p.PredictedDamage
+	}
+}
+
 // hullPoint is an option on a tensor's lower convex hull.
 type hullPoint struct {
 	opt  int // index into TensorCandidates.Options
@@ -376,37 +408,14 @@ func Allocate(cands []TensorCandidates, targetBPW float64) (*Plan, error) {
 		used += cands[bt].Options[bo].CostBits - cands[bt].Options[choice[bt]].CostBits
 		choice[bt] = bo
 	}
-	p := &Plan{Version: PlanVersion, TargetBPW: targetBPW, Lambda: lambda, LowerBound: lower}
-	bitsSet, gsSet := map[int]bool{}, map[int]bool{}
+	p := &Plan{Version: PlanVersion, TargetBPW: targetBPW, Lambda: lambda}
 	for t, tc := range cands {
 		c := tc.Options[choice[t]]
-		for _, o := range tc.Options {
-			bitsSet[o.Bits] = true
-			g := o.GroupSize
-			if len(tc.Shape) > 0 && g == tc.Shape[0] {
-				g = 0
-			}
-			gsSet[g] = true
-		}
 		p.Tensors = append(p.Tensors, PlanEntry{Name: tc.Name, Shape: slices.Clone(tc.Shape), Bits: c.Bits, GroupSize: c.GroupSize,
 			PerRowScale: c.PerRowScale, Damage: c.Damage, Bytes: c.Bytes, BPW: float64(c.CostBits) / float64(tc.Weights)})
 		p.TotalBits += c.CostBits
 		p.PredictedDamage += c.Damage
 	}
-	p.TotalWeights = weights
-	p.AchievedBPW = float64(p.TotalBits) / float64(weights)
-	for b := range bitsSet {
-		p.CandidateBits = append(p.CandidateBits, b)
-	}
-	for g := range gsSet {
-		p.CandidateGroupSizes = append(p.CandidateGroupSizes, g)
-	}
-	slices.Sort(p.CandidateBits)
-	slices.Sort(p.CandidateGroupSizes)
-	p.LowerBound = min(p.LowerBound, p.PredictedDamage)
-	p.Gap = p.PredictedDamage - p.LowerBound
-	if p.PredictedDamage > 0 {
-		p.RelGap = p.Gap / p.PredictedDamage
-	}
+	p.finish(cands, weights, lower)
 	return p, nil
 }

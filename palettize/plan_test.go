@@ -319,6 +319,12 @@ func TestPlanValidateErrors(t *testing.T) {
 		{PlanEntry{Name: "blk.0.attn_q", Bits: 4, GroupSize: 0}, "group_size = 0"},
 		{PlanEntry{Name: "blk.0.attn_norm", Bits: 4, GroupSize: 1}, "expected a matrix"},
 		{PlanEntry{Name: "blk.0.attn_q", Shape: []int{64, 32}, Bits: 4, GroupSize: 16}, "shape"},
+		// per-group parts
+		{PlanEntry{Name: "blk.0.attn_q", Parts: []PlanPart{{Rows: 32, Bits: 4, GroupSize: 16}, {Rows: 16, Bits: 2, GroupSize: 16}}}, "parts cover 48 rows, the tensor has 64"},
+		{PlanEntry{Name: "blk.0.attn_q", Parts: []PlanPart{{Rows: 32, Bits: 4, GroupSize: 16}, {Rows: 32, Bits: 5, GroupSize: 16}}}, "parts[1].bits = 5"},
+		{PlanEntry{Name: "blk.0.attn_q", Parts: []PlanPart{{Rows: 32, Bits: 4, GroupSize: 33}, {Rows: 32, Bits: 2, GroupSize: 16}}}, "parts[0].group_size = 33"},
+		{PlanEntry{Name: "blk.0.attn_q", Parts: []PlanPart{{Rows: 0, Bits: 4, GroupSize: 1}, {Rows: 64, Bits: 2, GroupSize: 16}}}, "parts[0].rows = 0"},
+		{PlanEntry{Name: "blk.0.attn_q", Bits: 4, Parts: []PlanPart{{Rows: 64, Bits: 4, GroupSize: 16}}}, "set them per part"},
 	} {
 		p := &Plan{Version: PlanVersion, Tensors: []PlanEntry{c.e}}
 		if err := p.Validate(m); err == nil || !strings.Contains(err.Error(), c.want) {

@@ -243,17 +243,7 @@ func Candidates(m *ir.Model, imp map[string][]float32, opt CandidateOptions) ([]
 		return nil, err
 	}
 	for i := range out {
-		slices.SortStableFunc(out[i].Options, func(a, b Candidate) int {
-			switch {
-			case a.CostBits != b.CostBits:
-				return cmpInt64(a.CostBits, b.CostBits)
-			case a.Damage < b.Damage:
-				return -1
-			case a.Damage > b.Damage:
-				return 1
-			}
-			return 0
-		})
+		sortOptions(out[i].Options)
 	}
 	return out, nil
 }
@@ -301,6 +291,21 @@ func runJobs(n, workers int, progress func(done, total int), f func(i int) error
 	}
 	wg.Wait()
 	return firstErr
+}
+
+// sortOptions orders options by cost, then damage (stable).
+func sortOptions(opts []Candidate) {
+	slices.SortStableFunc(opts, func(a, b Candidate) int {
+		switch {
+		case a.CostBits != b.CostBits:
+			return cmpInt64(a.CostBits, b.CostBits)
+		case a.Damage < b.Damage:
+			return -1
+		case a.Damage > b.Damage:
+			return 1
+		}
+		return 0
+	})
 }
 
 func boolInt(b bool) int {

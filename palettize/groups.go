@@ -35,7 +35,48 @@ type BlockOption struct {
 	Bits        int       `json:"bits"`
 	PerRowScale bool      `json:"per_row_scale"`
 	Damage      []float64 `json:"damage"`    // per block
+	SSE         []float64 `json:"sse"`       // per block: plain squared error
 	CostBits    []int64   `json:"cost_bits"` // per block: 8 * PalettizedBytes(block rows, cols, Bits, block rows, PerRowScale)
+}
+
+// AddBlockOptions adds to each tensor's per-tensor options the ones its
+// blocks already measured: a tensor with one LUT per Block rows costs what
+// its blocks cost (groups are independent), so Candidates need not
+// cluster those group sizes again. The damage is the blocks' sum in block
+// order, which is EstimateDamage's sum, so the options are the same
+// values Candidates would give. Options a tensor already has (same bits,
+// resolved group size and scale) are kept; Options are re-sorted as
+// Candidates sorts them.
+func AddBlockOptions(cands []TensorCandidates, blocks []TensorBlocks) {
+	idx := map[string]int{}
+	for i, tc := range cands {
+		idx[tc.Name] = i
+	}
+	for _, tb := range blocks {
+		i, ok := idx[tb.Name]
+		if !ok {
+			continue
+		}
+		tc := &cands[i]
+		rows, cols := tb.Shape[0], tb.Shape[1]
+		g := min(tb.Block, rows)
+		for _, o := range tb.Options {
+			if slices.ContainsFunc(tc.Options, func(c Candidate) bool {
+				return c.Bits == o.Bits && c.GroupSize == g && c.PerRowScale == o.PerRowScale
+			}) {
+				continue
+			}
+			var d, sse float64
+			for k := range o.Damage {
+				d += o.Damage[k]
+				sse += o.SSE[k]
+			}
+			by := PalettizedBytes(rows, cols, o.Bits, g, o.PerRowScale)
+			tc.Options = append(tc.Options, Candidate{Bits: o.Bits, GroupSize: g, PerRowScale: o.PerRowScale, Damage: d,
+				Bytes: by, CostBits: 8 * by, MSE: sse / float64(rows*cols), Elems: int64(rows * cols)})
+		}
+		sortOptions(tc.Options)
+	}
 }
 
 // NumBlocks is the number of blocks of tb's tensor.
@@ -106,10 +147,10 @@ func GroupCandidates(m *ir.Model, imp map[string][]float32, opt CandidateOptions
 		bo := &tb.Options[jb.o]
 		o := Options{Bits: bo.Bits, GroupSize: tb.Block, PerRowScale: bo.PerRowScale,
 			Method: opt.Method, Seed: opt.Seed, MaxBins: opt.MaxBins, FastBins: opt.FastBins, Workers: 1, RefitLUT: opt.RefitLUT}
-		var d []float64
+		var d, sse []float64
 		err := tw.fill(tb.Name, &o)
 		if err == nil {
-			d, err = GroupDamage(m.Tensors[tb.Name], o)
+			d, sse, err = GroupDamage(m.Tensors[tb.Name], o)
 		}
 		rows, cols := tb.Shape[0], tb.Shape[1]
 		cost := make([]int64, tb.NumBlocks())
@@ -118,7 +159,7 @@ func GroupCandidates(m *ir.Model, imp map[string][]float32, opt CandidateOptions
 			cost[k] = 8 * PalettizedBytes(br, cols, bo.Bits, br, bo.PerRowScale)
 		}
 		mu.Lock()
-		bo.Damage, bo.CostBits = d, cost
+		bo.Damage, bo.SSE, bo.CostBits = d, sse, cost
 		mu.Unlock()
 		return err
 	})

@@ -275,3 +275,40 @@ func TestAllocateGroupsErrors(t *testing.T) {
 		t.Fatalf("short damage list: %v", err)
 	}
 }
+
+// The per-tensor options AddBlockOptions derives from block damages are
+// exactly the ones Candidates measures itself (same damage bits, bytes
+// and order).
+func TestAddBlockOptionsMatchesCandidates(t *testing.T) {
+	m, err := ir.Synthetic("stories260K", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"blk.0.attn_k", "blk.1.ffn_up", ir.NameTokenEmbd}
+	co := CandidateOptions{Bits: []int{2, 4}, GroupSizes: []int{16, 32, 0}, PerRowScale: []bool{false, true}, Tensors: names}
+	want, err := Candidates(m, nil, co)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks, err := GroupCandidates(m, nil, co, []int{16, 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	co.GroupSizes = []int{0}
+	got, err := Candidates(m, nil, co)
+	if err != nil {
+		t.Fatal(err)
+	}
+	AddBlockOptions(got, blocks)
+	for i := range want {
+		if len(got[i].Options) != len(want[i].Options) {
+			t.Fatalf("%s: %d options, Candidates gives %d", want[i].Name, len(got[i].Options), len(want[i].Options))
+		}
+		for j, w := range want[i].Options {
+			g := got[i].Options[j]
+			if g.Bits != w.Bits || g.GroupSize != w.GroupSize || g.PerRowScale != w.PerRowScale || g.Damage != w.Damage || g.CostBits != w.CostBits {
+				t.Fatalf("%s option %d: %+v, Candidates gives %+v", want[i].Name, j, g, w)
+			}
+		}
+	}
+}

@@ -749,30 +749,30 @@ func EstimateDamage(t *ir.Tensor, opt Options, maxGroups int) (damage, sse float
 	return damage, sse, sampled, nil
 }
 
-// GroupDamage returns the damage of every LUT group of t palettized with
-// opt, in group order: the terms EstimateDamage sums (all groups, none
+// GroupDamage returns the damage (and plain squared error) of every LUT
+// group of t palettized with opt, in group order: the terms EstimateDamage sums (all groups, none
 // sampled). Groups are independent (each has its own LUT and rounds its
 // own rows), so a group's damage is what it costs in any row range that
 // starts on a group boundary: the per-group allocation prices blocks
 // with it.
-func GroupDamage(t *ir.Tensor, opt Options) ([]float64, error) {
+func GroupDamage(t *ir.Tensor, opt Options) (damage, sse []float64, err error) {
 	j, err := newJob(t, opt)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	groups := make([]int, j.ng)
 	for g := range groups {
 		groups[g] = g
 	}
 	res := j.run(groups, opt.Workers, func(int) groupOut { return groupOut{} })
-	d := make([]float64, j.ng)
+	damage, sse = make([]float64, j.ng), make([]float64, j.ng)
 	for g, r := range res {
 		if r.err != nil {
-			return nil, r.err
+			return nil, nil, r.err
 		}
-		d[g] = r.damage
+		damage[g], sse[g] = r.damage, r.sse
 	}
-	return d, nil
+	return damage, sse, nil
 }
 
 // rowSlice returns rows [r0, r1) of a matrix in a fixed-width encoding

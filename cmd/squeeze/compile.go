@@ -295,6 +295,7 @@ func (p *planner) candidates(bits, groups []int, scale bool, embBits string, std
 	}
 	names := palettize.PalettizableNames(p.m)
 	var embName []string
+	embWidth := []int(nil)
 	switch embBits {
 	case "auto":
 	case "keep":
@@ -305,59 +306,52 @@ func (p *planner) candidates(bits, groups []int, scale bool, embBits string, std
 			return fmt.Errorf("--embedding-bits %q: expected auto, keep or one of %v", embBits, ir.PaletteBits)
 		}
 		names = slices.DeleteFunc(names, func(n string) bool { return n == ir.NameTokenEmbd })
-		embName = []string{ir.NameTokenEmbd}
-		update, finish := reports.Progress(stderr, 1, "embedding")
-		eo := p.candidateOptions([]int{b}, groups, scales, embName)
-		eo.Progress = func(d, _ int) { update(d) }
-		ec, err := palettize.Candidates(p.m, p.imp, eo)
-		finish()
-		if err != nil {
-			return err
-		}
-		p.cands = append(p.cands, ec...)
+		embName, embWidth = []string{ir.NameTokenEmbd}, []int{b}
 	}
-	total := len(names) * len(bits) * len(groups) * len(scales)
-	update, finish := reports.Progress(stderr, total, "candidates")
-	co := p.candidateOptions(bits, groups, scales, names)
-	co.Progress = func(d, _ int) { update(d) }
-	c, err := palettize.Candidates(p.m, p.imp, co)
-	finish()
-	if err != nil {
-		return err
-	}
-	p.cands = append(c, p.cands...)
-	if p.blockSizes == nil {
-		return nil
-	}
-	// Per-group options: the embedding at its fixed width, if one is set.
-	for _, set := range []struct {
+	sets := []struct {
 		bits  []int
 		names []string
-	}{{bits, names}, {p.embBits(embBits), embName}} {
+		what  string
+	}{{bits, names, "candidates"}, {embWidth, embName, "embedding"}}
+	// Per-group options first (--granularity group): a tensor's options
+	// with one LUT per block are then the sums of its blocks' (see
+	// palettize.AddBlockOptions), not clustered a second time.
+	tgroups := groups
+	if p.blockSizes != nil {
+		for _, set := range sets {
+			if len(set.names) == 0 {
+				continue
+			}
+			update, finish := reports.Progress(stderr, len(set.names)*len(set.bits)*len(scales)*len(p.blockSizes), "group "+set.what)
+			gopt := p.candidateOptions(set.bits, nil, scales, set.names)
+			gopt.Progress = func(d, _ int) { update(d) }
+			tb, err := palettize.GroupCandidates(p.m, p.imp, gopt, p.blockSizes)
+			finish()
+			if err != nil {
+				return err
+			}
+			p.blocks = append(p.blocks, tb...)
+		}
+		tgroups = slices.DeleteFunc(slices.Clone(groups), func(g int) bool { return slices.Contains(p.blockSizes, g) })
+	}
+	var cands [2][]palettize.TensorCandidates
+	for i, set := range sets {
 		if len(set.names) == 0 {
 			continue
 		}
-		update, finish := reports.Progress(stderr, len(set.names)*len(set.bits)*len(scales)*len(p.blockSizes), "group candidates")
-		gopt := p.candidateOptions(set.bits, nil, scales, set.names)
-		gopt.Progress = func(d, _ int) { update(d) }
-		tb, err := palettize.GroupCandidates(p.m, p.imp, gopt, p.blockSizes)
+		update, finish := reports.Progress(stderr, len(set.names)*len(set.bits)*len(tgroups)*len(scales), set.what)
+		co := p.candidateOptions(set.bits, tgroups, scales, set.names)
+		co.Progress = func(d, _ int) { update(d) }
+		c, err := palettize.Candidates(p.m, p.imp, co)
 		finish()
 		if err != nil {
 			return err
 		}
-		p.blocks = append(p.blocks, tb...)
+		cands[i] = c
 	}
+	p.cands = append(cands[0], cands[1]...)
+	palettize.AddBlockOptions(p.cands, p.blocks)
 	return nil
-}
-
-// embBits is the fixed embedding width of --embedding-bits N as a list
-// (nil for auto and keep).
-func (p *planner) embBits(embBits string) []int {
-	b, err := strconv.Atoi(embBits)
-	if err != nil {
-		return nil
-	}
-	return []int{b}
 }
 
 // candidateOptions are the Candidates options of this planner (with the

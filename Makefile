@@ -27,7 +27,7 @@ test: vet
 	$(MAKE) test-arm64
 	$(MAKE) fuzz
 
-# The arm64 build of the kernels and the runtime (the pure-Go paths; no NEON yet), cross-compiled
+# The arm64 build of the kernels and the runtime (NEON for the float, f16, lut2/3/4 row kernels; the rest pure Go), cross-compiled
 # and run under qemu-user (Debian's qemu-user-static; .ci/run installs it when missing).
 QEMU_ARM64 ?= $(shell command -v qemu-aarch64-static || command -v qemu-aarch64)
 test-arm64:

@@ -15,7 +15,7 @@
 //	Dot(a, b)                     float32 dot product (SIMD, 4x8 accumulators)
 //	Axpy(a, x, y)                 y += a*x (SIMD FMA; attention's value sum)
 //	Sum(a), StreamSum, StreamSumBuf  SIMD sum and the GB/s probe
-//	Impl()                        "avx2" or "go": the family selected
+//	Impl()                        "avx2", "neon" or "go": the family selected
 //	SetMode(ModeFloat|ModeInt8)   palettized arithmetic (float default)
 //
 // Kernels are single-threaded and allocation-free in steady state (row and
@@ -33,9 +33,37 @@
 // table and a dot product), used on every architecture for widths without
 // assembly (6, 8) and as the whole fast path where there is no assembly.
 // kernels_amd64.{go,s} hold AVX2+FMA+F16C assembly selected at run time with
-// golang.org/x/sys/cpu; kernels_other.go (every other GOARCH, and the
-// "purego" build tag) maps the same hooks to Go. arm64 runs the Go paths
-// (NEON kernels are not written yet).
+// golang.org/x/sys/cpu; kernels_arm64.{go,s} hold NEON assembly;
+// kernels_other.go (every other GOARCH, and the "purego" build tag) maps
+// the same hooks to Go, with the Go versions shared with arm64 in
+// hooks_go.go.
+//
+// # arm64 kernels (NEON, ARMv8.0 Advanced SIMD only)
+//
+// Impl() is "neon"; there is no feature test (Advanced SIMD is in every
+// arm64 CPU and FCVTL widens float16 without the FP16 extension), and
+// setAsm(false) selects the Go paths for the parity tests.
+//
+//   - Dot, Sum: 8 accumulators x 4 lanes (FMLA / FADD), 32 floats a step,
+//     then 4 at a time, the last len%4 in Go. Axpy: FMLA (fused, as on
+//     amd64).
+//   - f16: FCVTL/FCVTL2 from the weight stream, then FMLA; the f16 row
+//     decoder of MatMul (f16ToF32) is the same widening.
+//   - lut4, lut2 (MatVec and MatMul's row decoder) and lut3 (MatVec, cols
+//     % 128 == 0): byte-plane decoding. The row's LUT is widened to
+//     float32 and cut by UZP1/UZP2 into 4 planes (byte k of every entry);
+//     16 indices (USHR/AND of an index block; lut3 ORs in the plane-1 bit)
+//     fetch the 4 bytes of 16 weights with 4 TBL, and ZIP1/ZIP2 on bytes
+//     then halfwords rebuild 16 floats in element order, so x needs no
+//     permutation (lutPrepX declines). 12 permute ops per 16 weights.
+//   - Go on arm64: dot4 and dot3x4 (MatMul's micro-kernels), lut1, lut6,
+//     lut8, lut3 decoding, SwiGLU, ExpShift, the attention kernels and
+//     ModeInt8 (its kernels are amd64 only; Input/MatVec fall back).
+//
+// The float vector add, pairwise add and FCVTL have no Go assembler
+// mnemonics and are WORD-encoded (the instruction in a comment beside
+// each). Only tested under qemu-user (make test-arm64); qemu timings say
+// nothing about real hardware, so no arm64 speed figures are claimed.
 //
 // # amd64 kernels (AVX2; the build machine has no AVX-512, so none is used)
 //
@@ -200,8 +228,8 @@
 //
 // # Accuracy
 //
-// Parity tests hold every float path (assembly and pure Go, on amd64; Go
-// under qemu on arm64) to the reference within 1e-5 x sum|w*x| per row,
+// Parity tests hold every float path (assembly and pure Go, on amd64 and,
+// under qemu, on arm64) to the reference within 1e-5 x sum|w*x| per row,
 // for all widths, group sizes 1/16/7/rows, scales on and off, row ranges,
 // and cols that fall back.
 package kernels

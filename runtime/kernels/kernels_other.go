@@ -1,46 +1,22 @@
-//go:build !amd64 || purego
+//go:build (!amd64 && !arm64) || purego
 
 package kernels
 
-// Architectures without assembly kernels (arm64 included, for now) use the
+// Architectures without assembly kernels (and the purego tag) use the
 // pure-Go paths: block-wise LUT decoding into a stack buffer and unrolled Go
-// dot products. They are held to the same parity tests.
+// dot products (hooks_go.go). They are held to the same parity tests.
 
 func archImpl() string { return "go" }
 
-func dotF32(a, b []float32) float32 {
-	n := len(a)
-	if n > len(b) {
-		n = len(b)
-	}
-	return dotGo(a[:n], b[:n])
-}
+func dotF32(a, b []float32) float32 { return dotF32Go(a, b) }
 
 func dotF16(w []uint16, x []float32) float32 { return dotF16Go(w[:len(x)], x) }
 
-func f16ToF32(src []uint16, dst []float32) {
-	src = src[:len(dst)]
-	for i, h := range src {
-		dst[i] = f16(h)
-	}
-}
+func f16ToF32(src []uint16, dst []float32) { f16ToF32Go(src, dst) }
 
-func sum(a []float32) float32 {
-	var s0, s1, s2, s3 float32
-	i := 0
-	for ; i+4 <= len(a); i += 4 {
-		s0 += a[i]
-		s1 += a[i+1]
-		s2 += a[i+2]
-		s3 += a[i+3]
-	}
-	for ; i < len(a); i++ {
-		s0 += a[i]
-	}
-	return (s0 + s1) + (s2 + s3)
-}
+func sum(a []float32) float32 { return sumGo(a) }
 
-func dot4(w, x []float32, stride int, out *[4]float32) { dot4Go(w, x, stride, out) }
+func axpy(a float32, x, y []float32) { axpyGo(a, x, y) }
 
 func lutRowDot(bits int, p0, p1 []byte, x, xp []float32, lut []uint16, tab *lutTable) (float32, bool) {
 	return 0, false
@@ -48,30 +24,7 @@ func lutRowDot(bits int, p0, p1 []byte, x, xp []float32, lut []uint16, tab *lutT
 
 func lutRowDecode(bits int, p0 []byte, dst []float32, lut []uint16) bool { return false }
 
-func lutPrepX(bits int, x, scratch []float32) []float32 { return nil }
-
 func setAsm(on bool) bool { return false }
 
 // asmBuilt reports whether this build contains assembly kernels.
 const asmBuilt = false
-
-func i8Asm() bool { return false }
-
-func i8Rows(bits int, p0, p1 []byte, rowB [2]int, nrows int, q *qx, tab *i8Tab, g0, gs, first int, out []float32) {
-	panic("kernels: int8 kernels need the amd64 assembly")
-}
-
-func quantQ8(x []float32, qn []int8, d []float32, isum []int32) bool { return false }
-
-func i8Tile(bits int, p0a, p0b, p1a, p1b, ta, tb []byte, qb *qxBatch, t, c0, c1 int, out *[8]float32) bool {
-	return false
-}
-
-func i8TileBits(bits int) bool { return false }
-
-func axpy(a float32, x, y []float32) {
-	x = x[:len(y)]
-	for i := range y {
-		y[i] += a * x[i]
-	}
-}

@@ -110,4 +110,3 @@ func TestMixedCheck(t *testing.T) {
 		t.Errorf("Bytes = %d, sum of parts %d", b, want)
 	}
 }
-

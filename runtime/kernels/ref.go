@@ -94,7 +94,7 @@ func Dot(a, b []float32) float32 { return dotF32(a, b) }
 // weighted sum of values is a sequence of these.
 func Axpy(a float32, x, y []float32) { axpy(a, x, y) }
 
-// Impl names the kernel family selected on this machine ("avx2" or "go").
+// Impl names the kernel family selected on this machine ("avx2", "neon" or "go").
 func Impl() string { return archImpl() }
 
 // Sum returns the sum of a (SIMD on the fast paths).

@@ -129,9 +129,16 @@ func vec(t *ir.Tensor) []float32 {
 type State struct {
 	Pos    int // tokens already in the cache
 	MaxSeq int
-	keys   [][]float32 // per layer, MaxSeq x KVDim
+	keys   [][]float32 // per layer, MaxSeq x KVDim values (layout below)
 	vals   [][]float32
 	buf    buffers
+	// KV cache layout: KV head g of position t starts at g*kvHeadOff +
+	// t*kvStride. Head-major (kvHeadOff = MaxSeq*HeadDim, kvStride =
+	// HeadDim): each KV head's cached keys (values) are one contiguous
+	// stream that attention reads front to back. Position-major
+	// (kvHeadOff = HeadDim, kvStride = KVDim) is the layout before
+	// attnLegacy's change, kept for BenchmarkAttnAB.
+	kvHeadOff, kvStride int
 }
 
 type buffers struct {
@@ -149,7 +156,10 @@ func (r *Model) NewState(maxSeq int) *State {
 	if maxSeq <= 0 || maxSeq > r.Cfg.SeqLen {
 		maxSeq = r.Cfg.SeqLen
 	}
-	s := &State{MaxSeq: maxSeq}
+	s := &State{MaxSeq: maxSeq, kvHeadOff: maxSeq * r.Cfg.HeadDim, kvStride: r.Cfg.HeadDim}
+	if attnLegacy {
+		s.kvHeadOff, s.kvStride = r.Cfg.HeadDim, r.Cfg.KVDim()
+	}
 	kv := r.Cfg.KVDim()
 	for l := 0; l < r.Cfg.Layers; l++ {
 		s.keys = append(s.keys, make([]float32, maxSeq*kv))
@@ -271,8 +281,11 @@ func (r *Model) Forward(s *State, tokens []int, logits []float32, all bool) erro
 				interleaveHeads(q[i*qd:(i+1)*qd], c.HeadDim, b.tmp)
 				interleaveHeads(k[i*kvd:(i+1)*kvd], c.HeadDim, b.tmp)
 			}
-			copy(s.keys[l][pos*kvd:(pos+1)*kvd], k[i*kvd:(i+1)*kvd])
-			copy(s.vals[l][pos*kvd:(pos+1)*kvd], v[i*kvd:(i+1)*kvd])
+			for g := 0; g < c.KVHeads; g++ {
+				o := g*s.kvHeadOff + pos*s.kvStride
+				copy(s.keys[l][o:o+c.HeadDim], k[i*kvd+g*c.HeadDim:i*kvd+(g+1)*c.HeadDim])
+				copy(s.vals[l][o:o+c.HeadDim], v[i*kvd+g*c.HeadDim:i*kvd+(g+1)*c.HeadDim])
+			}
 		}
 		lap(ly.names[nRope])
 		att := b.att[:n*qd]
@@ -591,7 +604,7 @@ func attend8(qh, keys, vals, o, sc []float32, kh, kvd, pos int, scale float32) {
 
 func (r *Model) attention(s *State, l int, q, out []float32, n int, scores []float32) {
 	c := r.Cfg
-	hd, qd, kvd := c.HeadDim, c.QDim(), c.KVDim()
+	hd, qd, kvd := c.HeadDim, c.QDim(), s.kvStride
 	group := c.Heads / c.KVHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	keys, vals := s.keys[l], s.vals[l]
@@ -599,9 +612,12 @@ func (r *Model) attention(s *State, l int, q, out []float32, n int, scores []flo
 		pos := s.Pos + i
 		qh := q[i*qd+h*hd : i*qd+(h+1)*hd]
 		sc := scores[(i*c.Heads+h)*s.MaxSeq : (i*c.Heads+h)*s.MaxSeq+pos+1]
-		kh := (h / group) * hd
+		kh := (h / group) * s.kvHeadOff // KV head h/group at position 0
 		if hd == 8 && !decodeLegacy {
 			attend8(qh, keys, vals, out[i*qd+h*hd:i*qd+(h+1)*hd], sc, kh, kvd, pos, scale)
+			return
+		}
+		if hd%64 == 0 && !decodeLegacy && !attnLegacy && attendKernels(qh, keys[kh:], vals[kh:], out[i*qd+h*hd:i*qd+(h+1)*hd], sc, kvd, scale) {
 			return
 		}
 		for t := 0; t <= pos; t++ {
@@ -647,6 +663,18 @@ func (r *Model) attention(s *State, l int, q, out []float32, n int, scores []flo
 	// chunk ch takes jobs ch, ch+nc, ...: later tokens (longer causal
 	// context) are spread over all chunks
 	nc := chunks(nt, work, total)
+	if n == 1 && !attnLegacy && !decodeLegacy {
+		// decode: every head has the same context, so chunk ch takes a
+		// run of adjacent heads instead, and the heads that share a KV
+		// head mostly run on one thread, which reads that KV head's cache
+		// from memory once rather than once per thread
+		parallel(nt, nc, func(ch int) {
+			for h := ch * total / nc; h < (ch+1)*total/nc; h++ {
+				job(0, h)
+			}
+		})
+		return
+	}
 	parallel(nt, nc, func(ch int) {
 		for j := ch; j < total; j += nc {
 			job(j/c.Heads, j%c.Heads)
@@ -666,6 +694,16 @@ func softmax(x []float32) {
 			mx = v
 		}
 	}
+	sum := softmaxExp(x, mx)
+	for i := range x {
+		x[i] /= sum
+	}
+}
+
+// softmaxExp is the middle of softmax: x[i] = expf(x[i] - mx), and the
+// sum of the exponentials in index order. attendKernels divides by the sum
+// in its value kernel.
+func softmaxExp(x []float32, mx float32) float32 {
 	var sum float32
 	if !decodeLegacy && kernels.ExpShift(x, mx) { // the same expf, 8 lanes at a time
 		for _, e := range x {
@@ -678,7 +716,5 @@ func softmax(x []float32) {
 			sum += e
 		}
 	}
-	for i := range x {
-		x[i] /= sum
-	}
+	return sum
 }

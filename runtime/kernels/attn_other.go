@@ -1,0 +1,17 @@
+//go:build !amd64 || purego
+
+package kernels
+
+func attnAsm() bool { return false }
+
+func attnScores64AVX2(q, k *float32, strideBytes, n int, scale float32, out *float32) float32 {
+	panic("kernels: no attention assembly")
+}
+
+func attnValues64AVX2(e, v *float32, strideBytes, n int, sum float32, out *float32) {
+	panic("kernels: no attention assembly")
+}
+
+func attnScoresAVX2(q, k *float32, strideBytes, n, nblk int, scale float32, out *float32) float32 {
+	panic("kernels: no attention assembly")
+}

@@ -12,6 +12,11 @@
 //	                              every linear and thread that reads it
 //	SwiGLU(g, h)                  g = SiLU(g) * h with the runtime's expf
 //	ExpShift(x, m)                x = expf(x - m) (the softmax's exponentials)
+//	AttnScores, AttnValues        one head's attention scores over the cached
+//	                              keys, and its weighted value sum, in one call
+//	                              each (head dims that are multiples of 64;
+//	                              AVX2; the bits of Dot*scale and Axpy; attn.go)
+//	MatVec on lutmix tensors      each part's own kernel over its rows (mixed.go)
 //	Dot(a, b)                     float32 dot product (SIMD, 4x8 accumulators)
 //	Axpy(a, x, y)                 y += a*x (SIMD FMA; attention's value sum)
 //	Sum(a), StreamSum, StreamSumBuf  SIMD sum and the GB/s probe

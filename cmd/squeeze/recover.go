@@ -112,7 +112,7 @@ It holds a few float32 copies of the palettized weights in memory (fine for smal
 	f.Float64Var(&o.LR, "lr", defaultRecoverLR, "peak learning rate (Adam, warmup then cosine decay)")
 	f.IntVar(&o.Batch, "batch", defaultRecoverBatch, "windows per step")
 	f.IntVar(&o.SeqLen, "seq-len", defaultRecoverSeqLen, "training window length in tokens")
-	f.Float64Var(&o.CEWeight, "ce-weight", defaultRecoverCE, "weight of cross-entropy on the text beside the KL to the original")
+	f.Float64Var(&o.CEWeight, "ce-weight", defaultRecoverCE, "weight of cross-entropy on the text beside the KL to the original (adapters, and --tune-luts / --qat)")
 	f.Float64Var(&o.Budget, "adapter-budget", defaultRecoverBudget, "adapter bytes at most this fraction of the bundle's size (0 = no budget)")
 	f.StringVar(&o.Targets, "lora-targets", defaultRecoverTargets, "linears to adapt: q,k,v,o,gate,up,down and/or names like blk.3.ffn_down")
 	f.StringVar(&o.Name, "name", defaultRecoverName, "adapter set name")
@@ -374,6 +374,7 @@ type tuneConfig struct {
 	Threads int
 	Norms   bool                     // also tune the RMSNorm weights
 	QAT     *lorarecovery.QATOptions // also re-assign the indices; nil = frozen
+	CE      float64                  // cross-entropy weight beside the KL (recover --ce-weight)
 	Log     io.Writer                // progress line when a terminal; nil = silent
 }
 
@@ -419,7 +420,7 @@ func tuneBase(orig, base *ir.Model, calibText []byte, cfg tuneConfig) (*ir.Model
 	}
 	tuned, rep, err := lorarecovery.TuneLUTs(orig, base, tokens, lorarecovery.TuneOptions{
 		Steps: cfg.Steps, LR: cfg.LR, Batch: cfg.Batch, SeqLen: min(cfg.SeqLen, base.Config.SeqLen),
-		BOS: bos, Seed: cfg.Seed, Threads: cfg.Threads, Norms: cfg.Norms, QAT: cfg.QAT, Progress: progress,
+		BOS: bos, Seed: cfg.Seed, Threads: cfg.Threads, Norms: cfg.Norms, QAT: cfg.QAT, CEWeight: cfg.CE, Progress: progress,
 	})
 	if tty {
 		fmt.Fprintln(f)
@@ -606,7 +607,7 @@ func runRecover(o *recoverOptions, args []string, stdout, stderr io.Writer) erro
 	if o.TuneLUTs {
 		t0 := time.Now()
 		tuned, trep, err := tuneBase(orig, base, text, tuneConfig{Steps: o.TuneSteps, LR: o.TuneLR, Batch: o.Batch,
-			SeqLen: o.SeqLen, Seed: o.Seed, Threads: o.Threads, Norms: o.TuneNorms, QAT: qat, Log: stderr})
+			SeqLen: o.SeqLen, Seed: o.Seed, Threads: o.Threads, Norms: o.TuneNorms, QAT: qat, CE: o.CEWeight, Log: stderr})
 		if err != nil {
 			return err
 		}

@@ -465,6 +465,20 @@ func TestRecoverTuneLUTs(t *testing.T) {
 	if changed < 30 {
 		t.Errorf("%d of 35 LUTs changed", changed)
 	}
+	// --ce-weight reaches palette tuning too: the same run with it lands
+	// elsewhere.
+	stdout, _, err = squeeze(t, "recover", recoverTwoSets, "--original", stories, "--calib", recoverCalib, "--tune-luts",
+		"--tune-steps", "6", "--tune-lr", "2e-2", "--batch", "2", "--seq-len", "32", "--rank", "0", "--ce-weight", "1", "-o", filepath.Join(dir, "ce.sqz"), "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rce recoverResult
+	if err := json.Unmarshal([]byte(stdout), &rce); err != nil {
+		t.Fatal(err)
+	}
+	if rce.Tune == nil || rce.Tune.HeldOutKLAfter == r.Tune.HeldOutKLAfter {
+		t.Errorf("--ce-weight 1 gave held-out KL %v, the same as without", rce.Tune.HeldOutKLAfter)
+	}
 	// Tuning then adapters: the set carries the tuned base's checksum and
 	// runs on it.
 	both := filepath.Join(dir, "tr.sqz")

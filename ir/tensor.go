@@ -30,11 +30,11 @@ type Tensor struct {
 // within it.
 func (t *Tensor) PartAt(r int) (*Tensor, int) {
 	for _, p := range t.Parts {
-		if n := p.Rows(); r < n {
+		n := p.Rows()
+		if r < n {
 			return p, r
-		} else {
-			r -= n
 		}
+		r -= n
 	}
 	panic(fmt.Sprintf("tensor %q: row out of range of its parts", t.Name))
 }

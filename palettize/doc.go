@@ -3,8 +3,11 @@
 // float16 LUTs plus packed indices (PalettizeTensor, in ir's LUT1..LUT8
 // encodings), per-tensor damage estimates for every candidate encoding
 // (Candidates, DamageTable), the bit allocation that meets a bits-per-weight
-// target with least damage (Allocate, the Plan type and its JSON form), and
-// applying a plan to a model (Apply). Calibration (calibrate.go) collects the
+// target with least damage (Allocate, the Plan type and its JSON form),
+// per-group allocation (groups.go: GroupCandidates prices every block of
+// LUT-group rows per option, AllocateGroups lets each block choose, Apply
+// stores the runs as parts of an ir.LUTMIX tensor), and applying a plan to
+// a model (Apply). Calibration (calibrate.go) collects the
 // per-input-channel importance the damage is weighted by.
 //
 // Damage is the importance-weighted squared error sum_i imp(col_i) (w_i -
@@ -22,7 +25,9 @@
 //
 // Layout: a tensor of rows x cols with group size G has ceil(rows/G) LUTs of
 // 1<<bits float16 entries (row r uses LUT r/G; the last group may be
-// smaller), optional float16 scales per row, and indices packed in
+// smaller), optional per-row scales stored as one-byte codes (ir.ScaleCode:
+// the row's max |w| relative to its group's largest on a 2.2% log grid;
+// the LUT carries the magnitude), and indices packed in
 // ir.PackIndices' layout in row-major order (packIndices: the same bytes,
 // sixteen lanes at a time, split over the workers). Bits per weight always count the LUTs
 // and scales (PalettizedBytes equals ir.Tensor.Bytes of the result).

@@ -238,6 +238,13 @@ func FuzzParse(f *testing.F) {
 	good, _ := os.ReadFile(p)
 	f.Add(good[:64])
 	f.Add(good)
+	// a bundle with palettized, lutmix and scale-code tensors and adapters
+	pm := filepath.Join(f.TempDir(), "m.sqz")
+	if _, err := Write(pm, palettized(f), Extra{}); err != nil {
+		f.Fatal(err)
+	}
+	mixed, _ := os.ReadFile(pm)
+	f.Add(mixed)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, _, _ = Parse("fuzz.sqz", data, Options{Verify: true})
 	})

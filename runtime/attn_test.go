@@ -130,7 +130,6 @@ func BenchmarkAttnAB(b *testing.B) {
 			sLeg := rt.NewState(ctx + 32)
 			attnLegacy = false
 			sNew := rt.NewState(ctx + 32)
-			var legacy, cur, ratio []float64
 			step := func(leg bool) float64 {
 				s := sNew
 				if leg {
@@ -152,23 +151,7 @@ func BenchmarkAttnAB(b *testing.B) {
 				}
 				return time.Since(t0).Seconds() / 4 * 1e3
 			}
-			for i := 0; i < b.N; i++ {
-				var a, c float64
-				if i%2 == 0 {
-					a, c = step(true), step(false)
-				} else {
-					c, a = step(false), step(true)
-				}
-				legacy, cur, ratio = append(legacy, a), append(cur, c), append(ratio, a/c)
-			}
-			med := func(v []float64) float64 {
-				v = append([]float64(nil), v...)
-				sort.Float64s(v)
-				return v[len(v)/2]
-			}
-			b.ReportMetric(med(legacy), "legacy_ms")
-			b.ReportMetric(med(cur), "new_ms")
-			b.ReportMetric(med(ratio), "speedup")
+			reportAB(b, step)
 		})
 	}
 }

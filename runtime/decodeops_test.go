@@ -95,7 +95,6 @@ func BenchmarkDecodeAB(b *testing.B) {
 		b.Run(fmt.Sprintf("t%d", threads), func(b *testing.B) {
 			s := rt.NewState(64)
 			_ = rt.Forward(s, []int{1}, logits, false)
-			var legacy, cur, ratio []float64
 			step := func(leg bool) float64 {
 				decodeLegacy = leg
 				defer func() { decodeLegacy = false }()
@@ -111,23 +110,7 @@ func BenchmarkDecodeAB(b *testing.B) {
 				}
 				return time.Since(t0).Seconds() / 4 * 1e3
 			}
-			for i := 0; i < b.N; i++ {
-				var a, c float64
-				if i%2 == 0 {
-					a, c = step(true), step(false)
-				} else {
-					c, a = step(false), step(true)
-				}
-				legacy, cur, ratio = append(legacy, a), append(cur, c), append(ratio, a/c)
-			}
-			med := func(v []float64) float64 {
-				v = append([]float64(nil), v...)
-				sort.Float64s(v)
-				return v[len(v)/2]
-			}
-			b.ReportMetric(med(legacy), "legacy_ms")
-			b.ReportMetric(med(cur), "new_ms")
-			b.ReportMetric(med(ratio), "speedup")
+			reportAB(b, step)
 		})
 	}
 }
@@ -236,4 +219,28 @@ func benchDecodeModel(b *testing.B) *ir.Model {
 	prev := kernels.SetMode(kernels.ModeInt8)
 	b.Cleanup(func() { kernels.SetMode(prev) })
 	return m
+}
+
+// reportAB runs step(legacy) and step(current) b.N times each, alternating
+// which goes first, and reports the medians of both (ms) and of their
+// per-round ratio (the speed-up).
+func reportAB(b *testing.B, step func(legacy bool) float64) {
+	var legacy, cur, ratio []float64
+	for i := 0; i < b.N; i++ {
+		var a, c float64
+		if i%2 == 0 {
+			a, c = step(true), step(false)
+		} else {
+			c, a = step(false), step(true)
+		}
+		legacy, cur, ratio = append(legacy, a), append(cur, c), append(ratio, a/c)
+	}
+	med := func(v []float64) float64 {
+		v = append([]float64(nil), v...)
+		sort.Float64s(v)
+		return v[len(v)/2]
+	}
+	b.ReportMetric(med(legacy), "legacy_ms")
+	b.ReportMetric(med(cur), "new_ms")
+	b.ReportMetric(med(ratio), "speedup")
 }

@@ -135,15 +135,6 @@ func ImportanceFor(m *ir.Model, name string, imp map[string][]float32) []float32
 // sorted by cost then damage; it does not depend on Workers. Group sizes
 // larger than a tensor's rows are resolved to its rows (and deduplicated).
 func Candidates(m *ir.Model, imp map[string][]float32, opt CandidateOptions) ([]TensorCandidates, error) {
-	bits := opt.Bits
-	if bits == nil {
-		bits = ir.PaletteBits
-	}
-	for _, b := range bits {
-		if !slices.Contains(ir.PaletteBits, b) {
-			return nil, fmt.Errorf("palettize: candidate bits %d, expected one of %v", b, ir.PaletteBits)
-		}
-	}
 	gs := opt.GroupSizes
 	if gs == nil {
 		gs = []int{16, 32, 64, 128, 0}
@@ -153,15 +144,7 @@ func Candidates(m *ir.Model, imp map[string][]float32, opt CandidateOptions) ([]
 			return nil, fmt.Errorf("palettize: candidate group size %d, expected >= 1 or 0 for one LUT per tensor", g)
 		}
 	}
-	scales := opt.PerRowScale
-	if scales == nil {
-		scales = []bool{false}
-	}
-	names := opt.Tensors
-	if names == nil {
-		names = PalettizableNames(m)
-	}
-	tw, err := newWeighter(m, imp, opt.Calib, opt.ErrorFeedback)
+	bits, scales, names, tw, err := opt.resolve(m, imp)
 	if err != nil {
 		return nil, err
 	}
@@ -246,6 +229,32 @@ func Candidates(m *ir.Model, imp map[string][]float32, opt CandidateOptions) ([]
 		sortOptions(out[i].Options)
 	}
 	return out, nil
+}
+
+// resolve checks opt's widths and fills in the defaults shared by
+// Candidates and GroupCandidates: the widths (nil: ir.PaletteBits), the
+// scale settings (nil: none), the tensors (nil: PalettizableNames) and the
+// error weighting.
+func (opt *CandidateOptions) resolve(m *ir.Model, imp map[string][]float32) (bits []int, scales []bool, names []string, tw *weighter, err error) {
+	bits = opt.Bits
+	if bits == nil {
+		bits = ir.PaletteBits
+	}
+	for _, b := range bits {
+		if !slices.Contains(ir.PaletteBits, b) {
+			return nil, nil, nil, nil, fmt.Errorf("palettize: candidate bits %d, expected one of %v", b, ir.PaletteBits)
+		}
+	}
+	scales = opt.PerRowScale
+	if scales == nil {
+		scales = []bool{false}
+	}
+	names = opt.Tensors
+	if names == nil {
+		names = PalettizableNames(m)
+	}
+	tw, err = newWeighter(m, imp, opt.Calib, opt.ErrorFeedback)
+	return bits, scales, names, tw, err
 }
 
 // runJobs runs f(0..n-1) on up to workers goroutines (0 = all CPUs),

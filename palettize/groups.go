@@ -89,29 +89,12 @@ func (tb *TensorBlocks) NumBlocks() int { return (tb.Shape[0] + tb.Block - 1) / 
 // full palettization pass per option and block size). Block sizes larger
 // than a tensor's rows are skipped for it.
 func GroupCandidates(m *ir.Model, imp map[string][]float32, opt CandidateOptions, blocks []int) ([]TensorBlocks, error) {
-	bits := opt.Bits
-	if bits == nil {
-		bits = ir.PaletteBits
-	}
-	for _, b := range bits {
-		if !slices.Contains(ir.PaletteBits, b) {
-			return nil, fmt.Errorf("palettize: candidate bits %d, expected one of %v", b, ir.PaletteBits)
-		}
-	}
 	for _, b := range blocks {
 		if b < 1 {
 			return nil, fmt.Errorf("palettize: block size %d, expected >= 1 rows", b)
 		}
 	}
-	scales := opt.PerRowScale
-	if scales == nil {
-		scales = []bool{false}
-	}
-	names := opt.Tensors
-	if names == nil {
-		names = PalettizableNames(m)
-	}
-	tw, err := newWeighter(m, imp, opt.Calib, opt.ErrorFeedback)
+	bits, scales, names, tw, err := opt.resolve(m, imp)
 	if err != nil {
 		return nil, err
 	}

@@ -71,7 +71,14 @@ func TestCompileMeetsTarget(t *testing.T) {
 func TestCompileGroupGranularity(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "g.sqz")
-	r := compileJSON(t, out, "--target", "3.7bpw")
+	plan := filepath.Join(dir, "plan.json")
+	r := compileJSON(t, out, "--target", "3.7bpw", "--write-plan", plan)
+	// the plan, parts included, feeds back to the same bundle
+	again := filepath.Join(dir, "again.sqz")
+	compileJSON(t, again, "--plan", plan)
+	if a, b := mustRead(t, out), mustRead(t, again); !bytes.Equal(a, b) {
+		t.Fatalf("compile --plan of the written plan gives a different bundle (%d vs %d bytes)", len(a), len(b))
+	}
 	if r.BPW > 3.7 || r.BPW < 3.68 {
 		t.Fatalf("achieved %.4f bpw for target 3.7", r.BPW)
 	}
@@ -107,6 +114,15 @@ func TestCompileGroupGranularity(t *testing.T) {
 			t.Errorf("squeeze %v: %v, want an error mentioning %q", args, err, c.want)
 		}
 	}
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func jsonFloat(v float64) string { b, _ := json.Marshal(v); return string(b) }

@@ -120,15 +120,11 @@ func PlanFromModel(m *ir.Model) Plan {
 		e := TensorEncoding{Bits: 32}
 		switch {
 		case t.Type == ir.LUTMIX:
-			// Not modelled per part yet: costed as its largest part's
-			// encoding (an approximation; see docs/TALARIA.md).
-			big := t.Parts[0]
+			e = TensorEncoding{}
 			for _, pt := range t.Parts {
-				if pt.Rows() > big.Rows() {
-					big = pt
-				}
+				e.Parts = append(e.Parts, PartEncoding{Rows: pt.Rows(),
+					TensorEncoding: TensorEncoding{Bits: ir.Encodings[pt.Type].Bits, GroupSize: pt.Pal.GroupSize, PerRowScale: pt.Pal.Scales != nil}})
 			}
-			e = TensorEncoding{Bits: ir.Encodings[big.Type].Bits, GroupSize: big.Pal.GroupSize, PerRowScale: big.Pal.Scales != nil}
 		case t.Pal != nil:
 			e = TensorEncoding{Bits: ir.Encodings[t.Type].Bits, GroupSize: t.Pal.GroupSize, PerRowScale: t.Pal.Scales != nil}
 		case t.Type == ir.F16 || t.Type == ir.BF16:

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"math/rand/v2"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -190,7 +192,7 @@ func TestEncodeForPlan(t *testing.T) {
 		if want.GroupSize == 0 && want.Bits < 16 {
 			want.GroupSize = e.Tensors[name].Rows() // one LUT for the tensor
 		}
-		if g != want {
+		if !reflect.DeepEqual(g, want) {
 			t.Errorf("%s: encoded as %+v, plan says %+v", name, g, want)
 		}
 	}
@@ -208,5 +210,48 @@ func TestEncodeForPlan(t *testing.T) {
 	}
 	if _, err := EncodeForPlan(m, UniformBPW(3.5), 1); err == nil {
 		t.Error("uniform bpw plan accepted")
+	}
+}
+
+// A lutmix tensor (per-group widths) reads back from a model as its parts,
+// and the cost model counts exactly its bytes and all its LUT groups.
+func TestPlanFromModelLutmix(t *testing.T) {
+	m, err := ir.Synthetic("stories260K", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	name := ir.Blk(1, ir.FFNUp) // 172 x 64
+	a, b := lutTensor(rng, 4, 32, 64, 16), lutTensor(rng, 2, 140, 64, 32)
+	b.Pal.ScaleCodes = make([]uint8, 140)
+	for i := range b.Pal.ScaleCodes {
+		b.Pal.ScaleCodes[i] = uint8(30 + i%5)
+	}
+	b.Pal.ExpandScaleCodes()
+	mt := &ir.Tensor{Name: name, Shape: []int{172, 64}, Type: ir.LUTMIX, Parts: []*ir.Tensor{a, b}}
+	if err := mt.Check(); err != nil {
+		t.Fatal(err)
+	}
+	m.Tensors[name] = mt
+	p := PlanFromModel(m)
+	e := p.Tensors[name]
+	if len(e.Parts) != 2 || e.Parts[0].Rows != 32 || e.Parts[1].Bits != 2 || !e.Parts[1].PerRowScale {
+		t.Fatalf("plan from model: %+v", e)
+	}
+	res, err := p.resolve(m.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res[name]
+	if r.Bytes != mt.Bytes() || r.Groups != 2+5 || r.Label != "lutmix/2parts" {
+		t.Fatalf("resolved %d bytes, %d groups, %q; the tensor has %d bytes, 7 groups", r.Bytes, r.Groups, r.Label, mt.Bytes())
+	}
+	if want := float64(32*4+140*2) / 172; math.Abs(r.LUTBits-want) > 1e-12 {
+		t.Fatalf("LUT width %v, expected the row-weighted mean %v", r.LUTBits, want)
+	}
+	bad := p.Clone()
+	bad.Tensors[name] = TensorEncoding{Parts: []PartEncoding{{Rows: 100, TensorEncoding: TensorEncoding{Bits: 4}}}}
+	if _, err := bad.resolve(m.Config); err == nil || !strings.Contains(err.Error(), "parts cover 100 rows") {
+		t.Fatalf("parts not covering the rows: %v", err)
 	}
 }

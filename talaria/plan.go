@@ -18,6 +18,17 @@ type TensorEncoding struct {
 	Bits        int  `json:"bits"`
 	GroupSize   int  `json:"group_size,omitempty"`
 	PerRowScale bool `json:"per_row_scale,omitempty"`
+	// Parts, when set, is a lutmix tensor (per-group widths): its rows
+	// top to bottom, each part with its own encoding; Bits and the rest
+	// are then unused. Bytes are the parts' sum; LUT decoding is costed at
+	// the parts' row-weighted mean width over all their groups.
+	Parts []PartEncoding `json:"parts,omitempty"`
+}
+
+// PartEncoding is one row part of a lutmix tensor.
+type PartEncoding struct {
+	Rows int `json:"rows"`
+	TensorEncoding
 }
 
 // Plan says how every tensor is stored. Resolution order for a tensor:
@@ -111,6 +122,9 @@ func numGroups(groupSize, rows int) int {
 }
 
 func encodingLabel(e TensorEncoding) string {
+	if len(e.Parts) > 0 {
+		return fmt.Sprintf("lutmix/%dparts", len(e.Parts))
+	}
 	switch e.Bits {
 	case 0, 32:
 		return "f32"
@@ -177,6 +191,13 @@ func (p Plan) resolve(c ir.Config) (map[string]resolved, error) {
 		if !explicit {
 			e = p.Default
 		}
+		if len(e.Parts) > 0 {
+			if err := r.parts(e); err != nil {
+				return nil, fmt.Errorf("plan: tensor %q: %v", name, err)
+			}
+			out[name] = r
+			continue
+		}
 		b, err := EncodedBytes(e, rows, cols)
 		if err != nil {
 			if explicit {
@@ -197,6 +218,33 @@ func (p Plan) resolve(c ir.Config) (map[string]resolved, error) {
 		out[name] = r
 	}
 	return out, nil
+}
+
+// parts resolves a lutmix encoding: bytes summed over the parts, the
+// row-weighted mean width for the LUT-decode rate, every part's groups.
+func (r *resolved) parts(e TensorEncoding) error {
+	rows := 0
+	var bits float64
+	for i, p := range e.Parts {
+		if p.Rows < 1 || len(p.Parts) > 0 || !isPaletteBits(p.Bits) {
+			return fmt.Errorf("parts[%d]: %d rows, bits %d: expected >= 1 rows of a palette width %v", i, p.Rows, p.Bits, ir.PaletteBits)
+		}
+		b, err := EncodedBytes(p.TensorEncoding, p.Rows, r.Cols)
+		if err != nil {
+			return fmt.Errorf("parts[%d]: %v", i, err)
+		}
+		r.Bytes += b
+		r.Groups += numGroups(p.GroupSize, p.Rows)
+		bits += float64(p.Rows * p.Bits)
+		rows += p.Rows
+	}
+	if rows != r.Rows {
+		return fmt.Errorf("parts cover %d rows, the tensor has %d", rows, r.Rows)
+	}
+	r.Bits = bits / float64(rows)
+	r.LUTBits = r.Bits
+	r.Encoding, r.Label = e, encodingLabel(e)
+	return nil
 }
 
 // TensorNames lists the canonical tensor names of a config, in order.

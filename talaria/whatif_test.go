@@ -2,6 +2,7 @@ package talaria
 
 import (
 	"bytes"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -48,7 +49,7 @@ func TestApplyOverridesOrder(t *testing.T) {
 		"blk.1.ffn_up":   {Bits: 2, GroupSize: 4, PerRowScale: true}, // keeps its grouping
 	}
 	for n, want := range cases {
-		if got := p.Tensors[n]; got != want {
+		if got := p.Tensors[n]; !reflect.DeepEqual(got, want) {
 			t.Errorf("%s = %+v, want %+v", n, got, want)
 		}
 	}

@@ -4,9 +4,7 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"sort"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -35,24 +33,10 @@ func BenchmarkDecodeOpsCtx(b *testing.B) {
 	ctx := benchCtx()
 	byKind := map[string]time.Duration{}
 	on := false
-	kind := func(op string) string {
-		if i := strings.LastIndexByte(op, '.'); i >= 0 && strings.HasPrefix(op, "blk.") {
-			return op[i+1:]
-		}
-		return op
-	}
-	bytesOf := map[string]int64{}
-	for name, t := range m.Tensors {
-		if len(t.Shape) == 2 && name != ir.NameTokenEmbd {
-			bytesOf[kind(name)] += t.Bytes()
-		}
-	}
-	if m.Tensors[ir.NameOutput] == nil {
-		bytesOf[ir.NameOutput] = m.Tensors[ir.NameTokenEmbd].Bytes()
-	}
+	bytesOf := weightBytesByKind(m)
 	rt, err := New(m, Options{Threads: 1, OpTimer: func(op string, d time.Duration) {
 		if on {
-			byKind[kind(op)] += d
+			byKind[opKind(op)] += d
 		}
 	}})
 	if err != nil {
@@ -82,26 +66,7 @@ func BenchmarkDecodeOpsCtx(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	var total time.Duration
-	var keys []string
-	for k, d := range byKind {
-		total += d
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool { return byKind[keys[i]] > byKind[keys[j]] })
-	var sb strings.Builder
-	fmt.Fprintf(&sb, "\ncontext %d-%d: probe %.2f GB/s; %.2f ms/token\n", ctx, ctx+31, probe, float64(total.Microseconds())/1e3/float64(b.N))
-	for _, k := range keys {
-		d := byKind[k]
-		per := d.Seconds() / float64(b.N)
-		fmt.Fprintf(&sb, "%-16s %7.3f ms %5.1f%%", k, per*1e3, 100*d.Seconds()/total.Seconds())
-		if nb := bytesOf[k]; nb > 0 {
-			fmt.Fprintf(&sb, "  %6.2f GB/s = %.2f of probe", float64(nb)/per/1e9, float64(nb)/per/1e9/probe)
-		}
-		sb.WriteString("\n")
-	}
-	fmt.Println(sb.String())
-	b.ReportMetric(float64(b.N)/total.Seconds(), "tokens/s")
+	reportOps(b, byKind, bytesOf, probe, fmt.Sprintf("context %d-%d: ", ctx, ctx+31))
 }
 
 // BenchmarkAttnAB compares decode with attnLegacy on and off in one

@@ -22,22 +22,8 @@ import (
 func BenchmarkDecodeOps(b *testing.B) {
 	m := benchDecodeModel(b)
 	byKind := map[string]time.Duration{}
-	kind := func(op string) string {
-		if i := strings.LastIndexByte(op, '.'); i >= 0 && strings.HasPrefix(op, "blk.") {
-			return op[i+1:]
-		}
-		return op
-	}
-	bytesOf := map[string]int64{}
-	for name, t := range m.Tensors {
-		if len(t.Shape) == 2 && name != ir.NameTokenEmbd {
-			bytesOf[kind(name)] += t.Bytes()
-		}
-	}
-	if m.Tensors[ir.NameOutput] == nil {
-		bytesOf[ir.NameOutput] = m.Tensors[ir.NameTokenEmbd].Bytes()
-	}
-	rt, err := New(m, Options{Threads: 1, OpTimer: func(op string, d time.Duration) { byKind[kind(op)] += d }})
+	bytesOf := weightBytesByKind(m)
+	rt, err := New(m, Options{Threads: 1, OpTimer: func(op string, d time.Duration) { byKind[opKind(op)] += d }})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -56,6 +42,35 @@ func BenchmarkDecodeOps(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+	reportOps(b, byKind, bytesOf, probe, "")
+}
+
+// opKind is an op's kind: blk.N.KIND -> KIND, other ops unchanged.
+func opKind(op string) string {
+	if i := strings.LastIndexByte(op, '.'); i >= 0 && strings.HasPrefix(op, "blk.") {
+		return op[i+1:]
+	}
+	return op
+}
+
+// weightBytesByKind sums the bytes of m's matrices by op kind (the tied
+// classifier reads token_embd).
+func weightBytesByKind(m *ir.Model) map[string]int64 {
+	bytesOf := map[string]int64{}
+	for name, t := range m.Tensors {
+		if len(t.Shape) == 2 && name != ir.NameTokenEmbd {
+			bytesOf[opKind(name)] += t.Bytes()
+		}
+	}
+	if m.Tensors[ir.NameOutput] == nil {
+		bytesOf[ir.NameOutput] = m.Tensors[ir.NameTokenEmbd].Bytes()
+	}
+	return bytesOf
+}
+
+// reportOps prints wall time per token and share by op kind, and for the
+// linears GB/s of weight bytes against the probe, then reports tokens/s.
+func reportOps(b *testing.B, byKind map[string]time.Duration, bytesOf map[string]int64, probe float64, header string) {
 	var total time.Duration
 	var keys []string
 	for k, d := range byKind {
@@ -64,7 +79,7 @@ func BenchmarkDecodeOps(b *testing.B) {
 	}
 	sort.Slice(keys, func(i, j int) bool { return byKind[keys[i]] > byKind[keys[j]] })
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "\nprobe %.2f GB/s; %.2f ms/token\n", probe, float64(total.Microseconds())/1e3/float64(b.N))
+	fmt.Fprintf(&sb, "\n%sprobe %.2f GB/s; %.2f ms/token\n", header, probe, float64(total.Microseconds())/1e3/float64(b.N))
 	for _, k := range keys {
 		d := byKind[k]
 		per := d.Seconds() / float64(b.N)

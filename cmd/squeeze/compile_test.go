@@ -15,7 +15,13 @@ const calibText = "../../testdata/tinystories/calib.txt"
 // compileJSON runs squeeze compile with args and returns its --json result.
 func compileJSON(t *testing.T, out string, args ...string) compileResult {
 	t.Helper()
-	args = append([]string{"compile", stories, "--calib", calibText, "--calib-windows", "4", "-o", out, "--json"}, args...)
+	return squeezeCompile(t, append([]string{"compile", stories, "--calib", calibText, "--calib-windows", "4", "-o", out, "--json"}, args...)...)
+}
+
+// squeezeCompile runs squeeze with args (a compile with --json) and
+// returns its result.
+func squeezeCompile(t *testing.T, args ...string) compileResult {
+	t.Helper()
 	so, se, err := squeeze(t, args...)
 	if err != nil {
 		t.Fatalf("squeeze %v: %v\n%s", args, err, se)
@@ -225,14 +231,7 @@ func TestCompileStageCPUAndProfile(t *testing.T) {
 	prof := filepath.Join(dir, "c.prof")
 	args := []string{"compile", stories, "--calib-tokens", "random:256", "--fast", "on", "--target", "3.7bpw", "--threads", "2",
 		"-o", filepath.Join(dir, "c.sqz"), "--json", "--cpuprofile", prof}
-	so, se, err := squeeze(t, args...)
-	if err != nil {
-		t.Fatalf("squeeze %v: %v\n%s", args, err, se)
-	}
-	var r compileResult
-	if err := json.Unmarshal([]byte(so), &r); err != nil {
-		t.Fatalf("compile --json: %v\n%s", err, so)
-	}
+	r := squeezeCompile(t, args...)
 	var cpu float64
 	for _, st := range []string{"load", "calibrate", "candidates", "palettize", "write"} {
 		v, ok := r.StageCPUSeconds[st]

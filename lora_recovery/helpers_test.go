@@ -117,3 +117,27 @@ func calibTokens(t testing.TB, m *ir.Model, n int) []int {
 	}
 	return ids[:n]
 }
+
+// evalTuner is a one-thread tuner over model (nothing tuned: it only
+// evaluates), cutting tokens into windows of seqLen as TuneLUTs does.
+func evalTuner(t *testing.T, teacher, model *ir.Model, tokens []int, seqLen int) *lutTuner {
+	t.Helper()
+	o := Options{Rank: 1, SeqLen: seqLen, Threads: 1, BOS: 1}
+	o.defaults(model.Config, 1)
+	tu, err := newLUTTuner(teacher, model, tokens, o, nil, false, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tu
+}
+
+// checkStoredKL checks that model (as returned by TuneLUTs) has the
+// reported held-out KL.
+func checkStoredKL(t *testing.T, teacher, model *ir.Model, tokens []int, seqLen int, want float64) {
+	t.Helper()
+	tr := evalTuner(t, teacher, model, tokens, seqLen).tr
+	tr.cacheTeacher(tr.opt.TeacherCacheBytes)
+	if kl := tr.heldOutKL(); math.Abs(kl-want) > 1e-9 {
+		t.Errorf("the returned model's held-out KL is %.6f, the report says %.6f", kl, want)
+	}
+}

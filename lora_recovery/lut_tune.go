@@ -54,6 +54,9 @@ type TuneOptions struct {
 	// output_norm) stored as float32: they are per-input-channel scales of
 	// the linears (and classifier) after them, zero bytes too.
 	Norms bool
+	// Adapters, with QAT, also trains LoRA adapters in the same run
+	// (joint.go); TuneReport.AdapterSet returns them. Nil: none.
+	Adapters *JointAdapters
 	// QAT, when set, also re-assigns the indices (palettization-aware
 	// training, qat.go): latent float32 weights are trained through the
 	// straight-through estimator and every index follows the nearest LUT
@@ -90,6 +93,11 @@ type TuneReport struct {
 	History         []Point       `json:"history"`
 	// QAT reports the index re-assignment (nil without TuneOptions.QAT).
 	QAT *QATReport `json:"qat,omitempty"`
+	// AdapterSet holds the adapters of a joint run (TuneOptions.Adapters),
+	// trained on the returned model (set their BaseSHA256 once it is
+	// stored); AdapterRank is their rank.
+	AdapterSet  *ir.AdapterSet `json:"-"`
+	AdapterRank int            `json:"adapter_rank,omitempty"`
 }
 
 // palParam is one tuned palettized tensor: its LUT entries (and row scales,
@@ -224,6 +232,9 @@ type lutTuner struct {
 	sinks  []*lutSink
 	norms  []*normParam // by norm id (see weightSink.norm); nil when not tuned
 	nNorm  int
+	// adOff is the offset of the adapters' gradients in the gradient
+	// vector of a joint run (joint.go); 0 without adapters.
+	adOff int
 }
 
 // normParam is one tuned RMSNorm weight (float32), theta[off:off+len(w)].
@@ -522,7 +533,11 @@ func appendRMS(dst, v []float32) []float32 {
 func (tu *lutTuner) seqGrad(worker, w int, g []float32, klScale, ceScale float32) float64 {
 	zero(g)
 	tu.sinks[worker].g = g
-	return tu.tr.seqGrad(worker, w, nil, klScale, ceScale)
+	var ga []float32 // adapter gradients (joint runs)
+	if tu.adOff > 0 {
+		ga = g[tu.adOff:]
+	}
+	return tu.tr.seqGrad(worker, w, ga, klScale, ceScale)
 }
 
 // TuneLUTs fine-tunes the palettes of the student (a palettized model) by
@@ -562,6 +577,9 @@ func TuneLUTs(teacher, student *ir.Model, tokens []int, topt TuneOptions) (*ir.M
 	}
 	if topt.QAT != nil {
 		return tuneQAT(teacher, student, tokens, topt, opt, start)
+	}
+	if topt.Adapters != nil {
+		return nil, rep, fmt.Errorf("lut tuning: joint adapters need QAT")
 	}
 	tu, err := newLUTTuner(teacher, student, tokens, opt, topt.Tensors, topt.FreezeScales, topt.Norms)
 	if err != nil {

@@ -230,16 +230,7 @@ func TestTuneLUTsStories260K(t *testing.T) {
 		t.Error("an untuned tensor was copied")
 	}
 	// The stored palettes give the reported KL.
-	o := Options{Rank: 1, SeqLen: 128, Threads: 2, BOS: 1}
-	o.defaults(c, 1)
-	tu, err := newLUTTuner(teacher, out, tokens, o, nil, false, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tu.tr.cacheTeacher(o.TeacherCacheBytes)
-	if kl := tu.tr.heldOutKL(); math.Abs(kl-rep.BestHeldOutKL) > 1e-9 {
-		t.Errorf("the returned model's held-out KL is %.6f, the report says %.6f", kl, rep.BestHeldOutKL)
-	}
+	checkStoredKL(t, teacher, out, tokens, 128, rep.BestHeldOutKL)
 	// About 12 s on a loaded 2-core machine; logged, not asserted (timing
 	// tests flake on shared CI).
 	t.Logf("whole test %v", time.Since(start))

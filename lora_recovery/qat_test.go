@@ -304,16 +304,7 @@ func TestQATIndicesOnly(t *testing.T) {
 		}
 	}
 	// The stored model reproduces the reported KL.
-	o := Options{Rank: 1, SeqLen: 16, Threads: 1, BOS: 1}
-	o.defaults(student.Config, 1)
-	tu, err := newLUTTuner(teacher, out, tokens, o, nil, false, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tu.tr.cacheTeacher(o.TeacherCacheBytes)
-	if kl := tu.tr.heldOutKL(); math.Abs(kl-rep.BestHeldOutKL) > 1e-9 {
-		t.Errorf("the returned model's held-out KL is %.6f, the report says %.6f", kl, rep.BestHeldOutKL)
-	}
+	checkStoredKL(t, teacher, out, tokens, 16, rep.BestHeldOutKL)
 	// Started from the teacher's weights, the indices are right at once.
 	_, rep2, err := TuneLUTs(teacher, student, tokens, TuneOptions{Steps: 1, Batch: 2, SeqLen: 16, Seed: 3, Threads: 1,
 		QAT: &QATOptions{Init: QATInitOriginal}})
@@ -326,14 +317,15 @@ func TestQATIndicesOnly(t *testing.T) {
 }
 
 // TestQATReproducible: bit-identical indices, palettes and norms with one
-// thread or two, for both LUT modes (and both latent step normalisations).
+// thread or two, for both LUT modes (and both latent step normalisations;
+// the gradient mode with width-scaled steps and the moving average).
 func TestQATReproducible(t *testing.T) {
 	teacher, student, tokens := qatFixture(t, 0.05)
 	for _, mode := range []QATLUTMode{QATGradient, QATCentroids} {
 		run := func(threads int) *ir.Model {
 			out, _, err := TuneLUTs(teacher, student, tokens, TuneOptions{Steps: 8, Batch: 3, SeqLen: 16, Seed: 2, Norms: true,
 				Threads: threads, EvalEvery: 1, QAT: &QATOptions{LR: 3e-2, LUTs: mode, Init: QATInitBlend, Blend: 0.5,
-					TensorAdam: mode == QATCentroids}})
+					TensorAdam: mode == QATCentroids, EMA: map[bool]float64{true: 0.5}[mode == QATGradient], WidthSteps: mode == QATGradient}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -410,5 +402,49 @@ func TestQATFreeze(t *testing.T) {
 	t.Logf("flips: freeze 0.5 %d, no freeze %d", qh.Flips, q0.Flips)
 	if qh.Flips == 0 || !(qh.Flips < q0.Flips) {
 		t.Errorf("flips: freeze 0.5 %d, no freeze %d: want 0 < frozen-half < unfrozen", qh.Flips, q0.Flips)
+	}
+}
+
+// TestQATAverage: the moving average only observes (the trained model's
+// own trajectory is the same with it or without it); it is evaluated at
+// every held-out evaluation; when it wins, the returned model is the
+// averaged one and decodes to the reported held-out KL.
+func TestQATAverage(t *testing.T) {
+	teacher, student, tokens := qatFixture(t, 0.05)
+	run := func(ema float64) (*ir.Model, TuneReport) {
+		out, rep, err := TuneLUTs(teacher, student, tokens, TuneOptions{Steps: 80, Batch: 3, SeqLen: 16, Seed: 5, Norms: true,
+			Threads: 2, EvalEvery: 10, QAT: &QATOptions{LR: 1e-1, EMA: ema, WidthSteps: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out, rep
+	}
+	_, plain := run(0)
+	out, avg := run(0.9)
+	q := avg.QAT
+	t.Logf("held-out KL: plain %.5f (step %d), with the average %.5f (step %d, from the average: %v); average %v",
+		plain.BestHeldOutKL, plain.BestStep, avg.BestHeldOutKL, avg.BestStep, q.BestFromEMA, q.EMAHeldOut)
+	if len(plain.History) != len(avg.History) {
+		t.Fatalf("history lengths %d and %d", len(plain.History), len(avg.History))
+	}
+	for i, p := range plain.History {
+		a := avg.History[i]
+		if p.Step != a.Step || p.Loss != a.Loss && !(math.IsNaN(p.Loss) && math.IsNaN(a.Loss)) ||
+			p.HeldOutKL != a.HeldOutKL && !(math.IsNaN(p.HeldOutKL) && math.IsNaN(a.HeldOutKL)) {
+			t.Fatalf("step %d: the average changed the trajectory: %+v vs %+v", p.Step, p, a)
+		}
+	}
+	if len(q.EMAHeldOut) != 8 || plain.QAT.EMAHeldOut != nil {
+		t.Fatalf("%d evaluations of the average, want 8 (and none without it: %v)", len(q.EMAHeldOut), plain.QAT.EMAHeldOut)
+	}
+	if !q.BestFromEMA || !(avg.BestHeldOutKL < plain.BestHeldOutKL) {
+		t.Fatalf("the average did not win here (%.5f vs %.5f): the fixture no longer tests the averaged return path", avg.BestHeldOutKL, plain.BestHeldOutKL)
+	}
+	checkStoredKL(t, teacher, out, tokens, 16, avg.BestHeldOutKL)
+	if _, _, err := TuneLUTs(teacher, student, tokens, TuneOptions{Steps: 1, QAT: &QATOptions{EMA: 1}}); err == nil || !strings.Contains(err.Error(), "EMA decay 1") {
+		t.Errorf("EMA 1: %v", err)
+	}
+	if _, _, err := TuneLUTs(teacher, student, tokens, TuneOptions{Steps: 1, QAT: &QATOptions{WidthSteps: true, TensorAdam: true}}); err == nil || !strings.Contains(err.Error(), "width-scaled") {
+		t.Errorf("width steps with tensor Adam: %v", err)
 	}
 }

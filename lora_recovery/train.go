@@ -259,32 +259,10 @@ func Train(teacher, student *ir.Model, tokens []int, opt Options) (*ir.AdapterSe
 	bg := newBatchGrads(opt.Seed, 0x10a4, tr.nTrain, opt.Batch, P)
 	gsum := bg.gsum
 	lastKL := rep.InitHeldOutKL
-	const b1, b2, adamEps = 0.9, 0.999, 1e-8
 	for step := 1; step <= opt.Steps; step++ {
 		t0 := time.Now()
 		loss := bg.step(tr, opt.CEWeight, tr.seqGrad)
-		if opt.GradClip > 0 {
-			var ss float64
-			for _, g := range gsum {
-				ss += float64(g) * float64(g)
-			}
-			if n := math.Sqrt(ss); n > opt.GradClip {
-				s := float32(opt.GradClip / n)
-				for i := range gsum {
-					gsum[i] *= s
-				}
-			}
-		}
-		lr := lrAt(step, opt)
-		bc1 := 1 - math.Pow(b1, float64(step))
-		bc2 := 1 - math.Pow(b2, float64(step))
-		stepSize := float32(lr / bc1)
-		sq2 := float32(math.Sqrt(bc2))
-		for i, g := range gsum {
-			m[i] = b1*m[i] + (1-b1)*g
-			v[i] = b2*v[i] + (1-b2)*g*g
-			tr.theta[i] -= stepSize * m[i] / (float32(math.Sqrt(float64(v[i])))/sq2 + adamEps)
-		}
+		adapterStep(tr.theta, m, v, gsum, step, lrAt(step, opt), opt.GradClip)
 		rep.StepTime += time.Since(t0)
 		pt := Point{Step: step, Loss: loss, HeldOutKL: math.NaN()}
 		if step%opt.EvalEvery == 0 || step == opt.Steps {
@@ -301,21 +279,29 @@ func Train(teacher, student *ir.Model, tokens []int, opt Options) (*ir.AdapterSe
 			opt.Progress(step, loss, lastKL)
 		}
 	}
-	set := &ir.AdapterSet{Name: opt.Name, Adapters: map[string]*ir.Adapter{}}
-	for i, t := range tr.targets {
-		out, in := linShape(c, t.kind)
-		r := opt.Rank
-		a := best[tr.offs[i] : tr.offs[i]+r*in]
-		b := best[tr.offs[i]+r*in : tr.offs[i]+r*in+out*r]
-		set.Adapters[t.name()] = &ir.Adapter{Target: t.name(), Rank: r, In: in, Out: out, Scale: scale,
-			A: append([]float32(nil), a...), B: append([]float32(nil), b...)}
-	}
+	set := tr.adapterSet(best, opt.Name, scale)
 	rep.TrainTokens = int64(opt.Steps) * int64(opt.Batch) * int64(tr.T)
 	rep.Duration = time.Since(start)
 	if rep.TrainTokens > 0 {
 		rep.SecondsPerToken = rep.StepTime.Seconds() / float64(rep.TrainTokens)
 	}
 	return set, rep, nil
+}
+
+// adapterSet builds the adapter set of the targets from adapter
+// parameters laid out as tr.theta (A then B per target).
+func (tr *trainer) adapterSet(theta []float32, name string, scale float32) *ir.AdapterSet {
+	c := tr.student.cfg
+	set := &ir.AdapterSet{Name: name, Adapters: map[string]*ir.Adapter{}}
+	for i, t := range tr.targets {
+		out, in := linShape(c, t.kind)
+		r := tr.opt.Rank
+		a := theta[tr.offs[i] : tr.offs[i]+r*in]
+		b := theta[tr.offs[i]+r*in : tr.offs[i]+r*in+out*r]
+		set.Adapters[t.name()] = &ir.Adapter{Target: t.name(), Rank: r, In: in, Out: out, Scale: scale,
+			A: append([]float32(nil), a...), B: append([]float32(nil), b...)}
+	}
+	return set
 }
 
 // cutWindows checks the calibration tokens against the vocabulary and cuts

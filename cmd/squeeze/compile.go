@@ -82,8 +82,8 @@ calibration on --calib text predicts. It writes a bundle that squeeze run/eval/i
 	o.model.bind(c)
 	o.budget.bind(c)
 	f0 := c.Flags()
-	f0.BoolVar(&o.QAT, "qat", false, "after palettizing, train the LUT entries, row scales, norms and indices by distillation from MODEL on --calib (zero bytes; as recover --tune-luts --tune-norms --qat: below 4 bits per weight with --tune-steps 600 --sample-tokens 200000, ~1.5 min on stories260K; from 4 up 200 steps on --calib alone, ~30 s; for models whose float32 weights and optimizer state fit in memory)")
-	f0.IntVar(&o.QATSteps, "qat-steps", 0, "--qat: optimizer steps (0 = auto: 600 below 4 bits per weight, 200 from 4 up)")
+	f0.BoolVar(&o.QAT, "qat", false, "after palettizing, train the LUT entries, row scales, norms and indices by distillation from MODEL on --calib (zero bytes; as recover --tune-luts --tune-norms --qat, recipe by the achieved rate: below 4 bits per weight --tune-steps 1200 --sample-tokens 200000 (with --qat-lr 0.007 --qat-width-steps below 3), ~3-5 min on stories260K; from 4 up 200 steps on --calib alone at --qat-lr 0.005, ~40 s; for models whose float32 weights and optimizer state fit in memory)")
+	f0.IntVar(&o.QATSteps, "qat-steps", 0, "--qat: optimizer steps (0 = auto: 1200 below 4 bits per weight, 200 from 4 up)")
 	f0.IntVar(&o.SampleTokens, "sample-tokens", -1, "--qat/--recover: also distil on about this many tokens of text sampled from MODEL itself (as recover --sample-tokens); -1 = auto: 200000 with --qat below 4 bits per weight on models under 20M parameters, else 0")
 	f0.BoolVar(&o.Recover, "recover", false, "train LoRA recovery adapters (distillation from MODEL on --calib) as the last stage")
 	f0.IntVar(&o.RecoverRank, "rank", 0, "--recover: maximum adapter rank (capped by --adapter-budget; 0 = default)")
@@ -580,16 +580,12 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	sampled := 0
-	// --qat's auto recipe: the long one (600 steps on --calib plus
-	// sampled text) below 4 bits per weight, where it helped, the short
-	// one (200 steps on --calib) from 4 up, where it did better.
-	long := plan.AchievedBPW < qatLongBelowBPW
+	// --qat's auto recipe by the achieved rate (qatRecipeFor).
+	rec := qatRecipeFor(plan.AchievedBPW)
+	long := rec.Long
 	qatSteps := o.QATSteps
 	if qatSteps == 0 {
-		qatSteps = qatShortSteps
-		if long {
-			qatSteps = qatLongSteps
-		}
+		qatSteps = rec.Steps
 	}
 	nSample := o.SampleTokens
 	if nSample < 0 { // auto
@@ -611,14 +607,14 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 	if o.QAT {
 		label("qat")
 		tuned, rep, err := tuneBase(m, pm, text, tuneConfig{Steps: qatSteps, Seed: o.Seed, Threads: o.Threads, Norms: true,
-			QAT: &lorarecovery.QATOptions{LR: defaultQATLR}, Log: stderr})
+			QAT: &rec.QAT, Log: stderr})
 		if err != nil {
 			return fmt.Errorf("--qat: %w", err)
 		}
 		pm = tuned
 		qatRes = &compileQAT{Steps: rep.Steps, HeldOutKLBefore: rep.BaseHeldOutKL, HeldOutKLAfter: rep.BestHeldOutKL, BestStep: rep.BestStep, SampledTokens: sampled}
-		if rep.QAT != nil {
-			qatRes.IndicesChanged = rep.QAT.IndicesChanged
+		if q := rep.QAT; q != nil {
+			qatRes.IndicesChanged, qatRes.LR, qatRes.WidthSteps, qatRes.EMA, qatRes.BestFromEMA = q.IndicesChanged, q.LR, q.WidthSteps, q.EMA, q.BestFromEMA
 		}
 		stage("qat")
 	}
@@ -690,16 +686,39 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 
 // compileQAT is the --qat part of compileResult: held-out KL to MODEL on
 // the last 10% of the --calib windows before and after.
-// compile --qat's auto recipe (dev KLD on stories260K, whole dev.txt):
-// below 4 bits per weight, 600 steps on --calib plus 200k tokens sampled
-// from the model (sampleText, where sampling is cheap): 3.7 bpw 0.099-0.100
-// over 3 seeds against 0.105-0.111 for 200 steps on calib.txt alone; 2.5
-// bpw 0.427 against 0.615. From 4 bits up the long recipe did worse: every
-// tensor 4-bit (4.43 bpw) 0.0603 against 0.0514 for 200 steps on calib.txt.
+// qatRecipe is compile --qat's auto recipe for one achieved rate.
+type qatRecipe struct {
+	Steps int
+	QAT   lorarecovery.QATOptions
+	// Long: distil on text sampled from the model too (autoSampleTokens,
+	// on models under autoSampleMaxParams).
+	Long bool
+}
+
+// qatRecipeFor picks compile --qat's recipe by the achieved bits per
+// palettized weight. Chosen on stories260K (dev KLD over the whole
+// dev.txt, docs/QUALITY.md "Session 5"); every recipe keeps a moving
+// average of the palettes and latent weights (QATOptions.EMA):
+//   - below 3 bpw: 1200 steps on --calib plus sampled text, latent steps
+//     scaled by width (0.007 at 3 bits, so 0.014 at 2): 2.5 bpw 0.3248,
+//     where session 4's 600 steps at 0.01 unscaled gave 0.3782;
+//   - from 3 to 4: 1200 steps plus sampled text, 0.0025 unscaled: 3.7 bpw
+//     0.0677 and 0.0678 (seeds 1, 2), where session 4's recipe gave 0.0885;
+//   - from 4 up: 200 steps on --calib alone, 0.005: every tensor 4-bit
+//     (4.32 bpw) 0.0448, where session 4's 0.01 without the average gave
+//     0.0533.
+func qatRecipeFor(bpw float64) qatRecipe {
+	switch {
+	case bpw < 3:
+		return qatRecipe{Steps: 1200, Long: true, QAT: lorarecovery.QATOptions{LR: 0.007, WidthSteps: true, EMA: qatEMA}}
+	case bpw < 4:
+		return qatRecipe{Steps: 1200, Long: true, QAT: lorarecovery.QATOptions{LR: 0.0025, EMA: qatEMA}}
+	}
+	return qatRecipe{Steps: 200, QAT: lorarecovery.QATOptions{LR: 0.005, EMA: qatEMA}}
+}
+
 const (
-	qatLongBelowBPW     = 4.0
-	qatLongSteps        = 600
-	qatShortSteps       = 200
+	qatEMA              = 0.99
 	autoSampleTokens    = 200000
 	autoSampleMaxParams = 20_000_000
 )
@@ -711,6 +730,12 @@ type compileQAT struct {
 	BestStep        int     `json:"best_step"`
 	IndicesChanged  int     `json:"indices_changed"`
 	SampledTokens   int     `json:"sampled_tokens,omitempty"` // --sample-tokens
+	// The recipe (qatRecipeFor): latent step, width scaling, the moving
+	// average's decay, and whether the returned model is the average.
+	LR          float64 `json:"lr"`
+	WidthSteps  bool    `json:"width_steps"`
+	EMA         float64 `json:"ema"`
+	BestFromEMA bool    `json:"best_from_ema"`
 }
 
 // preparePlanner validates the shared planner flags, calibrates and

@@ -204,6 +204,10 @@ func TestCompileQAT(t *testing.T) {
 	if q.QAT == nil || q.QAT.Steps != 3 || q.QAT.SampledTokens < 300 {
 		t.Fatalf("compile --qat --sample-tokens 300: qat result %+v", q.QAT)
 	}
+	// The 3-4 bpw recipe reached the trainer (qatRecipeFor).
+	if r := qatRecipeFor(q.BPW); q.QAT.LR != r.QAT.LR || q.QAT.LR != 0.0025 || q.QAT.WidthSteps || q.QAT.EMA != 0.99 {
+		t.Errorf("compile --qat at %.3f bpw: recipe lr %v, width steps %v, ema %v; want %+v", q.BPW, q.QAT.LR, q.QAT.WidthSteps, q.QAT.EMA, r)
+	}
 	if !(q.QAT.HeldOutKLAfter <= q.QAT.HeldOutKLBefore) || !(q.QAT.HeldOutKLBefore > 0) {
 		t.Errorf("held-out KL %v -> %v", q.QAT.HeldOutKLBefore, q.QAT.HeldOutKLAfter)
 	}
@@ -251,5 +255,24 @@ func TestCompileStageCPUAndProfile(t *testing.T) {
 	}
 	if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
 		t.Errorf("--cpuprofile wrote %d bytes, want a gzipped pprof profile", len(b))
+	}
+}
+
+// The --qat recipe bands: the width-scaled recipe below 3 bpw, the long
+// unscaled one from 3 to 4, the short one (no sampled text) from 4 up;
+// every one keeps the moving average.
+func TestQATRecipeFor(t *testing.T) {
+	for _, tc := range []struct {
+		bpw   float64
+		steps int
+		long  bool
+		lr    float64
+		width bool
+	}{{2.5, 1200, true, 0.007, true}, {2.999, 1200, true, 0.007, true}, {3, 1200, true, 0.0025, false}, {3.7, 1200, true, 0.0025, false},
+		{4, 200, false, 0.005, false}, {4.32, 200, false, 0.005, false}} {
+		r := qatRecipeFor(tc.bpw)
+		if r.Steps != tc.steps || r.Long != tc.long || r.QAT.LR != tc.lr || r.QAT.WidthSteps != tc.width || r.QAT.EMA != qatEMA {
+			t.Errorf("%.3f bpw: %+v, want %d steps, long %v, lr %v, width %v", tc.bpw, r, tc.steps, tc.long, tc.lr, tc.width)
+		}
 	}
 }

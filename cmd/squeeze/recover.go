@@ -38,7 +38,8 @@ const (
 	defaultRecoverName    = "recover"
 	defaultTuneSteps      = 200
 	defaultTuneLR         = 5e-3
-	defaultQATLR          = 1e-2
+	defaultQATLR          = 0.0025 // compile --qat's from 3 to 4 bits per weight (qatRecipeFor)
+	defaultQATEMA         = 0.99
 )
 
 type recoverOptions struct {
@@ -73,6 +74,9 @@ type recoverOptions struct {
 	QATAdam      string
 	QATHyst      float64
 	QATFreeze    float64
+	QATEMA       float64
+	QATWidth     bool
+	Joint        bool
 }
 
 func newRecoverCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -129,6 +133,9 @@ It holds a few float32 copies of the palettized weights in memory (fine for smal
 	f.StringVar(&o.QATInit, "qat-init", "palettized", "where the --qat latent weights start: palettized, original, or blend:F (Wq + F x (W - Wq))")
 	f.StringVar(&o.QATAdam, "qat-adam", "element", "--qat latent step normalisation: element (plain Adam) or tensor (per-tensor second moment: larger gradients move first)")
 	f.Float64Var(&o.QATFreeze, "qat-freeze", 0, "--qat: freeze the indices for this last fraction of the steps (LUTs, scales and norms keep training on a fixed assignment), in [0, 1); stories260K 3.7 bpw, 600 steps + 200k sampled tokens: 0.25 gave dev KLD 0.109 against 0.0996 without, so it is off by default")
+	f.Float64Var(&o.QATEMA, "qat-ema", defaultQATEMA, "--qat: also keep a moving average (this decay, in [0, 1)) of the palettes and latent weights and return it when its held-out KL is lower; 0 = off")
+	f.BoolVar(&o.Joint, "joint", false, "with --tune-luts --qat and --rank > 0: train the adapters in the QAT run itself (one run, --lr for the adapters, the rank as the budget allows) instead of after it on the QAT'd base")
+	f.BoolVar(&o.QATWidth, "qat-width-steps", false, "--qat: scale each n-bit tensor's (or part's) latent step by 2^(3-n), about its LUT's entry gap (--qat-lr is then the 3-bit step)")
 	f.Float64Var(&o.QATHyst, "qat-hysteresis", 0, "--qat: an index moves only when its latent weight is nearer the new entry by more than this fraction of the gap (0..1)")
 	f.StringVar(&o.QATLUTs, "qat-luts", "gradient", "how --qat LUT entries follow the indices: gradient (trained) or centroids (cluster means of the latent weights)")
 	return c
@@ -241,21 +248,29 @@ func palettizedWeights(m *ir.Model) int64 {
 	return n
 }
 
-// recoverAdapters trains an adapter set on base (the palettized model,
-// frozen) that distils orig on calibText. The set's BaseSHA256 is base's
-// (Meta["base_sha256"], set by the bundle loader), so bundle.Write accepts
-// it only on that base. Compile --recover calls this on the model it has
-// just palettized.
-func recoverAdapters(orig, base *ir.Model, calibText []byte, cfg recoverConfig) (*ir.AdapterSet, lorarecovery.Report, error) {
-	var rep lorarecovery.Report
-	cfg.defaults()
+// adapterPrep is what adapter training needs besides its options: the
+// rank (the --rank cap lowered to the budget), the original's per-channel
+// importance, and the calibration tokens without their BOS.
+type adapterPrep struct {
+	Rank       int
+	Importance map[string][]float32
+	Tokens     []int
+	BOS        int
+}
+
+// adapterSetup checks that orig is the model base was compiled from,
+// chooses the rank and calibrates the importance (cfg with its defaults
+// applied). Sequential (recoverAdapters) and joint (recover --joint)
+// training share it.
+func adapterSetup(orig, base *ir.Model, calibText []byte, cfg recoverConfig) (adapterPrep, error) {
+	var ap adapterPrep
 	if orig.Tokenizer == nil {
-		return nil, rep, fmt.Errorf("recover: %s: no tokenizer to read the calibration text with", orig.Source)
+		return ap, fmt.Errorf("recover: %s: no tokenizer to read the calibration text with", orig.Source)
 	}
 	oc, bc := orig.Config, base.Config
 	if oc.Dim != bc.Dim || oc.Layers != bc.Layers || oc.Heads != bc.Heads || oc.KVHeads != bc.KVHeads ||
 		oc.HeadDim != bc.HeadDim || oc.FFN != bc.FFN || oc.Vocab != bc.Vocab {
-		return nil, rep, fmt.Errorf("recover: the original %s (dim %d, %d layers, ffn %d, vocab %d) is not the model %s was compiled from (dim %d, %d layers, ffn %d, vocab %d)",
+		return ap, fmt.Errorf("recover: the original %s (dim %d, %d layers, ffn %d, vocab %d) is not the model %s was compiled from (dim %d, %d layers, ffn %d, vocab %d)",
 			orig.Source, oc.Dim, oc.Layers, oc.FFN, oc.Vocab, base.Source, bc.Dim, bc.Layers, bc.FFN, bc.Vocab)
 	}
 	// Rank: the --rank cap, lowered to the budget.
@@ -270,13 +285,13 @@ func recoverAdapters(orig, base *ir.Model, calibText []byte, cfg recoverConfig) 
 		// on what the file gains, not only on the matrices.
 		names, err := lorarecovery.TargetNames(base.Config, cfg.Targets)
 		if err != nil {
-			return nil, rep, fmt.Errorf("recover: %w", err)
+			return ap, fmt.Errorf("recover: %w", err)
 		}
 		ins, outs := make([]int, len(names)), make([]int, len(names))
 		for i, n := range names {
 			t, err := base.Tensor(n)
 			if err != nil {
-				return nil, rep, fmt.Errorf("recover: %w", err)
+				return ap, fmt.Errorf("recover: %w", err)
 			}
 			ins[i], outs[i] = t.Cols(), t.Rows()
 		}
@@ -284,7 +299,7 @@ func recoverAdapters(orig, base *ir.Model, calibText []byte, cfg recoverConfig) 
 		br, err := lorarecovery.RankForBudget(base, cfg.Targets, budget, 1<<30, overhead)
 		over := overhead(max(br, 1))
 		if err != nil {
-			return nil, rep, fmt.Errorf("recover: --adapter-budget %g of %s = %s, with %s of manifest and padding for %d adapters: %w (adapt fewer linears with --lora-targets, or raise --adapter-budget)",
+			return ap, fmt.Errorf("recover: --adapter-budget %g of %s = %s, with %s of manifest and padding for %d adapters: %w (adapt fewer linears with --lora-targets, or raise --adapter-budget)",
 				cfg.Budget, reports.Bytes(bb), reports.Bytes(budget), reports.Bytes(over), len(names), err)
 		}
 		if br < rank {
@@ -301,7 +316,7 @@ func recoverAdapters(orig, base *ir.Model, calibText []byte, cfg recoverConfig) 
 	tok := orig.Tokenizer
 	stream := tok.Encode(string(calibText), true)
 	if len(stream) < 2 {
-		return nil, rep, fmt.Errorf("recover: the calibration text tokenizes to %d tokens, nothing to train on", len(stream)-1)
+		return ap, fmt.Errorf("recover: the calibration text tokenizes to %d tokens, nothing to train on", len(stream)-1)
 	}
 	bos := max(tok.BOS, 0)
 	imp := cfg.Importance
@@ -312,7 +327,7 @@ func recoverAdapters(orig, base *ir.Model, calibText []byte, cfg recoverConfig) 
 		}
 		cal, err := palettize.Calibrate(orig, cs, bos, min(cfg.CalibCtx, oc.SeqLen), cfg.Threads, nil)
 		if err != nil {
-			return nil, rep, fmt.Errorf("recover: %w", err)
+			return ap, fmt.Errorf("recover: %w", err)
 		}
 		imp = cal.Importance
 	}
@@ -321,6 +336,23 @@ func recoverAdapters(orig, base *ir.Model, calibText []byte, cfg recoverConfig) 
 	if tok.BOS >= 0 && len(tokens) > 0 && tokens[0] == tok.BOS {
 		tokens = tokens[1:]
 	}
+	ap.Rank, ap.Importance, ap.Tokens, ap.BOS = rank, imp, tokens, bos
+	return ap, nil
+}
+
+// recoverAdapters trains an adapter set on base (the palettized model,
+// frozen) that distils orig on calibText. The set's BaseSHA256 is base's
+// (Meta["base_sha256"], set by the bundle loader), so bundle.Write accepts
+// it only on that base. Compile --recover calls this on the model it has
+// just palettized.
+func recoverAdapters(orig, base *ir.Model, calibText []byte, cfg recoverConfig) (*ir.AdapterSet, lorarecovery.Report, error) {
+	var rep lorarecovery.Report
+	cfg.defaults()
+	ap, err := adapterSetup(orig, base, calibText, cfg)
+	if err != nil {
+		return nil, rep, err
+	}
+	rank, imp, tokens, bos := ap.Rank, ap.Importance, ap.Tokens, ap.BOS
 	progress := func(int, float64, float64) {}
 	if f, ok := cfg.Log.(*os.File); ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())) {
 		var last time.Time
@@ -333,7 +365,7 @@ func recoverAdapters(orig, base *ir.Model, calibText []byte, cfg recoverConfig) 
 	}
 	set, rep, err := lorarecovery.Train(orig, base, tokens, lorarecovery.Options{
 		Rank: rank, Targets: cfg.Targets, Init: lorarecovery.InitResidual, Importance: imp,
-		Steps: cfg.Steps, LR: cfg.LR, Batch: cfg.Batch, SeqLen: min(cfg.SeqLen, oc.SeqLen), CEWeight: cfg.CEWeight,
+		Steps: cfg.Steps, LR: cfg.LR, Batch: cfg.Batch, SeqLen: min(cfg.SeqLen, orig.Config.SeqLen), CEWeight: cfg.CEWeight,
 		BOS: bos, Seed: cfg.Seed, Threads: cfg.Threads, Name: cfg.Name, Progress: progress,
 	})
 	if f, ok := cfg.Log.(*os.File); ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())) {
@@ -372,10 +404,11 @@ type tuneConfig struct {
 	SeqLen  int
 	Seed    uint64
 	Threads int
-	Norms   bool                     // also tune the RMSNorm weights
-	QAT     *lorarecovery.QATOptions // also re-assign the indices; nil = frozen
-	CE      float64                  // cross-entropy weight beside the KL (recover --ce-weight)
-	Log     io.Writer                // progress line when a terminal; nil = silent
+	Norms   bool                        // also tune the RMSNorm weights
+	QAT     *lorarecovery.QATOptions    // also re-assign the indices; nil = frozen
+	Joint   *lorarecovery.JointAdapters // with QAT: train these adapters in the same run; nil = none
+	CE      float64                     // cross-entropy weight beside the KL (recover --ce-weight)
+	Log     io.Writer                   // progress line when a terminal; nil = silent
 }
 
 // tuneBase fine-tunes base's palettes (LUT entries and row scales, indices
@@ -420,7 +453,7 @@ func tuneBase(orig, base *ir.Model, calibText []byte, cfg tuneConfig) (*ir.Model
 	}
 	tuned, rep, err := lorarecovery.TuneLUTs(orig, base, tokens, lorarecovery.TuneOptions{
 		Steps: cfg.Steps, LR: cfg.LR, Batch: cfg.Batch, SeqLen: min(cfg.SeqLen, base.Config.SeqLen),
-		BOS: bos, Seed: cfg.Seed, Threads: cfg.Threads, Norms: cfg.Norms, QAT: cfg.QAT, CEWeight: cfg.CE, Progress: progress,
+		BOS: bos, Seed: cfg.Seed, Threads: cfg.Threads, Norms: cfg.Norms, QAT: cfg.QAT, Adapters: cfg.Joint, CEWeight: cfg.CE, Progress: progress,
 	})
 	if tty {
 		fmt.Fprintln(f)
@@ -479,7 +512,7 @@ type tuneResult struct {
 
 // parseQAT maps --qat-lr, --qat-init and --qat-luts to QAT options.
 func parseQAT(o *recoverOptions) (*lorarecovery.QATOptions, error) {
-	q := &lorarecovery.QATOptions{LR: o.QATLR, Hysteresis: o.QATHyst, FreezeFrac: o.QATFreeze}
+	q := &lorarecovery.QATOptions{LR: o.QATLR, Hysteresis: o.QATHyst, FreezeFrac: o.QATFreeze, EMA: o.QATEMA, WidthSteps: o.QATWidth}
 	if !(o.QATLR > 0) {
 		return nil, fmt.Errorf("--qat-lr %g: expected > 0", o.QATLR)
 	}
@@ -527,6 +560,9 @@ func runRecover(o *recoverOptions, args []string, stdout, stderr io.Writer) erro
 	}
 	if o.TuneLUTs && (o.TuneSteps < 1 || !(o.TuneLR > 0)) {
 		return fmt.Errorf("--tune-steps %d, --tune-lr %g: expected steps >= 1 and lr > 0", o.TuneSteps, o.TuneLR)
+	}
+	if o.Joint && (!o.QAT || o.Rank == 0) {
+		return fmt.Errorf("--joint trains the adapters in the QAT run: it needs --tune-luts --qat and --rank > 0")
 	}
 	var qat *lorarecovery.QATOptions
 	if o.QAT {
@@ -604,12 +640,32 @@ func runRecover(o *recoverOptions, args []string, stdout, stderr io.Writer) erro
 	}
 	res.BaseBytes = bb
 	model := base
+	acfg := recoverConfig{Rank: o.Rank, Steps: o.Steps, LR: o.LR, Batch: o.Batch,
+		SeqLen: o.SeqLen, CEWeight: o.CEWeight, Budget: o.Budget, Targets: targets, Name: o.Name, Seed: o.Seed,
+		Threads: o.Threads, CalibCtx: o.CalibCtx, BundleBytes: bb, Log: stderr}
+	var joint *lorarecovery.JointAdapters
+	if o.Joint {
+		acfg.defaults()
+		ap, err := adapterSetup(orig, base, text, acfg)
+		if err != nil {
+			return err
+		}
+		joint = &lorarecovery.JointAdapters{Rank: ap.Rank, Targets: targets, Importance: ap.Importance, LR: acfg.LR, Name: acfg.Name}
+	}
+	var set *ir.AdapterSet
 	if o.TuneLUTs {
 		t0 := time.Now()
 		tuned, trep, err := tuneBase(orig, base, text, tuneConfig{Steps: o.TuneSteps, LR: o.TuneLR, Batch: o.Batch,
-			SeqLen: o.SeqLen, Seed: o.Seed, Threads: o.Threads, Norms: o.TuneNorms, QAT: qat, CE: o.CEWeight, Log: stderr})
+			SeqLen: o.SeqLen, Seed: o.Seed, Threads: o.Threads, Norms: o.TuneNorms, QAT: qat, Joint: joint, CE: o.CEWeight, Log: stderr})
 		if err != nil {
 			return err
+		}
+		if set = trep.AdapterSet; set != nil {
+			res.Name, res.Rank, res.Targets, res.Steps = set.Name, trep.AdapterRank, len(set.Adapters), trep.Steps
+			res.AdapterBytes = set.Bytes()
+			res.AdapterBPW = 8 * float64(set.Bytes()) / float64(palettizedWeights(base))
+			res.HeldOutKLBefore, res.HeldOutKLAfter = trep.BaseHeldOutKL, trep.BestHeldOutKL
+			res.BestStep, res.TrainTokens = trep.BestStep, trep.TrainTokens
 		}
 		for _, s := range base.AdapterSets {
 			res.DroppedSets = append(res.DroppedSets, s.Name)
@@ -623,12 +679,9 @@ func runRecover(o *recoverOptions, args []string, stdout, stderr io.Writer) erro
 			Scales: trep.Scales, NormWeights: trep.NormWeights, HeldOutKLBefore: trep.BaseHeldOutKL, HeldOutKLAfter: trep.BestHeldOutKL,
 			BestStep: trep.BestStep, TrainTokens: trep.TrainTokens, Seconds: time.Since(t0).Seconds(), QAT: trep.QAT}
 	}
-	var set *ir.AdapterSet
-	if o.Rank > 0 {
+	if o.Rank > 0 && !o.Joint {
 		var rep lorarecovery.Report
-		set, rep, err = recoverAdapters(orig, model, text, recoverConfig{Rank: o.Rank, Steps: o.Steps, LR: o.LR, Batch: o.Batch,
-			SeqLen: o.SeqLen, CEWeight: o.CEWeight, Budget: o.Budget, Targets: targets, Name: o.Name, Seed: o.Seed,
-			Threads: o.Threads, CalibCtx: o.CalibCtx, BundleBytes: bb, Log: stderr})
+		set, rep, err = recoverAdapters(orig, model, text, acfg)
 		if err != nil {
 			return err
 		}

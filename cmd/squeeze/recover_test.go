@@ -564,10 +564,54 @@ func TestRecoverQAT(t *testing.T) {
 		{[]string{"--qat"}, "--tune-luts"},
 		{[]string{"--tune-luts", "--qat", "--qat-lr", "0"}, "--qat-lr"},
 		{[]string{"--tune-luts", "--qat", "--sample-tokens", "-1"}, "--sample-tokens"},
+		{[]string{"--tune-luts", "--joint"}, "--joint"},
+		{[]string{"--tune-luts", "--qat", "--joint", "--rank", "0"}, "--joint"},
 	} {
 		args := append([]string{"recover", recoverBundle, "--original", stories, "--calib", recoverCalib, "-o", out}, tc.args...)
 		if _, _, err := squeeze(t, args...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: error %v, want one naming %s", tc.args, err, tc.want)
 		}
+	}
+}
+
+// recover --tune-luts --qat --joint trains the adapters in the QAT run: the
+// bundle gains one adapter set within the budget, trained on the bundle's
+// own (re-assigned) base, and eval runs it; the held-out KL with the
+// adapters is below the QAT-only run's with the same settings.
+func TestRecoverJoint(t *testing.T) {
+	recoverFixtures(t)
+	dir := t.TempDir()
+	args := []string{"--original", stories, "--calib", recoverCalib, "--tune-luts", "--qat", "--qat-lr", "0.2", "--tune-steps", "6",
+		"--batch", "2", "--seq-len", "32", "--json"}
+	run := func(out string, extra ...string) recoverResult {
+		stdout, _, err := squeeze(t, append(append([]string{"recover", recoverBundle, "-o", out}, args...), extra...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r recoverResult
+		if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+			t.Fatalf("recover --json: %v\n%s", err, stdout)
+		}
+		return r
+	}
+	alone := run(filepath.Join(dir, "q.sqz"), "--rank", "0")
+	out := filepath.Join(dir, "j.sqz")
+	j := run(out, "--joint", "--rank", "2")
+	t.Logf("held-out KL: QAT alone %.4f, joint %.4f (rank %d, %d adapter bytes of %d)", alone.Tune.HeldOutKLAfter, j.HeldOutKLAfter, j.Rank, j.AdapterBytes, j.BaseBytes)
+	if j.Rank < 1 || j.Rank > 2 || j.Targets != 35 || j.AdapterBytes == 0 || j.Name != "recover" {
+		t.Fatalf("joint result %+v", j)
+	}
+	if j.AddedBytes > int64(0.1*float64(j.BaseBytes)) {
+		t.Errorf("the adapters add %d bytes to %d: over the 10%% budget", j.AddedBytes, j.BaseBytes)
+	}
+	if !(j.HeldOutKLAfter < alone.Tune.HeldOutKLAfter) || j.HeldOutKLAfter != j.Tune.HeldOutKLAfter {
+		t.Errorf("joint held-out KL %v (tune %v), QAT alone %v", j.HeldOutKLAfter, j.Tune.HeldOutKLAfter, alone.Tune.HeldOutKLAfter)
+	}
+	stdout, _, err := squeeze(t, "eval", out, "--ref", stories, "--text", recoverCalib, "--adapter", "recover", "--ctx", "64", "--max-windows", "2", "--json")
+	if err != nil {
+		t.Fatalf("eval --adapter recover on the joint bundle: %v", err)
+	}
+	if !strings.Contains(stdout, "kld_mean") {
+		t.Errorf("eval output: %s", stdout)
 	}
 }

@@ -1,0 +1,97 @@
+package lorarecovery
+
+import (
+	"math"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/squeeze-ml/squeeze/ir"
+)
+
+// jointHeldOut is the held-out KL of model with the adapter set bound, on
+// the windows a tuner with the same options cuts from tokens.
+func jointHeldOut(t *testing.T, teacher, model *ir.Model, set *ir.AdapterSet, tokens []int, seqLen int) float64 {
+	t.Helper()
+	tr := evalTuner(t, teacher, model, tokens, seqLen).tr
+	var err error
+	if tr.targets, err = resolveTargets(model.Config, nil); err != nil {
+		t.Fatal(err)
+	}
+	r := -1
+	for _, tg := range tr.targets {
+		a := set.Adapters[tg.name()]
+		if a == nil {
+			t.Fatalf("no adapter for %s", tg.name())
+		}
+		if r = a.Rank; a.Scale != 1 {
+			t.Fatalf("%s: scale %v, want 1", tg.name(), a.Scale)
+		}
+		tr.offs = append(tr.offs, len(tr.theta))
+		tr.theta = append(append(tr.theta, a.A...), a.B...)
+	}
+	tr.opt.Rank, tr.opt.Alpha = r, float64(r)
+	tr.bind(true)
+	for w := range tr.work {
+		tr.work[w] = newActs(tr.student, tr.T, r, true)
+	}
+	tr.cacheTeacher(tr.opt.TeacherCacheBytes)
+	return tr.heldOutKL()
+}
+
+// TestQATJoint: adapters trained in the QAT run lower the held-out KL
+// below QAT alone; the run is bit-identical on 1 and 2 threads; the
+// returned base with the returned adapters decodes to the reported
+// held-out KL; adapters without QAT, or of rank 0, are refused.
+func TestQATJoint(t *testing.T) {
+	teacher, student, tokens := qatFixture(t, 0.05)
+	run := func(threads, rank int) (*ir.Model, TuneReport) {
+		topt := TuneOptions{Steps: 30, Batch: 3, SeqLen: 16, Seed: 4, Norms: true, Threads: threads, EvalEvery: 5,
+			QAT: &QATOptions{LR: 3e-2, EMA: 0.9}}
+		if rank > 0 {
+			topt.Adapters = &JointAdapters{Rank: rank, LR: 1e-2, Name: "joint"}
+		}
+		out, rep, err := TuneLUTs(teacher, student, tokens, topt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out, rep
+	}
+	_, alone := run(2, 0)
+	if _, r1 := run(2, 1); r1.AdapterRank != 1 || !(r1.BestHeldOutKL < alone.BestHeldOutKL) {
+		t.Errorf("rank 1: rank %d, held-out KL %v (QAT alone %v)", r1.AdapterRank, r1.BestHeldOutKL, alone.BestHeldOutKL)
+	}
+	out, joint := run(2, 2)
+	out1, joint1 := run(1, 2)
+	t.Logf("held-out KL: QAT alone %.5f (step %d), joint rank 2 %.5f (step %d, average %v)",
+		alone.BestHeldOutKL, alone.BestStep, joint.BestHeldOutKL, joint.BestStep, joint.QAT.BestFromEMA)
+	if alone.AdapterSet != nil || joint.AdapterSet == nil || joint.AdapterRank != 2 || joint.AdapterSet.Name != "joint" || len(joint.AdapterSet.Adapters) != 2*nKinds {
+		t.Fatalf("adapter sets: alone %v, joint rank %d %+v", alone.AdapterSet, joint.AdapterRank, joint.AdapterSet)
+	}
+	if !(joint.BestHeldOutKL < alone.BestHeldOutKL) {
+		t.Errorf("joint held-out KL %.5f not below QAT alone %.5f", joint.BestHeldOutKL, alone.BestHeldOutKL)
+	}
+	if joint.BestHeldOutKL != joint1.BestHeldOutKL {
+		t.Fatalf("1 vs 2 threads: held-out KL %v vs %v", joint1.BestHeldOutKL, joint.BestHeldOutKL)
+	}
+	for name, a := range joint.AdapterSet.Adapters {
+		b := joint1.AdapterSet.Adapters[name]
+		if !slices.Equal(a.A, b.A) || !slices.Equal(a.B, b.B) {
+			t.Fatalf("%s: adapters differ between 1 and 2 threads", name)
+		}
+	}
+	for name, a := range out.Tensors {
+		if !slices.Equal(a.Data, out1.Tensors[name].Data) {
+			t.Fatalf("%s: indices differ between 1 and 2 threads", name)
+		}
+	}
+	if kl := jointHeldOut(t, teacher, out, joint.AdapterSet, tokens, 16); math.Abs(kl-joint.BestHeldOutKL) > 1e-9 {
+		t.Errorf("the returned base and adapters give held-out KL %.6f, the report says %.6f", kl, joint.BestHeldOutKL)
+	}
+	if _, _, err := TuneLUTs(teacher, student, tokens, TuneOptions{Steps: 1, Adapters: &JointAdapters{Rank: 1}}); err == nil || !strings.Contains(err.Error(), "need QAT") {
+		t.Errorf("adapters without QAT: %v", err)
+	}
+	if _, _, err := TuneLUTs(teacher, student, tokens, TuneOptions{Steps: 1, QAT: &QATOptions{}, Adapters: &JointAdapters{}}); err == nil || !strings.Contains(err.Error(), "rank 0") {
+		t.Errorf("rank 0: %v", err)
+	}
+}

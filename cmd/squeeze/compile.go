@@ -82,7 +82,7 @@ calibration on --calib text predicts. It writes a bundle that squeeze run/eval/i
 	o.model.bind(c)
 	o.budget.bind(c)
 	f0 := c.Flags()
-	f0.BoolVar(&o.QAT, "qat", false, "after palettizing, train the LUT entries, row scales, norms and indices by distillation from MODEL on --calib (zero bytes; as recover --tune-luts --tune-norms --qat, recipe by the achieved rate: below 4 bits per weight --tune-steps 1200 --sample-tokens 200000 (with --qat-lr 0.007 --qat-width-steps below 3), ~3-5 min on stories260K; from 4 up 200 steps on --calib alone at --qat-lr 0.005, ~40 s; for models whose float32 weights and optimizer state fit in memory)")
+	f0.BoolVar(&o.QAT, "qat", false, "after palettizing, train the LUT entries, row scales, norms and indices by distillation from MODEL on --calib (zero bytes; as recover --tune-luts --tune-norms --qat, recipe by the achieved rate: below 4 bits per weight --tune-steps 1200 --sample-tokens 200000 (with --qat-lr 0.007 --qat-width-steps below 3), ~2.5 min on stories260K at 2 threads; from 4 up 200 steps on --calib alone at --qat-lr 0.005, ~40 s; for models whose float32 weights and optimizer state fit in memory)")
 	f0.IntVar(&o.QATSteps, "qat-steps", 0, "--qat: optimizer steps (0 = auto: 1200 below 4 bits per weight, 200 from 4 up)")
 	f0.IntVar(&o.SampleTokens, "sample-tokens", -1, "--qat/--recover: also distil on about this many tokens of text sampled from MODEL itself (as recover --sample-tokens); -1 = auto: 200000 with --qat below 4 bits per weight on models under 20M parameters, else 0")
 	f0.BoolVar(&o.Recover, "recover", false, "train LoRA recovery adapters (distillation from MODEL on --calib) as the last stage")
@@ -684,8 +684,6 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
-// compileQAT is the --qat part of compileResult: held-out KL to MODEL on
-// the last 10% of the --calib windows before and after.
 // qatRecipe is compile --qat's auto recipe for one achieved rate.
 type qatRecipe struct {
 	Steps int
@@ -703,7 +701,9 @@ type qatRecipe struct {
 //     scaled by width (0.007 at 3 bits, so 0.014 at 2): 2.5 bpw 0.3248,
 //     where session 4's 600 steps at 0.01 unscaled gave 0.3782;
 //   - from 3 to 4: 1200 steps plus sampled text, 0.0025 unscaled: 3.7 bpw
-//     0.0677 and 0.0678 (seeds 1, 2), where session 4's recipe gave 0.0885;
+//     0.0677, 0.0702, 0.0700 (seeds 1-3), where session 4's recipe gave
+//     0.0848-0.0885 (at exactly 3 bpw the sub-3 recipe did 4% better on KLD
+//     and worse on perplexity: the edge is not tuned);
 //   - from 4 up: 200 steps on --calib alone, 0.005: every tensor 4-bit
 //     (4.32 bpw) 0.0448, where session 4's 0.01 without the average gave
 //     0.0533.
@@ -723,6 +723,8 @@ const (
 	autoSampleMaxParams = 20_000_000
 )
 
+// compileQAT is the --qat part of compileResult: held-out KL to MODEL on
+// the last 10% of the --calib windows before and after.
 type compileQAT struct {
 	Steps           int     `json:"steps"`
 	HeldOutKLBefore float64 `json:"heldout_kl_before"`

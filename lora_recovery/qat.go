@@ -348,8 +348,10 @@ func tuneQAT(teacher, student *ir.Model, tokens []int, topt TuneOptions, opt Opt
 		startIdx[i] = slices.Clone(p.idx)
 	}
 	R := 0 // adapter parameters (joint runs), after the latent weights
+	var ja JointAdapters
 	if topt.Adapters != nil {
-		if R, err = tu.addAdapters(teacher, student, topt.Adapters, P, N); err != nil {
+		ja = *topt.Adapters // (defaults filled in here, not in the caller's options)
+		if R, err = tu.addAdapters(teacher, student, &ja, P, N); err != nil {
 			return nil, rep, err
 		}
 	}
@@ -509,7 +511,7 @@ func tuneQAT(teacher, student *ir.Model, tokens []int, topt TuneOptions, opt Opt
 			}
 		}
 		if R > 0 {
-			adapterStep(tr.theta, mA, vA, gsum[P+N:], step, lr/opt.LR*topt.Adapters.LR, 1)
+			adapterStep(tr.theta, mA, vA, gsum[P+N:], step, lr/opt.LR*ja.LR, 1)
 		}
 		if !frozen {
 			reassign()
@@ -517,15 +519,9 @@ func tuneQAT(teacher, student *ir.Model, tokens []int, topt TuneOptions, opt Opt
 		tu.decode(tu.theta)
 		if q.EMA > 0 {
 			d := emaDecay(q.EMA, step)
-			for j, x := range tu.theta {
-				emaTheta[j] = d*emaTheta[j] + (1-d)*x
-			}
-			for j, x := range lat {
-				emaLat[j] = d*emaLat[j] + (1-d)*x
-			}
-			for j, x := range tr.theta {
-				emaAd[j] = d*emaAd[j] + (1-d)*x
-			}
+			emaMix(emaTheta, tu.theta, d)
+			emaMix(emaLat, lat, d)
+			emaMix(emaAd, tr.theta, d)
 		}
 		rep.StepTime += time.Since(t0)
 		pt := Point{Step: step, Loss: loss, HeldOutKL: math.NaN()}
@@ -553,7 +549,6 @@ func tuneQAT(teacher, student *ir.Model, tokens []int, topt TuneOptions, opt Opt
 	}
 	out := tu.model(student, best)
 	if R > 0 {
-		ja := topt.Adapters
 		name := ja.Name
 		if name == "" {
 			name = fmt.Sprintf("lora-r%d", ja.Rank)
@@ -593,4 +588,11 @@ func tuneQAT(teacher, student *ir.Model, tokens []int, topt TuneOptions, opt Opt
 // steps seen ("polynomial-decay averaging").
 func emaDecay(decay float64, step int) float32 {
 	return float32(min(decay, float64(1+step)/float64(10+step)))
+}
+
+// emaMix moves the average avg towards cur: avg = d avg + (1-d) cur.
+func emaMix(avg, cur []float32, d float32) {
+	for j, x := range cur {
+		avg[j] = d*avg[j] + (1-d)*x
+	}
 }

@@ -661,9 +661,7 @@ func runRecover(o *recoverOptions, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		if set = trep.AdapterSet; set != nil {
-			res.Name, res.Rank, res.Targets, res.Steps = set.Name, trep.AdapterRank, len(set.Adapters), trep.Steps
-			res.AdapterBytes = set.Bytes()
-			res.AdapterBPW = 8 * float64(set.Bytes()) / float64(palettizedWeights(base))
+			res.Rank, res.Targets, res.Steps = trep.AdapterRank, len(set.Adapters), trep.Steps
 			res.HeldOutKLBefore, res.HeldOutKLAfter = trep.BaseHeldOutKL, trep.BestHeldOutKL
 			res.BestStep, res.TrainTokens = trep.BestStep, trep.TrainTokens
 		}
@@ -685,11 +683,13 @@ func runRecover(o *recoverOptions, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return err
 		}
-		res.Name, res.Rank, res.Targets, res.Steps = set.Name, rep.Rank, rep.Targets, rep.Steps
-		res.AdapterBytes = set.Bytes()
-		res.AdapterBPW = 8 * float64(set.Bytes()) / float64(palettizedWeights(base))
+		res.Rank, res.Targets, res.Steps = rep.Rank, rep.Targets, rep.Steps
 		res.HeldOutKLBefore, res.HeldOutKLInit, res.HeldOutKLAfter = rep.BaseHeldOutKL, rep.InitHeldOutKL, rep.BestHeldOutKL
 		res.BestStep, res.TrainTokens = rep.BestStep, rep.TrainTokens
+	}
+	if set != nil { // joint or sequential
+		res.Name, res.AdapterBytes = set.Name, set.Bytes()
+		res.AdapterBPW = 8 * float64(set.Bytes()) / float64(palettizedWeights(base))
 	}
 	info, err := writeWithAdapterSet(out, model, man, set)
 	if err != nil {

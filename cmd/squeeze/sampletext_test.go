@@ -47,4 +47,19 @@ func TestSampleText(t *testing.T) {
 	if s, n, err := sampleText(m, 0, 7, 2); s != "" || n != 0 || err != nil {
 		t.Fatalf("0 tokens: %q, %d, %v", s, n, err)
 	}
+	// Seed 849's sequence ends at once (EOS first): it is skipped, not an
+	// error (it used to stop --sample-tokens on one thread), and the text
+	// is the same on one and two threads.
+	d, nd, err := sampleText(m, 300, 849, 1)
+	if err != nil {
+		t.Fatalf("a sequence that ends at once: %v", err)
+	}
+	e, ne, err := sampleText(m, 300, 849, 2)
+	if err != nil || d != e || nd != ne || nd < 300 {
+		t.Fatalf("seed 849: 1 thread %d tokens, 2 threads %d tokens (%v), same text %v", nd, ne, err, d == e)
+	}
+	f, _, err := sampleText(m, 300, 850, 1)
+	if err != nil || d != f {
+		t.Fatalf("seed 849 (empty first sequence) should sample seed 850's text: %v", err)
+	}
 }

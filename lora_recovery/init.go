@@ -2,7 +2,9 @@ package lorarecovery
 
 import (
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -125,7 +127,8 @@ func WeightedResidualError(W, Wq, A, B []float32, out, in, rank int, importance 
 }
 
 // target is one adapted linear: layer and kind index (ir.LinearKinds order).
-type target struct{ layer, kind int }
+// target is one adapted linear and its adapter's rank (set by setRanks).
+type target struct{ layer, kind, rank int }
 
 func (t target) name() string { return ir.Blk(t.layer, ir.LinearKinds[t.kind]) }
 
@@ -165,18 +168,51 @@ func resolveTargets(c ir.Config, names []string) ([]target, error) {
 	var ts []target
 	for i, on := range set {
 		if on {
-			ts = append(ts, target{i / nKinds, i % nKinds})
+			ts = append(ts, target{layer: i / nKinds, kind: i % nKinds})
 		}
 	}
 	return ts, nil
+}
+
+// setRanks gives every target rank def unless ranks names it (a full
+// tensor name such as "blk.4.ffn_down" wins over a kind such as
+// "ffn_down"), and checks each rank against the target's shape. A ranks
+// key that names no target is an error, so a typo is not silently
+// ignored. It returns the largest rank.
+func setRanks(c ir.Config, ts []target, def int, ranks map[string]int, who string) (int, error) {
+	used := map[string]bool{}
+	hi := 0
+	for i := range ts {
+		t := &ts[i]
+		t.rank = def
+		if r, ok := ranks[ir.LinearKinds[t.kind]]; ok {
+			t.rank, used[ir.LinearKinds[t.kind]] = r, true
+		}
+		if r, ok := ranks[t.name()]; ok {
+			t.rank, used[t.name()] = r, true
+		}
+		if out, in := linShape(c, t.kind); t.rank < 1 || t.rank > min(out, in) {
+			return 0, fmt.Errorf("%s: rank %d of target %q outside 1..min(out, in) = %d", who, t.rank, t.name(), min(out, in))
+		}
+		hi = max(hi, t.rank)
+	}
+	for _, k := range slices.Sorted(maps.Keys(ranks)) {
+		if !used[k] {
+			return 0, fmt.Errorf("%s: a rank is given for %q, which is not one of the adapted linears", who, k)
+		}
+	}
+	return hi, nil
 }
 
 // RankForBudget returns the largest rank <= maxRank whose float16 adapters
 // (2 bytes x rank x (in + out) per target) plus overhead(rank) bytes (what
 // storing a set of that rank costs beyond its matrices, e.g. manifest
 // entries; nil = 0) fit in budgetBytes, or an error when not even rank 1
-// fits. targets are as in Options.Targets.
-func RankForBudget(m *ir.Model, targets []string, budgetBytes int64, maxRank int, overhead func(rank int) int64) (int, error) {
+// fits. targets are as in Options.Targets; targets that ranks names (as
+// Options.Ranks) keep their given rank, and their bytes count against the
+// budget first. When ranks covers every target, the result is maxRank if
+// the set fits, else an error.
+func RankForBudget(m *ir.Model, targets []string, ranks map[string]int, budgetBytes int64, maxRank int, overhead func(rank int) int64) (int, error) {
 	ts, err := resolveTargets(m.Config, targets)
 	if err != nil {
 		return 0, err
@@ -187,18 +223,34 @@ func RankForBudget(m *ir.Model, targets []string, budgetBytes int64, maxRank int
 	if overhead == nil {
 		overhead = func(int) int64 { return 0 }
 	}
-	var perRank int64
+	// Rank 0 marks the targets that take the budgeted rank.
+	if _, err := setRanks(m.Config, ts, 1, ranks, "lora"); err != nil {
+		return 0, err
+	}
+	var perRank, fixed int64
 	for _, t := range ts {
 		out, in := linShape(m.Config, t.kind)
-		perRank += 2 * int64(in+out)
+		_, byKind := ranks[ir.LinearKinds[t.kind]]
+		_, byName := ranks[t.name()]
+		if byKind || byName {
+			fixed += 2 * int64(t.rank) * int64(in+out)
+		} else {
+			perRank += 2 * int64(in+out)
+		}
 	}
-	r := min(budgetBytes/perRank, int64(maxRank))
-	for r >= 1 && r*perRank+overhead(int(r)) > budgetBytes {
+	if perRank == 0 {
+		if fixed+overhead(maxRank) > budgetBytes {
+			return 0, fmt.Errorf("lora: budget of %d bytes does not fit the given ranks (%d bytes and %d of overhead)", budgetBytes, fixed, overhead(maxRank))
+		}
+		return maxRank, nil
+	}
+	r := min(max(budgetBytes-fixed, 0)/perRank, int64(maxRank))
+	for r >= 1 && fixed+r*perRank+overhead(int(r)) > budgetBytes {
 		r--
 	}
 	if r < 1 {
-		return 0, fmt.Errorf("lora: budget of %d bytes does not fit rank-1 adapters on %d targets (%d bytes and %d of overhead)",
-			budgetBytes, len(ts), perRank, overhead(1))
+		return 0, fmt.Errorf("lora: budget of %d bytes does not fit rank-1 adapters on %d targets (%d bytes, %d for the given ranks and %d of overhead)",
+			budgetBytes, len(ts), perRank, fixed, overhead(1))
 	}
 	return int(r), nil
 }

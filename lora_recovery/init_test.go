@@ -136,19 +136,19 @@ func TestRankForBudget(t *testing.T) {
 	c := tinyConfig(false, true) // dim 16, kv 8, ffn 24, 2 layers
 	m := &ir.Model{Config: c}
 	// attn_q: 2 bytes * (16 + 16) per rank per layer = 64 B/rank/layer -> 128 B per rank.
-	r, err := RankForBudget(m, []string{ir.AttnQ}, 128*5+127, 8, nil)
+	r, err := RankForBudget(m, []string{ir.AttnQ}, nil, 128*5+127, 8, nil)
 	if err != nil || r != 5 {
 		t.Fatalf("RankForBudget = %d, %v; want 5", r, err)
 	}
-	if r, _ := RankForBudget(m, []string{ir.AttnQ}, 1<<20, 8, nil); r != 8 {
+	if r, _ := RankForBudget(m, []string{ir.AttnQ}, nil, 1<<20, 8, nil); r != 8 {
 		t.Fatalf("large budget: rank %d, want the requested 8", r)
 	}
-	if _, err := RankForBudget(m, []string{ir.AttnQ}, 100, 8, nil); err == nil {
+	if _, err := RankForBudget(m, []string{ir.AttnQ}, nil, 100, 8, nil); err == nil {
 		t.Fatal("budget below rank 1: no error")
 	}
 	// every linear: per layer 2*((16+16)+(16+8)*2+(16+16)+(24+16)*2+(16+24)) bytes per rank
 	per := int64(2 * c.Layers * ((16 + 16) + 2*(16+8) + (16 + 16) + 2*(24+16) + (16 + 24)))
-	r, err = RankForBudget(m, nil, per*3, 16, nil)
+	r, err = RankForBudget(m, nil, nil, per*3, 16, nil)
 	if err != nil || r != 3 {
 		t.Fatalf("all targets: rank %d, %v; want 3", r, err)
 	}
@@ -161,5 +161,29 @@ func TestRankForBudget(t *testing.T) {
 	}
 	if set.Bytes() != per*3 {
 		t.Fatalf("adapter bytes %d, want %d", set.Bytes(), per*3)
+	}
+	// Given ranks are paid first: attn_q at rank 6 (6 x 128 B) leaves the
+	// other six kinds (per - 128 B per rank) rank 2 of a per*3 budget
+	// ((per*3 - 768) / (per - 128) = 2.x), and overhead(rank) counts.
+	ranks := map[string]int{ir.AttnQ: 6}
+	if r, err = RankForBudget(m, nil, ranks, per*3, 16, nil); err != nil || r != 2 {
+		t.Fatalf("attn_q at 6: rank %d, %v; want 2", r, err)
+	}
+	if r, err = RankForBudget(m, nil, ranks, per*3, 16, func(r int) int64 { return per*3 - 768 - 2*(per-128) + 1 }); err != nil || r != 1 {
+		t.Fatalf("attn_q at 6 with overhead: rank %d, %v; want 1", r, err)
+	}
+	// Only given ranks: maxRank when they fit, an error when not.
+	if r, err = RankForBudget(m, []string{ir.AttnQ}, ranks, 768, 16, nil); err != nil || r != 16 {
+		t.Fatalf("every target given: %d, %v; want 16 (maxRank)", r, err)
+	}
+	if _, err = RankForBudget(m, []string{ir.AttnQ}, ranks, 767, 16, nil); err == nil {
+		t.Fatal("given ranks over the budget: no error")
+	}
+	for _, bad := range []map[string]int{{"blk.9.attn_q": 2}, {ir.FFNUp: 2}, {ir.AttnQ: 17}, {ir.AttnQ: 0}} {
+		if _, err := RankForBudget(m, []string{ir.AttnQ}, bad, 1<<20, 4, nil); err == nil {
+			t.Errorf("ranks %v: no error", bad)
+		} else {
+			t.Log(err)
+		}
 	}
 }

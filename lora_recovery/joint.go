@@ -19,8 +19,9 @@ import (
 // JointAdapters configures the adapters of a joint run
 // (TuneOptions.Adapters, with TuneOptions.QAT).
 type JointAdapters struct {
-	Rank    int      // adapter rank (>= 1)
-	Targets []string // linear kinds or tensor names [every linear]
+	Rank    int            // adapter rank (>= 1)
+	Ranks   map[string]int // per-target overrides of Rank, as Options.Ranks
+	Targets []string       // linear kinds or tensor names [every linear]
 	// Importance: per-input-channel calibration importance for the
 	// residual initialisation, keyed by target name (missing: uniform).
 	Importance map[string][]float32
@@ -47,10 +48,9 @@ func (tu *lutTuner) addAdapters(teacher, student *ir.Model, ja *JointAdapters, P
 	if err != nil {
 		return 0, err
 	}
-	for _, t := range targets {
-		if out, in := linShape(c, t.kind); ja.Rank > min(out, in) {
-			return 0, fmt.Errorf("joint adapters: rank %d exceeds min(out, in) = %d of target %q", ja.Rank, min(out, in), t.name())
-		}
+	maxRank, err := setRanks(c, targets, ja.Rank, ja.Ranks, "joint adapters")
+	if err != nil {
+		return 0, err
 	}
 	tr.targets = targets
 	tr.opt.Rank, tr.opt.Alpha, tr.opt.Init, tr.opt.Importance = ja.Rank, float64(ja.Rank), InitResidual, ja.Importance
@@ -61,7 +61,7 @@ func (tu *lutTuner) addAdapters(teacher, student *ir.Model, ja *JointAdapters, P
 	// The workers' activations were made before the adapters were bound:
 	// make them again with the adapters' scratch.
 	for w, a := range tr.work {
-		b := newActs(tr.student, tr.T, ja.Rank, true)
+		b := newActs(tr.student, tr.T, maxRank, true)
 		b.sink = a.sink
 		tr.work[w] = b
 	}

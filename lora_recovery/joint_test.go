@@ -19,12 +19,13 @@ func jointHeldOut(t *testing.T, teacher, model *ir.Model, set *ir.AdapterSet, to
 		t.Fatal(err)
 	}
 	r := -1
-	for _, tg := range tr.targets {
+	for i, tg := range tr.targets {
 		a := set.Adapters[tg.name()]
 		if a == nil {
 			t.Fatalf("no adapter for %s", tg.name())
 		}
-		if r = a.Rank; a.Scale != 1 {
+		tr.targets[i].rank = a.Rank
+		if r = max(r, a.Rank); a.Scale != 1 {
 			t.Fatalf("%s: scale %v, want 1", tg.name(), a.Scale)
 		}
 		tr.offs = append(tr.offs, len(tr.theta))
@@ -45,11 +46,11 @@ func jointHeldOut(t *testing.T, teacher, model *ir.Model, set *ir.AdapterSet, to
 // held-out KL; adapters without QAT, or of rank 0, are refused.
 func TestQATJoint(t *testing.T) {
 	teacher, student, tokens := qatFixture(t, 0.05)
-	run := func(threads, rank int) (*ir.Model, TuneReport) {
+	run := func(threads, rank int, ranks map[string]int) (*ir.Model, TuneReport) {
 		topt := TuneOptions{Steps: 30, Batch: 3, SeqLen: 16, Seed: 4, Norms: true, Threads: threads, EvalEvery: 5,
 			QAT: &QATOptions{LR: 3e-2, EMA: 0.9}}
 		if rank > 0 {
-			topt.Adapters = &JointAdapters{Rank: rank, LR: 1e-2, Name: "joint"}
+			topt.Adapters = &JointAdapters{Rank: rank, Ranks: ranks, LR: 1e-2, Name: "joint"}
 		}
 		out, rep, err := TuneLUTs(teacher, student, tokens, topt)
 		if err != nil {
@@ -57,12 +58,23 @@ func TestQATJoint(t *testing.T) {
 		}
 		return out, rep
 	}
-	_, alone := run(2, 0)
-	if _, r1 := run(2, 1); r1.AdapterRank != 1 || !(r1.BestHeldOutKL < alone.BestHeldOutKL) {
-		t.Errorf("rank 1: rank %d, held-out KL %v (QAT alone %v)", r1.AdapterRank, r1.BestHeldOutKL, alone.BestHeldOutKL)
+	_, alone := run(2, 0, nil)
+	// rank 1 but blk.1.ffn_down at 3: the set keeps each rank, and the
+	// returned base and adapters reproduce the reported held-out KL
+	outM, rM := run(2, 1, map[string]int{"blk.1.ffn_down": 3})
+	if rM.AdapterRank != 1 || !(rM.BestHeldOutKL < alone.BestHeldOutKL) {
+		t.Errorf("rank 1 (ffn_down 3): rank %d, held-out KL %v (QAT alone %v)", rM.AdapterRank, rM.BestHeldOutKL, alone.BestHeldOutKL)
 	}
-	out, joint := run(2, 2)
-	out1, joint1 := run(1, 2)
+	for name, a := range rM.AdapterSet.Adapters {
+		if want := map[bool]int{true: 3, false: 1}[name == "blk.1.ffn_down"]; a.Rank != want || len(a.A) != want*a.In {
+			t.Errorf("mixed ranks: %s has rank %d (%d A values), want %d", name, a.Rank, len(a.A), want)
+		}
+	}
+	if kl := jointHeldOut(t, teacher, outM, rM.AdapterSet, tokens, 16); math.Abs(kl-rM.BestHeldOutKL) > 1e-9 {
+		t.Errorf("mixed ranks: the returned base and adapters give held-out KL %.6f, the report says %.6f", kl, rM.BestHeldOutKL)
+	}
+	out, joint := run(2, 2, nil)
+	out1, joint1 := run(1, 2, nil)
 	t.Logf("held-out KL: QAT alone %.5f (step %d), joint rank 2 %.5f (step %d, average %v)",
 		alone.BestHeldOutKL, alone.BestStep, joint.BestHeldOutKL, joint.BestStep, joint.QAT.BestFromEMA)
 	if alone.AdapterSet != nil || joint.AdapterSet == nil || joint.AdapterRank != 2 || joint.AdapterSet.Name != "joint" || len(joint.AdapterSet.Adapters) != 2*nKinds {

@@ -14,13 +14,17 @@ func tinyConfig(neox, tied bool) ir.Config {
 
 // tinyTrainer wires a trainer by hand on random models, with random
 // (non-zero) adapters so every gradient path is live.
-func tinyTrainer(t *testing.T, c ir.Config, targets []string, T int, ceWeight float64) *trainer {
+func tinyTrainer(t *testing.T, c ir.Config, targets []string, ranks map[string]int, T int, ceWeight float64) *trainer {
 	t.Helper()
 	teacher := randomModel(c, 1, 0.3)
 	student := randomModel(c, 2, 0.3)
 	tr := &trainer{opt: Options{Rank: 2, Alpha: 3, Init: InitZero, Seed: 5, CEWeight: ceWeight}, T: T, V: c.Vocab}
 	var err error
 	if tr.targets, err = resolveTargets(c, targets); err != nil {
+		t.Fatal(err)
+	}
+	maxRank, err := setRanks(c, tr.targets, 2, ranks, "test")
+	if err != nil {
 		t.Fatal(err)
 	}
 	if tr.teacher, err = newNet(teacher, false); err != nil {
@@ -37,7 +41,7 @@ func tinyTrainer(t *testing.T, c ir.Config, targets []string, T int, ceWeight fl
 		tr.theta[i] = float32(rng.NormFloat64() * 0.2)
 	}
 	tr.bind(true)
-	tr.work = []*acts{newActs(tr.student, T, 2, true)}
+	tr.work = []*acts{newActs(tr.student, T, maxRank, true)}
 	win := make([]int, T)
 	lab := make([]int, T)
 	for i := range win {
@@ -59,15 +63,23 @@ func TestNetGrad(t *testing.T) {
 		neox    bool
 		tied    bool
 		targets []string
+		ranks   map[string]int
 	}{
-		{"llama-tied-all", false, true, nil},
-		{"neox-untied-all", true, false, nil},
-		{"upper-layer-only", false, true, []string{"blk.1.attn_k", "blk.1.ffn_down"}},
-		{"attn-only", false, false, []string{ir.AttnQ, ir.AttnV, ir.AttnOut}},
+		{"llama-tied-all", false, true, nil, nil},
+		{"neox-untied-all", true, false, nil, nil},
+		{"upper-layer-only", false, true, []string{"blk.1.attn_k", "blk.1.ffn_down"}, nil},
+		{"attn-only", false, false, []string{ir.AttnQ, ir.AttnV, ir.AttnOut}, nil},
+		// per-target ranks: a kind at 1, one tensor of it back at 3, one at 4
+		{"mixed-ranks", false, true, nil, map[string]int{ir.AttnQ: 1, "blk.1.attn_q": 3, "blk.0.ffn_down": 4}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			tr := tinyTrainer(t, tinyConfig(tc.neox, tc.tied), tc.targets, 7, 0.5)
+			tr := tinyTrainer(t, tinyConfig(tc.neox, tc.tied), tc.targets, tc.ranks, 7, 0.5)
+			for _, tg := range tr.targets {
+				if want := map[string]int{"blk.0.attn_q": 1, "blk.1.attn_q": 3, "blk.0.ffn_down": 4}[tg.name()]; tc.ranks != nil && want > 0 && tg.rank != want {
+					t.Fatalf("%s: rank %d, want %d", tg.name(), tg.rank, want)
+				}
+			}
 			g := make([]float32, len(tr.theta))
 			tr.seqGrad(0, 0, g, 1, 0.5)
 			loss := func() float64 {

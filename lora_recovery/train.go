@@ -26,7 +26,11 @@ const (
 
 // Options configure Train. Zero values take the defaults in brackets.
 type Options struct {
-	Rank  int     // adapter rank [8]
+	Rank int // adapter rank [8]
+	// Ranks overrides Rank for some targets: keys are linear kinds
+	// ("attn_q") or tensor names ("blk.4.ffn_down", which win over
+	// kinds); every key must name an adapted linear.
+	Ranks map[string]int
 	Alpha float64 // Scale = Alpha / Rank [Rank, i.e. scale 1]
 	// Targets are linear kinds ("attn_q", every layer) or tensor names
 	// ("blk.3.ffn_down") [every linear of every layer].
@@ -215,10 +219,9 @@ func Train(teacher, student *ir.Model, tokens []int, opt Options) (*ir.AdapterSe
 	if tr.targets, err = resolveTargets(c, opt.Targets); err != nil {
 		return nil, rep, err
 	}
-	for _, t := range tr.targets {
-		if out, in := linShape(c, t.kind); opt.Rank > min(out, in) {
-			return nil, rep, fmt.Errorf("lora: rank %d exceeds min(out, in) = %d of target %q", opt.Rank, min(out, in), t.name())
-		}
+	maxRank, err := setRanks(c, tr.targets, opt.Rank, opt.Ranks, "lora")
+	if err != nil {
+		return nil, rep, err
 	}
 	nHeld, err := tr.cutWindows(tokens, opt.HeldOutFrac, opt.BOS)
 	if err != nil {
@@ -236,7 +239,7 @@ func Train(teacher, student *ir.Model, tokens []int, opt Options) (*ir.AdapterSe
 	}
 	tr.bind(true)
 	for w := 0; w < opt.Threads; w++ {
-		tr.work = append(tr.work, newActs(tr.student, tr.T, opt.Rank, true))
+		tr.work = append(tr.work, newActs(tr.student, tr.T, maxRank, true))
 	}
 
 	tr.cacheTeacher(opt.TeacherCacheBytes)
@@ -295,7 +298,7 @@ func (tr *trainer) adapterSet(theta []float32, name string, scale float32) *ir.A
 	set := &ir.AdapterSet{Name: name, Adapters: map[string]*ir.Adapter{}}
 	for i, t := range tr.targets {
 		out, in := linShape(c, t.kind)
-		r := tr.opt.Rank
+		r := t.rank
 		a := theta[tr.offs[i] : tr.offs[i]+r*in]
 		b := theta[tr.offs[i]+r*in : tr.offs[i]+r*in+out*r]
 		set.Adapters[t.name()] = &ir.Adapter{Target: t.name(), Rank: r, In: in, Out: out, Scale: scale,
@@ -374,17 +377,17 @@ func lrAt(step int, o Options) float64 {
 // initAdapters lays out theta and fills it per opt.Init.
 func (tr *trainer) initAdapters(teacher, student *ir.Model, scale float32) error {
 	c := tr.student.cfg
-	r := tr.opt.Rank
 	n := 0
 	for _, t := range tr.targets {
 		out, in := linShape(c, t.kind)
 		tr.offs = append(tr.offs, n)
-		n += r * (in + out)
+		n += t.rank * (in + out)
 	}
 	tr.theta = make([]float32, n)
 	rng := rand.New(rand.NewPCG(tr.opt.Seed, 0x1a17))
 	for i, t := range tr.targets {
 		out, in := linShape(c, t.kind)
+		r := t.rank
 		A := tr.theta[tr.offs[i] : tr.offs[i]+r*in]
 		B := tr.theta[tr.offs[i]+r*in : tr.offs[i]+r*in+out*r]
 		switch tr.opt.Init {
@@ -410,8 +413,7 @@ func (tr *trainer) initAdapters(teacher, student *ir.Model, scale float32) error
 
 // bind attaches (on) or detaches the adapters to the student's linears.
 func (tr *trainer) bind(on bool) {
-	r := tr.opt.Rank
-	scale := float32(tr.opt.Alpha / float64(r))
+	scale := float32(tr.opt.Alpha / float64(tr.opt.Rank))
 	tr.student.lowest = tr.student.cfg.Layers
 	for i, t := range tr.targets {
 		l := tr.student.layers[t.layer].lins[t.kind]
@@ -419,6 +421,7 @@ func (tr *trainer) bind(on bool) {
 			l.A, l.B, l.rank = nil, nil, 0
 			continue
 		}
+		r := t.rank
 		l.A = tr.theta[tr.offs[i] : tr.offs[i]+r*l.in]
 		l.B = tr.theta[tr.offs[i]+r*l.in : tr.offs[i]+r*l.in+l.out*r]
 		l.rank, l.scale = r, scale
@@ -429,10 +432,10 @@ func (tr *trainer) bind(on bool) {
 // gradViews maps a flat gradient vector onto per-linear views.
 func (tr *trainer) gradViews(g []float32) []*linGrad {
 	c := tr.student.cfg
-	r := tr.opt.Rank
 	v := make([]*linGrad, c.Layers*nKinds)
 	for i, t := range tr.targets {
 		out, in := linShape(c, t.kind)
+		r := t.rank
 		v[t.layer*nKinds+t.kind] = &linGrad{
 			dA: g[tr.offs[i] : tr.offs[i]+r*in],
 			dB: g[tr.offs[i]+r*in : tr.offs[i]+r*in+out*r],

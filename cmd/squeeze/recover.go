@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
@@ -58,6 +59,7 @@ type recoverOptions struct {
 	CEWeight     float64
 	Budget       float64
 	Targets      string
+	Ranks        string
 	Name         string
 	Seed         uint64
 	Threads      int
@@ -119,6 +121,7 @@ It holds a few float32 copies of the palettized weights in memory (fine for smal
 	f.Float64Var(&o.CEWeight, "ce-weight", defaultRecoverCE, "weight of cross-entropy on the text beside the KL to the original (adapters, and --tune-luts / --qat)")
 	f.Float64Var(&o.Budget, "adapter-budget", defaultRecoverBudget, "adapter bytes at most this fraction of the bundle's size (0 = no budget)")
 	f.StringVar(&o.Targets, "lora-targets", defaultRecoverTargets, "linears to adapt: q,k,v,o,gate,up,down and/or names like blk.3.ffn_down")
+	f.StringVar(&o.Ranks, "lora-ranks", "", "per-target ranks that override --rank, e.g. q=2,o=2,blk.4.ffn_down=3 (a tensor name wins over its kind); their bytes count against --adapter-budget first, and the other targets get the largest rank that still fits")
 	f.StringVar(&o.Name, "name", defaultRecoverName, "adapter set name")
 	f.Uint64Var(&o.Seed, "seed", 1, "seed (window order); same inputs and seed give the same adapters")
 	f.IntVar(&o.Threads, "threads", 0, "threads (0 = all CPUs)")
@@ -152,7 +155,11 @@ type recoverConfig struct {
 	CEWeight float64  // cross-entropy weight beside the KL
 	Budget   float64  // adapter bytes <= Budget x BundleBytes; 0 = no budget
 	Targets  []string // short kinds (q,k,v,o,gate,up,down), ir kinds or tensor names; nil = all
-	Name     string   // adapter set name
+	// Ranks fixes the rank of some targets (keys as Targets, already
+	// mapped to ir kinds or tensor names); the rest get Rank, lowered to
+	// what the budget leaves.
+	Ranks    map[string]int
+	Name     string // adapter set name
 	Seed     uint64
 	Threads  int
 	CalibCtx int // importance calibration window
@@ -204,17 +211,49 @@ func (c *recoverConfig) defaults() {
 	}
 }
 
+// shortKinds are the short linear names --lora-targets and --lora-ranks
+// accept beside ir kinds and tensor names.
+var shortKinds = map[string]string{"q": ir.AttnQ, "k": ir.AttnK, "v": ir.AttnV, "o": ir.AttnOut,
+	"gate": ir.FFNGate, "up": ir.FFNUp, "down": ir.FFNDown}
+
+// parseRanks maps --lora-ranks ("q=2,blk.4.ffn_down=3") to per-target
+// ranks keyed by lora_recovery target names; nil for "".
+func parseRanks(s string) (map[string]int, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	out := map[string]int{}
+	for _, p := range strings.Split(s, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		name, rs, ok := strings.Cut(p, "=")
+		name = strings.TrimSpace(name)
+		r, err := strconv.Atoi(strings.TrimSpace(rs))
+		if !ok || err != nil || r < 1 || name == "" {
+			return nil, fmt.Errorf("--lora-ranks %q: %q is not TARGET=RANK with a rank >= 1 (e.g. q=2 or blk.4.ffn_down=3)", s, p)
+		}
+		if k, ok := shortKinds[name]; ok {
+			name = k
+		}
+		if _, dup := out[name]; dup {
+			return nil, fmt.Errorf("--lora-ranks %q: %s is given twice", s, name)
+		}
+		out[name] = r
+	}
+	return out, nil
+}
+
 // parseTargets maps --lora-targets to lora_recovery target names.
 func parseTargets(s string) ([]string, error) {
-	short := map[string]string{"q": ir.AttnQ, "k": ir.AttnK, "v": ir.AttnV, "o": ir.AttnOut,
-		"gate": ir.FFNGate, "up": ir.FFNUp, "down": ir.FFNDown}
 	var out []string
 	for _, p := range strings.Split(s, ",") {
 		p = strings.TrimSpace(p)
 		if p == "" {
 			continue
 		}
-		if k, ok := short[p]; ok {
+		if k, ok := shortKinds[p]; ok {
 			p = k
 		}
 		if !slices.Contains(out, p) {
@@ -295,8 +334,14 @@ func adapterSetup(orig, base *ir.Model, calibText []byte, cfg recoverConfig) (ad
 			}
 			ins[i], outs[i] = t.Cols(), t.Rows()
 		}
-		overhead := func(r int) int64 { return bundle.AdapterSetOverhead(cfg.Name, names, ins, outs, r, bb) }
-		br, err := lorarecovery.RankForBudget(base, cfg.Targets, budget, 1<<30, overhead)
+		overhead := func(r int) int64 {
+			rs := make([]int, len(names))
+			for i, n := range names {
+				rs[i] = givenRank(cfg.Ranks, n, r)
+			}
+			return bundle.AdapterSetOverhead(cfg.Name, names, ins, outs, rs, bb)
+		}
+		br, err := lorarecovery.RankForBudget(base, cfg.Targets, cfg.Ranks, budget, 1<<30, overhead)
 		over := overhead(max(br, 1))
 		if err != nil {
 			return ap, fmt.Errorf("recover: --adapter-budget %g of %s = %s, with %s of manifest and padding for %d adapters: %w (adapt fewer linears with --lora-targets, or raise --adapter-budget)",
@@ -340,6 +385,32 @@ func adapterSetup(orig, base *ir.Model, calibText []byte, cfg recoverConfig) (ad
 	return ap, nil
 }
 
+// ranksNote describes --lora-ranks overrides for the summary table.
+func ranksNote(ranks map[string]int) string {
+	if len(ranks) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(ranks)) {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, ranks[k]))
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+// givenRank is the rank ranks gives tensor name ("blk.L.kind": its own
+// entry, else its kind's), or def.
+func givenRank(ranks map[string]int, name string, def int) int {
+	if r, ok := ranks[name]; ok {
+		return r
+	}
+	if _, kind, ok := strings.Cut(strings.TrimPrefix(name, "blk."), "."); ok {
+		if r, ok := ranks[kind]; ok {
+			return r
+		}
+	}
+	return def
+}
+
 // recoverAdapters trains an adapter set on base (the palettized model,
 // frozen) that distils orig on calibText. The set's BaseSHA256 is base's
 // (Meta["base_sha256"], set by the bundle loader), so bundle.Write accepts
@@ -364,7 +435,7 @@ func recoverAdapters(orig, base *ir.Model, calibText []byte, cfg recoverConfig) 
 		}
 	}
 	set, rep, err := lorarecovery.Train(orig, base, tokens, lorarecovery.Options{
-		Rank: rank, Targets: cfg.Targets, Init: lorarecovery.InitResidual, Importance: imp,
+		Rank: rank, Ranks: cfg.Ranks, Targets: cfg.Targets, Init: lorarecovery.InitResidual, Importance: imp,
 		Steps: cfg.Steps, LR: cfg.LR, Batch: cfg.Batch, SeqLen: min(cfg.SeqLen, orig.Config.SeqLen), CEWeight: cfg.CEWeight,
 		BOS: bos, Seed: cfg.Seed, Threads: cfg.Threads, Name: cfg.Name, Progress: progress,
 	})
@@ -466,25 +537,26 @@ func tuneBase(orig, base *ir.Model, calibText []byte, cfg tuneConfig) (*ir.Model
 
 // recoverResult is the --json output of recover.
 type recoverResult struct {
-	Path            string  `json:"path"`
-	Name            string  `json:"name"`
-	Rank            int     `json:"rank"`
-	Targets         int     `json:"targets"`
-	Steps           int     `json:"steps"`
-	AdapterBytes    int64   `json:"adapter_bytes"`
-	AdapterBPW      float64 `json:"adapter_bpw"` // adapter bits per palettized weight
-	BundleBytes     int64   `json:"bundle_bytes"`
-	BaseBytes       int64   `json:"base_bytes"`               // the bundle without adapter sets
-	SampledTokens   int     `json:"sampled_tokens,omitempty"` // --sample-tokens
-	SampleSeconds   float64 `json:"sample_seconds,omitempty"`
-	AddedBytes      int64   `json:"added_bytes"` // file growth: adapters, alignment and manifest entries
-	HeldOutKLBefore float64 `json:"heldout_kl_before"`
-	HeldOutKLInit   float64 `json:"heldout_kl_init"`
-	HeldOutKLAfter  float64 `json:"heldout_kl_after"`
-	BestStep        int     `json:"best_step"`
-	TrainTokens     int64   `json:"train_tokens"`
-	Seconds         float64 `json:"seconds"`
-	BaseSHA256      string  `json:"base_sha256"`
+	Path            string         `json:"path"`
+	Name            string         `json:"name"`
+	Rank            int            `json:"rank"`
+	Ranks           map[string]int `json:"ranks,omitempty"` // --lora-ranks: the targets given their own rank
+	Targets         int            `json:"targets"`
+	Steps           int            `json:"steps"`
+	AdapterBytes    int64          `json:"adapter_bytes"`
+	AdapterBPW      float64        `json:"adapter_bpw"` // adapter bits per palettized weight
+	BundleBytes     int64          `json:"bundle_bytes"`
+	BaseBytes       int64          `json:"base_bytes"`               // the bundle without adapter sets
+	SampledTokens   int            `json:"sampled_tokens,omitempty"` // --sample-tokens
+	SampleSeconds   float64        `json:"sample_seconds,omitempty"`
+	AddedBytes      int64          `json:"added_bytes"` // file growth: adapters, alignment and manifest entries
+	HeldOutKLBefore float64        `json:"heldout_kl_before"`
+	HeldOutKLInit   float64        `json:"heldout_kl_init"`
+	HeldOutKLAfter  float64        `json:"heldout_kl_after"`
+	BestStep        int            `json:"best_step"`
+	TrainTokens     int64          `json:"train_tokens"`
+	Seconds         float64        `json:"seconds"`
+	BaseSHA256      string         `json:"base_sha256"`
 	// Tune reports --tune-luts (nil without it). With --rank 0 the adapter
 	// fields above are zero.
 	Tune *tuneResult `json:"tune_luts,omitempty"`
@@ -588,6 +660,13 @@ func runRecover(o *recoverOptions, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	ranks, err := parseRanks(o.Ranks)
+	if err != nil {
+		return err
+	}
+	if ranks != nil && o.Rank == 0 {
+		return fmt.Errorf("--lora-ranks with --rank 0: no adapters are trained")
+	}
 	text, err := os.ReadFile(o.Calib)
 	if err != nil {
 		return fmt.Errorf("--calib: %w", err)
@@ -641,7 +720,7 @@ func runRecover(o *recoverOptions, args []string, stdout, stderr io.Writer) erro
 	res.BaseBytes = bb
 	model := base
 	acfg := recoverConfig{Rank: o.Rank, Steps: o.Steps, LR: o.LR, Batch: o.Batch,
-		SeqLen: o.SeqLen, CEWeight: o.CEWeight, Budget: o.Budget, Targets: targets, Name: o.Name, Seed: o.Seed,
+		SeqLen: o.SeqLen, CEWeight: o.CEWeight, Budget: o.Budget, Targets: targets, Ranks: ranks, Name: o.Name, Seed: o.Seed,
 		Threads: o.Threads, CalibCtx: o.CalibCtx, BundleBytes: bb, Log: stderr}
 	var joint *lorarecovery.JointAdapters
 	if o.Joint {
@@ -650,7 +729,7 @@ func runRecover(o *recoverOptions, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return err
 		}
-		joint = &lorarecovery.JointAdapters{Rank: ap.Rank, Targets: targets, Importance: ap.Importance, LR: acfg.LR, Name: acfg.Name}
+		joint = &lorarecovery.JointAdapters{Rank: ap.Rank, Ranks: ranks, Targets: targets, Importance: ap.Importance, LR: acfg.LR, Name: acfg.Name}
 	}
 	var set *ir.AdapterSet
 	if o.TuneLUTs {
@@ -688,7 +767,7 @@ func runRecover(o *recoverOptions, args []string, stdout, stderr io.Writer) erro
 		res.BestStep, res.TrainTokens = rep.BestStep, rep.TrainTokens
 	}
 	if set != nil { // joint or sequential
-		res.Name, res.AdapterBytes = set.Name, set.Bytes()
+		res.Name, res.AdapterBytes, res.Ranks = set.Name, set.Bytes(), ranks
 		res.AdapterBPW = 8 * float64(set.Bytes()) / float64(palettizedWeights(base))
 	}
 	info, err := writeWithAdapterSet(out, model, man, set)
@@ -716,7 +795,7 @@ func runRecover(o *recoverOptions, args []string, stdout, stderr io.Writer) erro
 	}
 	if set != nil {
 		rows = append(rows,
-			[]string{"adapter set", fmt.Sprintf("%s: rank %d on %d linears", res.Name, res.Rank, res.Targets)},
+			[]string{"adapter set", fmt.Sprintf("%s: rank %d on %d linears%s", res.Name, res.Rank, res.Targets, ranksNote(res.Ranks))},
 			[]string{"adapter size", fmt.Sprintf("%s (%.1f%% of the base bundle, %.3f bits per palettized weight)",
 				reports.Bytes(res.AdapterBytes), 100*float64(res.AdapterBytes)/float64(bb), res.AdapterBPW)},
 			[]string{"held-out KL(original || bundle)", fmt.Sprintf("%.5f without adapters, %.5f initialised, %.5f trained (step %d of %d)",

@@ -131,7 +131,11 @@ func TestRecoverJSONAndBudget(t *testing.T) {
 	for i, n := range names {
 		ins[i], outs[i] = base.Tensors[n].Cols(), base.Tensors[n].Rows()
 	}
-	over := bundle.AdapterSetOverhead(defaultRecoverName, names, ins, outs, 3, st.Size())
+	threes := make([]int, len(names))
+	for i := range threes {
+		threes[i] = 3
+	}
+	over := bundle.AdapterSetOverhead(defaultRecoverName, names, ins, outs, threes, st.Size())
 	budget := (3.5*float64(perRank) + float64(over)) / float64(st.Size())
 	wantRank := 3
 	stdout, stderr, err := squeeze(t, "recover", recoverBundle, "--original", stories, "--calib", recoverCalib, "--steps", "3",
@@ -184,6 +188,72 @@ func TestRecoverJSONAndBudget(t *testing.T) {
 	}
 	if r.Rank != 3 || r.Targets != 6 {
 		t.Errorf("no budget: rank %d on %d targets, want 3 on 6 (5 attn_output + blk.2.ffn_up)", r.Rank, r.Targets)
+	}
+}
+
+// TestRecoverLoraRanks: --lora-ranks fixes the rank of the targets it
+// names (a tensor name over its kind), their bytes are paid from the
+// budget first, the other targets get the largest rank left, the file
+// stays within the budget, and malformed or unknown entries are refused.
+func TestRecoverLoraRanks(t *testing.T) {
+	recoverFixtures(t)
+	out := filepath.Join(t.TempDir(), "r.sqz")
+	st, _ := os.Stat(recoverBundle)
+	// 10% of the fixture bundle: rank 1 everywhere fits; with attn_q at 3
+	// and blk.4.attn_q at 2 the rest still get rank 1.
+	stdout, stderr, err := squeeze(t, "recover", recoverBundle, "--original", stories, "--calib", recoverCalib, "--steps", "2",
+		"--batch", "1", "--seq-len", "32", "--rank", "64", "--lora-ranks", "q=3, blk.4.attn_q=2", "-o", out, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r recoverResult
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("recover --json: %v\n%s", err, stdout)
+	}
+	if r.Rank < 1 || r.Ranks[ir.AttnQ] != 3 || r.Ranks["blk.4.attn_q"] != 2 || len(r.Ranks) != 2 || r.Targets != 35 {
+		t.Fatalf("rank %d ranks %v targets %d", r.Rank, r.Ranks, r.Targets)
+	}
+	if so, _ := os.Stat(out); so.Size()-st.Size() > st.Size()/10 {
+		t.Errorf("the bundle grew by %d bytes, over 10%% of %d", so.Size()-st.Size(), st.Size())
+	}
+	m, _, err := bundle.Load(out, bundle.Options{Verify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var bytes int64
+	for name, a := range m.AdapterSets[0].Adapters {
+		want := r.Rank
+		switch {
+		case name == "blk.4.attn_q":
+			want = 2
+		case strings.HasSuffix(name, ".attn_q"):
+			want = 3
+		}
+		if a.Rank != want || len(a.A) != want*a.In || len(a.B) != a.Out*want {
+			t.Errorf("%s: rank %d (A %d, B %d values), want rank %d", name, a.Rank, len(a.A), len(a.B), want)
+		}
+		bytes += 2 * int64(len(a.A)+len(a.B))
+	}
+	if bytes != r.AdapterBytes {
+		t.Errorf("adapter bytes %d in the bundle, %d reported", bytes, r.AdapterBytes)
+	}
+	if !strings.Contains(stderr, "rank") {
+		t.Errorf("stderr does not report the rank choice: %q", stderr)
+	}
+	for _, tc := range []struct{ ranks, want string }{
+		{"q=0", "TARGET=RANK"},
+		{"q", "TARGET=RANK"},
+		{"q=2,attn_q=3", "given twice"},
+		{"blk.9.attn_q=2", "not one of the adapted linears"},
+		{"q=65", "outside 1..min(out, in)"},
+		{"q=2,k=64,v=64,o=64,gate=64", "budget"},
+	} {
+		_, _, err := squeeze(t, "recover", recoverBundle, "--original", stories, "--calib", recoverCalib, "--steps", "1",
+			"--batch", "1", "--seq-len", "32", "--lora-ranks", tc.ranks, "-o", out)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("--lora-ranks %s: %v, want an error with %q", tc.ranks, err, tc.want)
+		}
 	}
 }
 

@@ -107,18 +107,19 @@ type AdapterSetEntry struct {
 // AdapterSetOverhead bounds the bytes an adapter set named name adds to a
 // bundle of about fileSize bytes beyond its float16 matrices: its manifest
 // entries, its section's entry in the table of contents and the alignment
-// padding, for rank-r adapters on the given target tensors (in[i] x out[i]).
+// padding, for adapters of rank ranks[i] on the given target tensors
+// (in[i] x out[i]).
 // Adapter budgets count it, so that "adapters add at most X% to the bundle"
 // holds for the file, not only for the matrices. It is exact but for the
 // scale (taken at its widest float32 spelling) and the padding (taken whole).
-func AdapterSetOverhead(name string, targets []string, in, out []int, rank int, fileSize int64) int64 {
+func AdapterSetOverhead(name string, targets []string, in, out, ranks []int, fileSize int64) int64 {
 	se := AdapterSetEntry{Name: name, BaseSHA256: strings.Repeat("0", 64), Section: 1 << 20}
 	var off int64
 	for i, t := range targets {
-		a := 2 * int64(rank*in[i])
-		se.Adapters = append(se.Adapters, AdapterEntry{Target: t, Rank: rank, In: in[i], Out: out[i],
+		a := 2 * int64(ranks[i]*in[i])
+		se.Adapters = append(se.Adapters, AdapterEntry{Target: t, Rank: ranks[i], In: in[i], Out: out[i],
 			Scale: -1.2345678e-30, A: off, B: off + a})
-		off += a + 2*int64(rank*out[i])
+		off += a + 2*int64(ranks[i]*out[i])
 	}
 	sec := Section{Name: "adapters." + name, Offset: 10 * fileSize, Size: off, SHA256: strings.Repeat("0", 64)}
 	sj, _ := json.Marshal(se)

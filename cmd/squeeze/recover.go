@@ -28,11 +28,19 @@ func init() { extraCommands = append(extraCommands, newRecoverCmd) }
 
 // Recovery defaults, tuned on stories260K (docs/QUALITY.md, "Recovery").
 const (
-	defaultRecoverRank    = 64
-	defaultRecoverSteps   = 200
-	defaultRecoverLR      = 1e-2
-	defaultRecoverBatch   = 8
-	defaultRecoverSeqLen  = 128
+	defaultRecoverRank  = 64
+	defaultRecoverSteps = 200
+	defaultRecoverLR    = 1e-2
+	// Adapters (and --joint) train on 256-token windows, the context eval
+	// scores at (its second half): on stories260K at 3.7 bpw 128-token
+	// windows never trained the positions dev.txt is scored on, and 256
+	// cut dev KLD from 0.0609 to 0.0594 (adapters) and 0.0568 to 0.0541
+	// (--joint) at the same tokens per step; 512 did worse (0.0549).
+	// Palette tuning / QAT alone keeps 128 (compile --qat's base: 256 gave
+	// 0.0703 against 0.0677). docs/QUALITY.md, "Session 6".
+	defaultRecoverSeqLen  = 256
+	defaultTuneSeqLen     = 128
+	stepTokens            = 1024 // tokens per step: the default batch is stepTokens / seq-len
 	defaultRecoverCE      = 0
 	defaultRecoverBudget  = 0.10
 	defaultRecoverTargets = "q,k,v,o,gate,up,down"
@@ -105,7 +113,10 @@ gradient steps of --qat-lr x each tensor's weight RMS, and every index follows t
 to its latent weight. Bits, group sizes and row scales stay as compiled: the bundle keeps its size.
 It holds a few float32 copies of the palettized weights in memory (fine for small models).`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error { return runRecover(o, args, stdout, stderr) },
+		RunE: func(c *cobra.Command, args []string) error {
+			o.jointDefaults(c.Flags().Changed)
+			return runRecover(o, args, stdout, stderr)
+		},
 	}
 	f := c.Flags()
 	f.StringVar(&o.Original, "original", "", "the uncompressed model the bundle was compiled from (required)")
@@ -116,8 +127,8 @@ It holds a few float32 copies of the palettized weights in memory (fine for smal
 	f.IntVar(&o.Rank, "rank", defaultRecoverRank, "maximum adapter rank (the budget may lower it); 0 = no adapters (with --tune-luts)")
 	f.IntVar(&o.Steps, "steps", defaultRecoverSteps, "optimizer steps")
 	f.Float64Var(&o.LR, "lr", defaultRecoverLR, "peak learning rate (Adam, warmup then cosine decay)")
-	f.IntVar(&o.Batch, "batch", defaultRecoverBatch, "windows per step")
-	f.IntVar(&o.SeqLen, "seq-len", defaultRecoverSeqLen, "training window length in tokens")
+	f.IntVar(&o.Batch, "batch", 0, "windows per step (0 = 1024 tokens per step: 4 windows of 256, 8 of 128)")
+	f.IntVar(&o.SeqLen, "seq-len", 0, "training window length in tokens, at most the model's context (0 = 256 for adapters and --joint, 128 for --tune-luts / --qat alone)")
 	f.Float64Var(&o.CEWeight, "ce-weight", defaultRecoverCE, "weight of cross-entropy on the text beside the KL to the original (adapters, and --tune-luts / --qat)")
 	f.Float64Var(&o.Budget, "adapter-budget", defaultRecoverBudget, "adapter bytes at most this fraction of the bundle's size (0 = no budget)")
 	f.StringVar(&o.Targets, "lora-targets", defaultRecoverTargets, "linears to adapt: q,k,v,o,gate,up,down and/or names like blk.3.ffn_down")
@@ -137,7 +148,7 @@ It holds a few float32 copies of the palettized weights in memory (fine for smal
 	f.StringVar(&o.QATAdam, "qat-adam", "element", "--qat latent step normalisation: element (plain Adam) or tensor (per-tensor second moment: larger gradients move first)")
 	f.Float64Var(&o.QATFreeze, "qat-freeze", 0, "--qat: freeze the indices for this last fraction of the steps (LUTs, scales and norms keep training on a fixed assignment), in [0, 1); stories260K 3.7 bpw, 600 steps + 200k sampled tokens: 0.25 gave dev KLD 0.109 against 0.0996 without, so it is off by default")
 	f.Float64Var(&o.QATEMA, "qat-ema", defaultQATEMA, "--qat: also keep a moving average (this decay, in [0, 1)) of the palettes and latent weights and return it when its held-out KL is lower; 0 = off")
-	f.BoolVar(&o.Joint, "joint", false, "with --tune-luts --qat and --rank > 0: train the adapters in the QAT run itself (one run, --lr for the adapters, the rank as the budget allows) instead of after it on the QAT'd base")
+	f.BoolVar(&o.Joint, "joint", false, "train the adapters in a QAT run of the palettes (one run, --lr for the adapters, the rank as the budget allows) instead of after it on a frozen base; implies --tune-luts --tune-norms --qat and, unless given, --tune-steps 600 --sample-tokens 200000 --lr 0.005 (the best recipe after compile --qat on stories260K)")
 	f.BoolVar(&o.QATWidth, "qat-width-steps", false, "--qat: scale each n-bit tensor's (or part's) latent step by 2^(3-n), about its LUT's entry gap (--qat-lr is then the 3-bit step)")
 	f.Float64Var(&o.QATHyst, "qat-hysteresis", 0, "--qat: an index moves only when its latent weight is nearer the new entry by more than this fraction of the gap (0..1)")
 	f.StringVar(&o.QATLUTs, "qat-luts", "gradient", "how --qat LUT entries follow the indices: gradient (trained) or centroids (cluster means of the latent weights)")
@@ -188,11 +199,11 @@ func (c *recoverConfig) defaults() {
 	if c.LR == 0 {
 		c.LR = defaultRecoverLR
 	}
-	if c.Batch == 0 {
-		c.Batch = defaultRecoverBatch
-	}
 	if c.SeqLen == 0 {
 		c.SeqLen = defaultRecoverSeqLen
+	}
+	if c.Batch == 0 {
+		c.Batch = max(1, stepTokens/c.SeqLen)
 	}
 	if c.Name == "" {
 		c.Name = defaultRecoverName
@@ -494,11 +505,14 @@ func tuneBase(orig, base *ir.Model, calibText []byte, cfg tuneConfig) (*ir.Model
 	if cfg.LR == 0 {
 		cfg.LR = defaultTuneLR
 	}
-	if cfg.Batch == 0 {
-		cfg.Batch = defaultRecoverBatch
-	}
 	if cfg.SeqLen == 0 {
-		cfg.SeqLen = defaultRecoverSeqLen
+		cfg.SeqLen = defaultTuneSeqLen
+		if cfg.Joint != nil {
+			cfg.SeqLen = defaultRecoverSeqLen
+		}
+	}
+	if cfg.Batch == 0 {
+		cfg.Batch = max(1, stepTokens/cfg.SeqLen)
 	}
 	if cfg.Threads <= 0 {
 		cfg.Threads = goruntime.NumCPU()
@@ -619,6 +633,35 @@ func parseQAT(o *recoverOptions) (*lorarecovery.QATOptions, error) {
 	return q, nil
 }
 
+// Defaults of recover --joint, the flags it sets unless given: the best
+// recipe measured on stories260K at 3.7 bpw after compile --qat (dev KLD
+// 0.0541 with rank-1 adapters on every linear; docs/QUALITY.md).
+const (
+	jointTuneSteps    = 600
+	jointSampleTokens = 200000
+	jointLR           = 0.005
+)
+
+// jointDefaults makes --joint a recipe: it implies --tune-luts --tune-norms
+// --qat and, for flags not given (changed reports which were), 600 steps,
+// 200k sampled tokens and adapter lr 0.005.
+func (o *recoverOptions) jointDefaults(changed func(string) bool) {
+	if !o.Joint {
+		return
+	}
+	set := func(name string, apply func()) {
+		if !changed(name) {
+			apply()
+		}
+	}
+	set("tune-luts", func() { o.TuneLUTs = true })
+	set("tune-norms", func() { o.TuneNorms = true })
+	set("qat", func() { o.QAT = true })
+	set("tune-steps", func() { o.TuneSteps = jointTuneSteps })
+	set("sample-tokens", func() { o.SampleTokens = jointSampleTokens })
+	set("lr", func() { o.LR = jointLR })
+}
+
 func runRecover(o *recoverOptions, args []string, stdout, stderr io.Writer) error {
 	start := time.Now()
 	if o.Original == "" {
@@ -646,8 +689,8 @@ func runRecover(o *recoverOptions, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 	}
-	if o.Rank < 0 || o.Steps < 1 || !(o.LR > 0) || o.Batch < 1 || o.SeqLen < 2 || o.CEWeight < 0 || o.Budget < 0 {
-		return fmt.Errorf("--rank %d, --steps %d, --lr %g, --batch %d, --seq-len %d, --ce-weight %g, --adapter-budget %g: expected rank >= 0, steps, batch >= 1, lr > 0, seq-len >= 2, ce-weight and budget >= 0",
+	if o.Rank < 0 || o.Steps < 1 || !(o.LR > 0) || o.Batch < 0 || o.SeqLen < 0 || o.SeqLen == 1 || o.CEWeight < 0 || o.Budget < 0 {
+		return fmt.Errorf("--rank %d, --steps %d, --lr %g, --batch %d, --seq-len %d, --ce-weight %g, --adapter-budget %g: expected rank >= 0, steps >= 1, batch >= 0, lr > 0, seq-len 0 or >= 2, ce-weight and budget >= 0",
 			o.Rank, o.Steps, o.LR, o.Batch, o.SeqLen, o.CEWeight, o.Budget)
 	}
 	if o.SampleTokens < 0 {

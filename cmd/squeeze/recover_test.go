@@ -634,7 +634,7 @@ func TestRecoverQAT(t *testing.T) {
 		{[]string{"--qat"}, "--tune-luts"},
 		{[]string{"--tune-luts", "--qat", "--qat-lr", "0"}, "--qat-lr"},
 		{[]string{"--tune-luts", "--qat", "--sample-tokens", "-1"}, "--sample-tokens"},
-		{[]string{"--tune-luts", "--joint"}, "--joint"},
+		{[]string{"--joint", "--qat=false"}, "--joint"},
 		{[]string{"--tune-luts", "--qat", "--joint", "--rank", "0"}, "--joint"},
 	} {
 		args := append([]string{"recover", recoverBundle, "--original", stories, "--calib", recoverCalib, "-o", out}, tc.args...)
@@ -683,5 +683,29 @@ func TestRecoverJoint(t *testing.T) {
 	}
 	if !strings.Contains(stdout, "kld_mean") {
 		t.Errorf("eval output: %s", stdout)
+	}
+}
+
+// TestJointDefaults: --joint implies --tune-luts --tune-norms --qat and
+// the recipe's steps, sampled tokens and adapter lr, but never overrides
+// a flag the user gave; without --joint nothing changes.
+func TestJointDefaults(t *testing.T) {
+	given := map[string]bool{}
+	changed := func(n string) bool { return given[n] }
+	o := recoverOptions{Joint: true, TuneSteps: defaultTuneSteps, LR: defaultRecoverLR}
+	o.jointDefaults(changed)
+	if !o.TuneLUTs || !o.TuneNorms || !o.QAT || o.TuneSteps != jointTuneSteps || o.SampleTokens != jointSampleTokens || o.LR != jointLR {
+		t.Fatalf("--joint alone: %+v", o)
+	}
+	given = map[string]bool{"tune-steps": true, "lr": true, "tune-norms": true, "sample-tokens": true}
+	o = recoverOptions{Joint: true, TuneSteps: 50, LR: 0.02, SampleTokens: 0}
+	o.jointDefaults(changed)
+	if o.TuneSteps != 50 || o.LR != 0.02 || o.TuneNorms || o.SampleTokens != 0 || !o.QAT || !o.TuneLUTs {
+		t.Fatalf("--joint with given flags: %+v", o)
+	}
+	o = recoverOptions{TuneSteps: 50, LR: 0.02}
+	o.jointDefaults(func(string) bool { return false })
+	if o.TuneLUTs || o.QAT || o.TuneSteps != 50 || o.LR != 0.02 {
+		t.Fatalf("without --joint: %+v", o)
 	}
 }

@@ -126,8 +126,8 @@ func WeightedResidualError(W, Wq, A, B []float32, out, in, rank int, importance 
 	return num / den, nil
 }
 
-// target is one adapted linear: layer and kind index (ir.LinearKinds order).
-// target is one adapted linear and its adapter's rank (set by setRanks).
+// target is one adapted linear: layer and kind index (ir.LinearKinds
+// order), and its adapter's rank (set by setRanks).
 type target struct{ layer, kind, rank int }
 
 func (t target) name() string { return ir.Blk(t.layer, ir.LinearKinds[t.kind]) }
@@ -185,11 +185,8 @@ func setRanks(c ir.Config, ts []target, def int, ranks map[string]int, who strin
 	for i := range ts {
 		t := &ts[i]
 		t.rank = def
-		if r, ok := ranks[ir.LinearKinds[t.kind]]; ok {
-			t.rank, used[ir.LinearKinds[t.kind]] = r, true
-		}
-		if r, ok := ranks[t.name()]; ok {
-			t.rank, used[t.name()] = r, true
+		if r, key, ok := GivenRank(ranks, t.name()); ok {
+			t.rank, used[key] = r, true
 		}
 		if out, in := linShape(c, t.kind); t.rank < 1 || t.rank > min(out, in) {
 			return 0, fmt.Errorf("%s: rank %d of target %q outside 1..min(out, in) = %d", who, t.rank, t.name(), min(out, in))
@@ -202,6 +199,21 @@ func setRanks(c ir.Config, ts []target, def int, ranks map[string]int, who strin
 		}
 	}
 	return hi, nil
+}
+
+// GivenRank returns the rank that ranks (as Options.Ranks) gives the
+// tensor name ("blk.L.kind"): its own entry, else its kind's; key is the
+// entry used.
+func GivenRank(ranks map[string]int, name string) (rank int, key string, ok bool) {
+	if r, ok := ranks[name]; ok {
+		return r, name, true
+	}
+	if _, kind, ok := strings.Cut(strings.TrimPrefix(name, "blk."), "."); ok {
+		if r, ok := ranks[kind]; ok {
+			return r, kind, true
+		}
+	}
+	return 0, "", false
 }
 
 // RankForBudget returns the largest rank <= maxRank whose float16 adapters
@@ -223,16 +235,14 @@ func RankForBudget(m *ir.Model, targets []string, ranks map[string]int, budgetBy
 	if overhead == nil {
 		overhead = func(int) int64 { return 0 }
 	}
-	// Rank 0 marks the targets that take the budgeted rank.
+	// (validates the given ranks; the others' rank 1 is not used)
 	if _, err := setRanks(m.Config, ts, 1, ranks, "lora"); err != nil {
 		return 0, err
 	}
 	var perRank, fixed int64
 	for _, t := range ts {
 		out, in := linShape(m.Config, t.kind)
-		_, byKind := ranks[ir.LinearKinds[t.kind]]
-		_, byName := ranks[t.name()]
-		if byKind || byName {
+		if _, _, given := GivenRank(ranks, t.name()); given {
 			fixed += 2 * int64(t.rank) * int64(in+out)
 		} else {
 			perRank += 2 * int64(in+out)

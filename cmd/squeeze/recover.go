@@ -348,7 +348,10 @@ func adapterSetup(orig, base *ir.Model, calibText []byte, cfg recoverConfig) (ad
 		overhead := func(r int) int64 {
 			rs := make([]int, len(names))
 			for i, n := range names {
-				rs[i] = givenRank(cfg.Ranks, n, r)
+				rs[i] = r
+				if g, _, ok := lorarecovery.GivenRank(cfg.Ranks, n); ok {
+					rs[i] = g
+				}
 			}
 			return bundle.AdapterSetOverhead(cfg.Name, names, ins, outs, rs, bb)
 		}
@@ -406,20 +409,6 @@ func ranksNote(ranks map[string]int) string {
 		parts = append(parts, fmt.Sprintf("%s=%d", k, ranks[k]))
 	}
 	return " (" + strings.Join(parts, ", ") + ")"
-}
-
-// givenRank is the rank ranks gives tensor name ("blk.L.kind": its own
-// entry, else its kind's), or def.
-func givenRank(ranks map[string]int, name string, def int) int {
-	if r, ok := ranks[name]; ok {
-		return r
-	}
-	if _, kind, ok := strings.Cut(strings.TrimPrefix(name, "blk."), "."); ok {
-		if r, ok := ranks[kind]; ok {
-			return r
-		}
-	}
-	return def
 }
 
 // recoverAdapters trains an adapter set on base (the palettized model,

@@ -111,7 +111,12 @@ dropped). Adapters are then trained on the tuned base unless --rank 0.
 float32 weights (started from the bundle's decoded weights, --qat-init) take straight-through
 gradient steps of --qat-lr x each tensor's weight RMS, and every index follows the LUT entry nearest
 to its latent weight. Bits, group sizes and row scales stay as compiled: the bundle keeps its size.
-It holds a few float32 copies of the palettized weights in memory (fine for small models).`,
+It holds a few float32 copies of the palettized weights in memory (fine for small models).
+
+--joint is the strongest recipe after compile --qat: the adapters train in the QAT run itself, so
+the indices settle around what the adapters correct. It implies --tune-luts --tune-norms --qat and
+defaults to 600 steps on --calib plus 200k tokens sampled from --original, on 256-token windows
+(stories260K at 3.7 bpw: dev KLD 0.068 -> 0.054 with rank-1 adapters within the 10% budget).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			o.jointDefaults(c.Flags().Changed)

@@ -366,7 +366,16 @@ func adapterSetup(orig, base *ir.Model, calibText []byte, cfg recoverConfig) (ad
 			return ap, fmt.Errorf("recover: --adapter-budget %g of %s = %s, with %s of manifest and padding for %d adapters: %w (adapt fewer linears with --lora-targets, or raise --adapter-budget)",
 				cfg.Budget, reports.Bytes(bb), reports.Bytes(budget), reports.Bytes(over), len(names), err)
 		}
-		if br < rank {
+		allGiven := true
+		for _, n := range names {
+			if _, _, ok := lorarecovery.GivenRank(cfg.Ranks, n); !ok {
+				allGiven = false
+			}
+		}
+		if allGiven {
+			fmt.Fprintf(cfg.Log, "recover: every target has its --lora-ranks rank; with %s of manifest they fit %g x %s = %s\n",
+				reports.Bytes(over), cfg.Budget, reports.Bytes(bb), reports.Bytes(budget))
+		} else if br < rank {
 			fmt.Fprintf(cfg.Log, "recover: rank %d: the largest whose float16 adapters and %s of manifest fit %g x %s = %s (--rank %d)\n",
 				br, reports.Bytes(over), cfg.Budget, reports.Bytes(bb), reports.Bytes(budget), cfg.Rank)
 			rank = br

@@ -241,6 +241,12 @@ func TestRecoverLoraRanks(t *testing.T) {
 	if !strings.Contains(stderr, "rank") {
 		t.Errorf("stderr does not report the rank choice: %q", stderr)
 	}
+	// Every target given: no budgeted rank to report.
+	_, stderr, err = squeeze(t, "recover", recoverBundle, "--original", stories, "--calib", recoverCalib, "--steps", "1",
+		"--batch", "1", "--seq-len", "32", "--lora-targets", "q,blk.1.ffn_up", "--lora-ranks", "q=2,blk.1.ffn_up=3", "-o", out)
+	if err != nil || !strings.Contains(stderr, "every target has its --lora-ranks rank") {
+		t.Errorf("all ranks given: %v, stderr %q", err, stderr)
+	}
 	for _, tc := range []struct{ ranks, want string }{
 		{"q=0", "TARGET=RANK"},
 		{"q", "TARGET=RANK"},

@@ -298,10 +298,8 @@ func (tr *trainer) adapterSet(theta []float32, name string, scale float32) *ir.A
 	set := &ir.AdapterSet{Name: name, Adapters: map[string]*ir.Adapter{}}
 	for i, t := range tr.targets {
 		out, in := linShape(c, t.kind)
-		r := t.rank
-		a := theta[tr.offs[i] : tr.offs[i]+r*in]
-		b := theta[tr.offs[i]+r*in : tr.offs[i]+r*in+out*r]
-		set.Adapters[t.name()] = &ir.Adapter{Target: t.name(), Rank: r, In: in, Out: out, Scale: scale,
+		a, b := tr.adapterAB(theta, i)
+		set.Adapters[t.name()] = &ir.Adapter{Target: t.name(), Rank: t.rank, In: in, Out: out, Scale: scale,
 			A: append([]float32(nil), a...), B: append([]float32(nil), b...)}
 	}
 	return set
@@ -387,9 +385,7 @@ func (tr *trainer) initAdapters(teacher, student *ir.Model, scale float32) error
 	rng := rand.New(rand.NewPCG(tr.opt.Seed, 0x1a17))
 	for i, t := range tr.targets {
 		out, in := linShape(c, t.kind)
-		r := t.rank
-		A := tr.theta[tr.offs[i] : tr.offs[i]+r*in]
-		B := tr.theta[tr.offs[i]+r*in : tr.offs[i]+r*in+out*r]
+		A, B := tr.adapterAB(tr.theta, i)
 		switch tr.opt.Init {
 		case InitZero:
 			sd := 1 / math.Sqrt(float64(in))
@@ -400,7 +396,7 @@ func (tr *trainer) initAdapters(teacher, student *ir.Model, scale float32) error
 			// The teacher's weights are W; the student's (decoded once) W_q.
 			W := tr.teacher.layers[t.layer].lins[t.kind].W
 			Wq := tr.student.layers[t.layer].lins[t.kind].W
-			a, b, err := InitFromResidual(W, Wq, out, in, r, tr.opt.Importance[t.name()], scale)
+			a, b, err := InitFromResidual(W, Wq, out, in, t.rank, tr.opt.Importance[t.name()], scale)
 			if err != nil {
 				return fmt.Errorf("lora: target %q: %w", t.name(), err)
 			}
@@ -421,10 +417,8 @@ func (tr *trainer) bind(on bool) {
 			l.A, l.B, l.rank = nil, nil, 0
 			continue
 		}
-		r := t.rank
-		l.A = tr.theta[tr.offs[i] : tr.offs[i]+r*l.in]
-		l.B = tr.theta[tr.offs[i]+r*l.in : tr.offs[i]+r*l.in+l.out*r]
-		l.rank, l.scale = r, scale
+		l.A, l.B = tr.adapterAB(tr.theta, i)
+		l.rank, l.scale = t.rank, scale
 		tr.student.lowest = min(tr.student.lowest, t.layer)
 	}
 }
@@ -434,14 +428,20 @@ func (tr *trainer) gradViews(g []float32) []*linGrad {
 	c := tr.student.cfg
 	v := make([]*linGrad, c.Layers*nKinds)
 	for i, t := range tr.targets {
-		out, in := linShape(c, t.kind)
-		r := t.rank
-		v[t.layer*nKinds+t.kind] = &linGrad{
-			dA: g[tr.offs[i] : tr.offs[i]+r*in],
-			dB: g[tr.offs[i]+r*in : tr.offs[i]+r*in+out*r],
-		}
+		dA, dB := tr.adapterAB(g, i)
+		v[t.layer*nKinds+t.kind] = &linGrad{dA: dA, dB: dB}
 	}
 	return v
+}
+
+// adapterAB returns target i's A (rank x in) and B (out x rank) in a
+// vector laid out as tr.theta (initAdapters: A then B per target, at
+// tr.offs[i]).
+func (tr *trainer) adapterAB(theta []float32, i int) (A, B []float32) {
+	t := tr.targets[i]
+	out, in := linShape(tr.student.cfg, t.kind)
+	o, a := tr.offs[i], t.rank*in
+	return theta[o : o+a], theta[o+a : o+a+out*t.rank]
 }
 
 // teacherLogp runs the teacher on one window and writes its

@@ -712,7 +712,7 @@ func qatRecipeFor(bpw float64) qatRecipe {
 	case bpw < 3:
 		return qatRecipe{Steps: 1200, Long: true, QAT: lorarecovery.QATOptions{LR: 0.007, WidthSteps: true, EMA: qatEMA}}
 	case bpw < 4:
-		return qatRecipe{Steps: 1200, Long: true, QAT: lorarecovery.QATOptions{LR: 0.0025, EMA: qatEMA}}
+		return qatRecipe{Steps: 1200, Long: true, QAT: lorarecovery.QATOptions{LR: defaultQATLR, EMA: qatEMA}}
 	}
 	return qatRecipe{Steps: 200, QAT: lorarecovery.QATOptions{LR: 0.005, EMA: qatEMA}}
 }

@@ -48,7 +48,6 @@ const (
 	defaultTuneSteps      = 200
 	defaultTuneLR         = 5e-3
 	defaultQATLR          = 0.0025 // compile --qat's from 3 to 4 bits per weight (qatRecipeFor)
-	defaultQATEMA         = 0.99
 )
 
 type recoverOptions struct {
@@ -152,7 +151,7 @@ defaults to 600 steps on --calib plus 200k tokens sampled from --original, on 25
 	f.StringVar(&o.QATInit, "qat-init", "palettized", "where the --qat latent weights start: palettized, original, or blend:F (Wq + F x (W - Wq))")
 	f.StringVar(&o.QATAdam, "qat-adam", "element", "--qat latent step normalisation: element (plain Adam) or tensor (per-tensor second moment: larger gradients move first)")
 	f.Float64Var(&o.QATFreeze, "qat-freeze", 0, "--qat: freeze the indices for this last fraction of the steps (LUTs, scales and norms keep training on a fixed assignment), in [0, 1); stories260K 3.7 bpw, 600 steps + 200k sampled tokens: 0.25 gave dev KLD 0.109 against 0.0996 without, so it is off by default")
-	f.Float64Var(&o.QATEMA, "qat-ema", defaultQATEMA, "--qat: also keep a moving average (this decay, in [0, 1)) of the palettes and latent weights and return it when its held-out KL is lower; 0 = off")
+	f.Float64Var(&o.QATEMA, "qat-ema", qatEMA, "--qat: also keep a moving average (this decay, in [0, 1)) of the palettes and latent weights and return it when its held-out KL is lower; 0 = off")
 	f.BoolVar(&o.Joint, "joint", false, "train the adapters in a QAT run of the palettes (one run, --lr for the adapters, the rank as the budget allows) instead of after it on a frozen base; implies --tune-luts --tune-norms --qat and, unless given, --tune-steps 600 --sample-tokens 200000 --lr 0.005 (the best recipe after compile --qat on stories260K)")
 	f.BoolVar(&o.QATWidth, "qat-width-steps", false, "--qat: scale each n-bit tensor's (or part's) latent step by 2^(3-n), about its LUT's entry gap (--qat-lr is then the 3-bit step)")
 	f.Float64Var(&o.QATHyst, "qat-hysteresis", 0, "--qat: an index moves only when its latent weight is nearer the new entry by more than this fraction of the gap (0..1)")
@@ -206,9 +205,6 @@ func (c *recoverConfig) defaults() {
 	}
 	if c.SeqLen == 0 {
 		c.SeqLen = defaultRecoverSeqLen
-	}
-	if c.Batch == 0 {
-		c.Batch = max(1, stepTokens/c.SeqLen)
 	}
 	if c.Name == "" {
 		c.Name = defaultRecoverName
@@ -413,6 +409,17 @@ func adapterSetup(orig, base *ir.Model, calibText []byte, cfg recoverConfig) (ad
 	return ap, nil
 }
 
+// trainWindows caps the training window length at the model's context
+// ctx and, when batch is 0, takes the batch that makes stepTokens tokens
+// per step at that length.
+func trainWindows(seqLen, batch, ctx int) (int, int) {
+	seqLen = min(seqLen, ctx)
+	if batch == 0 {
+		batch = max(1, stepTokens/seqLen)
+	}
+	return seqLen, batch
+}
+
 // ranksNote describes --lora-ranks overrides for the summary table.
 func ranksNote(ranks map[string]int) string {
 	if len(ranks) == 0 {
@@ -448,9 +455,10 @@ func recoverAdapters(orig, base *ir.Model, calibText []byte, cfg recoverConfig) 
 			}
 		}
 	}
+	seqLen, batch := trainWindows(cfg.SeqLen, cfg.Batch, orig.Config.SeqLen)
 	set, rep, err := lorarecovery.Train(orig, base, tokens, lorarecovery.Options{
 		Rank: rank, Ranks: cfg.Ranks, Targets: cfg.Targets, Init: lorarecovery.InitResidual, Importance: imp,
-		Steps: cfg.Steps, LR: cfg.LR, Batch: cfg.Batch, SeqLen: min(cfg.SeqLen, orig.Config.SeqLen), CEWeight: cfg.CEWeight,
+		Steps: cfg.Steps, LR: cfg.LR, Batch: batch, SeqLen: seqLen, CEWeight: cfg.CEWeight,
 		BOS: bos, Seed: cfg.Seed, Threads: cfg.Threads, Name: cfg.Name, Progress: progress,
 	})
 	if f, ok := cfg.Log.(*os.File); ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())) {
@@ -514,9 +522,6 @@ func tuneBase(orig, base *ir.Model, calibText []byte, cfg tuneConfig) (*ir.Model
 			cfg.SeqLen = defaultRecoverSeqLen
 		}
 	}
-	if cfg.Batch == 0 {
-		cfg.Batch = max(1, stepTokens/cfg.SeqLen)
-	}
 	if cfg.Threads <= 0 {
 		cfg.Threads = goruntime.NumCPU()
 	}
@@ -539,8 +544,9 @@ func tuneBase(orig, base *ir.Model, calibText []byte, cfg tuneConfig) (*ir.Model
 			}
 		}
 	}
+	seqLen, batch := trainWindows(cfg.SeqLen, cfg.Batch, base.Config.SeqLen)
 	tuned, rep, err := lorarecovery.TuneLUTs(orig, base, tokens, lorarecovery.TuneOptions{
-		Steps: cfg.Steps, LR: cfg.LR, Batch: cfg.Batch, SeqLen: min(cfg.SeqLen, base.Config.SeqLen),
+		Steps: cfg.Steps, LR: cfg.LR, Batch: batch, SeqLen: seqLen,
 		BOS: bos, Seed: cfg.Seed, Threads: cfg.Threads, Norms: cfg.Norms, QAT: cfg.QAT, Adapters: cfg.Joint, CEWeight: cfg.CE, Progress: progress,
 	})
 	if tty {

@@ -33,6 +33,10 @@ type Result struct {
 	KLDMean    *float64 `json:"kld_mean,omitempty"`
 	KLDP99     *float64 `json:"kld_p99,omitempty"`
 	Top1Agree  *float64 `json:"top1_agree,omitempty"`
+	// Kernels is the palettized arithmetic the model ran with (int8 or
+	// float; set by the caller, which chose it; empty for a model without
+	// palettized weights).
+	Kernels string `json:"kernels,omitempty"`
 }
 
 type windowResult struct {

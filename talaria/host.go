@@ -56,9 +56,10 @@ func HostCachePath(opt HostOptions) (string, error) {
 	return filepath.Join(dir, "host-profile.json"), nil
 }
 
-// HostKey identifies this machine and probe set for the cache.
+// HostKey identifies this machine, the kernels (implementation and
+// palettized arithmetic) and the probe set for the cache.
 func HostKey(threads int) string {
-	return fmt.Sprintf("%s/%s/%s/threads=%d/kernels=%s/%s", runtime.GOOS, runtime.GOARCH, cpuModel(), threads, kernels.Impl(), ProbeVersion)
+	return fmt.Sprintf("%s/%s/%s/threads=%d/kernels=%s-%s/%s", runtime.GOOS, runtime.GOARCH, cpuModel(), threads, kernels.Impl(), kernels.CurrentMode(), ProbeVersion)
 }
 
 // HostDevice returns the host profile: the cached one when its key matches

@@ -35,7 +35,7 @@ type benchOptions struct {
 	GenTokens    int
 	Reps         int
 	StreamMiB    int
-	Kernels      string
+	Kernels      kernelFlag
 	CPUProfile   string
 	JSON         bool
 }
@@ -58,6 +58,7 @@ matrix at that width, any other rate mixes two widths (ir.SyntheticPalettized).`
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error { return runBench(o, args, stdout, stderr) },
 	}
+	o.Kernels.bind(c)
 	f := c.Flags()
 	f.StringVar(&o.Tokenizer, "tokenizer", "", "tokenizer file for llama2.c checkpoints (not needed: bench feeds token ids)")
 	f.StringVar(&o.Synthetic, "synthetic", "", fmt.Sprintf("benchmark a synthetic model of a named shape (%v)", ir.SyntheticNames()))
@@ -69,7 +70,6 @@ matrix at that width, any other rate mixes two widths (ir.SyntheticPalettized).`
 	f.IntVar(&o.GenTokens, "gen-tokens", 32, "tokens decoded one at a time")
 	f.IntVar(&o.Reps, "reps", 3, "repetitions (medians are reported)")
 	f.IntVar(&o.StreamMiB, "stream-mib", 512, "size of the streaming-bandwidth probe array")
-	f.StringVar(&o.Kernels, "kernels", "", "palettized arithmetic: int8 or float (default: the kernels' default, or SQUEEZE_KERNELS)")
 	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the prefill and decode runs to this file")
 	f.BoolVar(&o.JSON, "json", false, "print JSON")
 	return c
@@ -140,15 +140,11 @@ func runBench(o *benchOptions, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("--threads, --prompt-tokens, --gen-tokens, --reps and --stream-mib must be >= 1 (got %d, %d, %d, %d, %d)",
 			o.Threads, o.PromptTokens, o.GenTokens, o.Reps, o.StreamMiB)
 	}
-	switch o.Kernels {
-	case "":
-	case "int8":
-		defer kernels.SetMode(kernels.SetMode(kernels.ModeInt8))
-	case "float":
-		defer kernels.SetMode(kernels.SetMode(kernels.ModeFloat))
-	default:
-		return fmt.Errorf("--kernels %q: expected int8 or float", o.Kernels)
+	restore, err := o.Kernels.apply()
+	if err != nil {
+		return err
 	}
+	defer restore()
 	tOpen := time.Now()
 	m, err := o.load(args)
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 func TestBenchSyntheticJSON(t *testing.T) {
 	for _, k := range []string{"int8", "float"} {
 		o := &benchOptions{Synthetic: "stories260K", Bits: 4, GroupSize: 16, Threads: 1, PromptTokens: 8,
-			GenTokens: 4, Reps: 2, StreamMiB: 8, Kernels: k, JSON: true}
+			GenTokens: 4, Reps: 2, StreamMiB: 8, Kernels: kernelFlag{k}, JSON: true}
 		var out, errb bytes.Buffer
 		if err := runBench(o, nil, &out, &errb); err != nil {
 			t.Fatal(err)
@@ -69,7 +69,7 @@ func TestBenchErrors(t *testing.T) {
 		{func(o *benchOptions) { o.Synthetic = "stories260K" }, []string{"x.bin"}, "not both"},
 		{func(o *benchOptions) { o.Synthetic = "stories260K"; o.Bits = 5 }, nil, "--bits 5"},
 		{func(o *benchOptions) { o.Synthetic = "stories260K"; o.Bits = 4; o.BPW = 4 }, nil, "either --bpw or --bits"},
-		{func(o *benchOptions) { o.Synthetic = "stories260K"; o.Kernels = "fast" }, nil, "--kernels"},
+		{func(o *benchOptions) { o.Synthetic = "stories260K"; o.Kernels = kernelFlag{"fast"} }, nil, "--kernels"},
 		{func(o *benchOptions) { o.Synthetic = "stories260K"; o.PromptTokens = 600 }, nil, "context"},
 		{func(o *benchOptions) { o.Synthetic = "nope" }, nil, "unknown"},
 		{func(o *benchOptions) { o.Threads = 0 }, nil, "must be >= 1"},

@@ -13,6 +13,7 @@ import (
 	"github.com/squeeze-ml/squeeze/ir"
 	"github.com/squeeze-ml/squeeze/reports"
 	"github.com/squeeze-ml/squeeze/runtime"
+	"github.com/squeeze-ml/squeeze/runtime/kernels"
 )
 
 type evalOptions struct {
@@ -24,6 +25,7 @@ type evalOptions struct {
 	Threads    int
 	MaxWindows int
 	Adapter    string
+	Kernels    kernelFlag
 }
 
 func newEvalCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -35,6 +37,7 @@ func newEvalCmd(stdout, stderr io.Writer) *cobra.Command {
 		RunE:  func(c *cobra.Command, args []string) error { return runEval(o, args, stdout, stderr) },
 	}
 	o.model.bind(c)
+	o.Kernels.bind(c)
 	f := c.Flags()
 	f.StringVar(&o.Text, "text", "", "text file, evaluated as one token stream (required)")
 	f.IntVar(&o.Ctx, "ctx", 256, "window length in tokens; the second half of each window is scored")
@@ -54,6 +57,11 @@ func runEval(o *evalOptions, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--text: %w", err)
 	}
+	restore, err := o.Kernels.apply()
+	if err != nil {
+		return err
+	}
+	defer restore()
 	m, err := o.model.load(args)
 	if err != nil {
 		return err
@@ -75,6 +83,9 @@ func runEval(o *evalOptions, args []string, stdout, stderr io.Writer) error {
 		{"perplexity", fmt.Sprintf("%.4f ± %.4f", res.PPL, res.PPLStderr)},
 		{"mean NLL (nats/token)", fmt.Sprintf("%.5f", res.NLL)},
 		{"scored tokens", fmt.Sprintf("%d (%d windows of %d)", res.Tokens, res.Windows, res.Ctx)},
+	}
+	if res.Kernels != "" {
+		rows = append(rows, []string{"palettized arithmetic", res.Kernels + " kernels (--kernels)"})
 	}
 	if res.KLDMean != nil {
 		rows = append(rows,
@@ -119,5 +130,19 @@ func evaluateAdapter(m *ir.Model, adapter, refPath, tokPath string, text []byte,
 	opt.Progress = func(done, total int) { update(done) }
 	res, err := eval.Evaluate(rt, ref, toks, m.Tokenizer.BOS, opt)
 	finish()
+	if res != nil && palettized(m) {
+		res.Kernels = kernels.CurrentMode().String()
+	}
 	return res, err
+}
+
+// palettized reports whether m has palettized weights (whose arithmetic
+// --kernels selects).
+func palettized(m *ir.Model) bool {
+	for _, t := range m.Tensors {
+		if t.Pal != nil {
+			return true
+		}
+	}
+	return false
 }

@@ -20,6 +20,7 @@ type runOptions struct {
 	Threads int
 	Stats   bool
 	Adapter string
+	Kernels kernelFlag
 }
 
 func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -31,6 +32,7 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 		RunE:  func(c *cobra.Command, args []string) error { return runRun(o, args, stdout, stderr) },
 	}
 	o.model.bind(c)
+	o.Kernels.bind(c)
 	f := c.Flags()
 	f.StringVarP(&o.Prompt, "prompt", "p", "", "prompt text")
 	f.IntVarP(&o.N, "tokens", "n", 256, "new tokens to generate at most")
@@ -55,6 +57,11 @@ func runRun(o *runOptions, args []string, stdout, stderr io.Writer) error {
 	if o.Temp < 0 {
 		return fmt.Errorf("--temp %v: must be >= 0", o.Temp)
 	}
+	restore, err := o.Kernels.apply()
+	if err != nil {
+		return err
+	}
+	defer restore()
 	rt, err := runtime.New(m, runtime.Options{Threads: o.Threads})
 	if err != nil {
 		return err

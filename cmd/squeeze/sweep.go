@@ -14,6 +14,7 @@ import (
 	"github.com/squeeze-ml/squeeze/formats/bundle"
 	"github.com/squeeze-ml/squeeze/reports"
 	"github.com/squeeze-ml/squeeze/runtime"
+	"github.com/squeeze-ml/squeeze/runtime/kernels"
 )
 
 func init() { extraCommands = append(extraCommands, newSweepCmd) }
@@ -24,6 +25,7 @@ type sweepOptions struct {
 	Text       string
 	Ctx        int
 	MaxWindows int
+	Kernels    kernelFlag
 }
 
 func newSweepCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -37,6 +39,7 @@ func newSweepCmd(stdout, stderr io.Writer) *cobra.Command {
 	co := &o.compile
 	co.model.bind(c)
 	co.bindPlannerFlags(c)
+	o.Kernels.bind(c)
 	f := c.Flags()
 	f.StringVar(&o.Targets, "targets", "2.5,3,3.5,3.7,4,4.5", "bits per palettized weight to compile at")
 	f.StringVar(&o.Text, "text", "", "evaluation text (required)")
@@ -64,6 +67,7 @@ type sweepResult struct {
 	RefPPL  float64      `json:"ref_ppl"`
 	Points  []sweepPoint `json:"points"`
 	Windows int          `json:"windows"`
+	Kernels string       `json:"kernels"` // the palettized arithmetic of the evaluations
 }
 
 func runSweep(o *sweepOptions, args []string, stdout, stderr io.Writer) error {
@@ -71,6 +75,13 @@ func runSweep(o *sweepOptions, args []string, stdout, stderr io.Writer) error {
 	if o.Text == "" {
 		return fmt.Errorf("--text FILE is required")
 	}
+	// The arithmetic of the evaluations (calibration and palettization run
+	// on the float original and do not depend on it).
+	restore, err := o.Kernels.apply()
+	if err != nil {
+		return err
+	}
+	defer restore()
 	text, err := os.ReadFile(o.Text)
 	if err != nil {
 		return fmt.Errorf("--text: %w", err)
@@ -112,7 +123,7 @@ func runSweep(o *sweepOptions, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	res := sweepResult{Model: m.Source, Text: o.Text, RefPPL: base.PPL, Windows: base.Windows}
+	res := sweepResult{Model: m.Source, Text: o.Text, RefPPL: base.PPL, Windows: base.Windows, Kernels: kernels.CurrentMode().String()}
 	tmp, err := os.MkdirTemp("", "squeeze-sweep-")
 	if err != nil {
 		return err
@@ -156,6 +167,6 @@ func runSweep(o *sweepOptions, args []string, stdout, stderr io.Writer) error {
 			reports.Bytes(pt.Bytes), fmt.Sprintf("%.4f", pt.PPL), fmt.Sprintf("%.4f", pt.KLDMean), fmt.Sprintf("%.3f", pt.KLDP99),
 			fmt.Sprintf("%.2f%%", 100*pt.Top1Agree)})
 	}
-	fmt.Fprintf(stdout, "%s on %s (%d windows of %d): original PPL %.4f\n", m.Source, o.Text, base.Windows, o.Ctx, base.PPL)
+	fmt.Fprintf(stdout, "%s on %s (%d windows of %d, %s kernels): original PPL %.4f\n", m.Source, o.Text, base.Windows, o.Ctx, res.Kernels, base.PPL)
 	return reports.Table(stdout, []string{"target", "bpw", "bpw total", "bundle", "PPL", "mean KLD", "KLD p99", "same top"}, rows, nil)
 }

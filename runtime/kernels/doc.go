@@ -21,7 +21,7 @@
 //	Axpy(a, x, y)                 y += a*x (SIMD FMA; attention's value sum)
 //	Sum(a), StreamSum, StreamSumBuf  SIMD sum and the GB/s probe
 //	Impl()                        "avx2", "neon" or "go": the family selected
-//	SetMode(ModeFloat|ModeInt8)   palettized arithmetic (float default)
+//	SetMode(ModeFloat|ModeInt8)   palettized arithmetic (float is the library's default; the squeeze commands select int8)
 //
 // Kernels are single-threaded and allocation-free in steady state (row and
 // table scratch comes from sync.Pools); the runtime splits row ranges
@@ -105,7 +105,7 @@
 // the token batch (TestMatMulSplitInvariant). MatMulF32 is the same on a
 // plain []float32 matrix (calibration's Gram matrices X^T X).
 //
-// # int8 path (ModeInt8, opt-in)
+// # int8 path (ModeInt8; the squeeze commands' default, the library's opt-in)
 //
 // int8.go and the i8Lut{4,2,3}Rows assembly (i8Lut4Rows in
 // kernels_amd64.s, i8Lut2Rows and i8Lut3Rows in i8rows_amd64.s) implement
@@ -208,9 +208,10 @@
 // row kernel. See docs/PERF.md for prefill figures.
 //
 // On stories260K at 3.7 bpw it raised the mean KLD by 2.1% relative
-// (0.3990 -> 0.4075) with plain 7-bit tables, so ModeFloat stays the
-// default; SetMode, SQUEEZE_KERNELS=int8 or squeeze bench --kernels int8
-// select it. With the fitted tables a fresh 3.7 bpw stories260K bundle
+// (0.3990 -> 0.4075) with plain 7-bit tables. ModeFloat stays the library's
+// default (the reference arithmetic); the squeeze commands that run a model
+// select ModeInt8 unless given --kernels float or SQUEEZE_KERNELS=float
+// (cmd/squeeze/kernels.go). With the fitted tables a fresh 3.7 bpw stories260K bundle
 // (int8 there runs lut4 only: its lut2/lut3 rows are not 128-aligned)
 // measured mean KLD 0.2214 float, 0.2259 int8 with plain tables (+2.0%),
 // 0.2235 with fitted ones (+0.9%). Parity tests hold it to a scalar

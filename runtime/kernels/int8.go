@@ -50,14 +50,13 @@ func init() {
 	}
 }
 
-// defaultMode is ModeFloat. With plain 7-bit tables the int8 path raised
-// the mean KLD on stories260K at 3.7 bpw by 2.1% relative, above the 2%
-// the project allows for a silent switch; with fitted tables (fitI8) the
-// gap is +0.93% (session-3 bundle) and +0.74% (session-4 default bundle,
-// whole dev.txt: 0.16382 -> 0.16503), so int8 could become the default;
-// it stays opt-in (SetMode, SQUEEZE_KERNELS=int8, squeeze bench --kernels
-// int8) until the eval figures in docs/ are re-measured with it. See
-// docs/PERF.md.
+// defaultMode is the library's default: ModeFloat, the arithmetic that
+// matches the reference to rounding, which compile, recover and the tests
+// compare against. The squeeze commands that run a model (run, bench,
+// eval, sweep, profile) select ModeInt8 themselves unless told otherwise
+// (cmd/squeeze/kernels.go): it decodes 2.5x faster on the 1.1B shape at
+// 3.67 bpw, and with fitted tables (fitI8) raised the mean KLD of
+// stories260K bundles by 0.7-1.5% relative (docs/QUALITY.md, session 7).
 const defaultMode = ModeFloat
 
 // SetMode selects the palettized arithmetic for all later calls and

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Interleaved same-machine comparison on the TinyLlama-1.1B shape: llama.cpp
 # (prebuilt, see README.md; GGUFs tl-{q4_0,f16,iq3_m,q4_k_m,q8_0}.gguf in
-# $LCPP_DIR) and squeeze bench on synthetic weights, 1 then 2 threads, each
+# $LCPP_DIR) and squeeze bench on synthetic weights with its default
+# kernels (int8 for palettized weights since session 7), 1 then 2 threads, each
 # squeeze run right after the llama.cpp type it is compared with.
 #   LCPP_DIR=/tmp/lcpp SQN=/tmp/sqn OUT=/tmp/pb ./compare.sh
 # Results: $OUT/lcpp_TYPE_tT.json, $OUT/sqz_{37,f16,4,2}_tT.json,
@@ -19,10 +20,10 @@ for T in 1 2; do
     ./lcpp-bench -m tl-$q.gguf -p 128 -n 32 -t $T -r 3 -o json > "$OUT/lcpp_${q}_t$T.json" 2> "$OUT/lcpp_${q}_t$T.err"
     args=""
     case $q in
-      q4_0)   s=37;  args="--bpw 3.7 --kernels int8" ;;
-      f16)    s=f16; args="--bits 16 --kernels float" ;;
-      iq3_m)  s=4;   args="--bits 4 --kernels int8" ;;
-      q4_k_m) s=2;   args="--bits 2 --kernels int8" ;;
+      q4_0)   s=37;  args="--bpw 3.7" ;;
+      f16)    s=f16; args="--bits 16" ;;
+      iq3_m)  s=4;   args="--bits 4" ;;
+      q4_k_m) s=2;   args="--bits 2" ;;
       *)      s="" ;;
     esac
     if [ -n "$s" ]; then

@@ -53,15 +53,7 @@ func (b *budgetFlags) check() error {
 // predicted figures. An infeasible request fails with the best figures
 // achievable.
 func allocateWithBudgets(m *ir.Model, cands []palettize.TensorCandidates, target float64, b *budgetFlags, stderr io.Writer) (*palettize.Plan, *talaria.BudgetResult, error) {
-	// The host profile times the arithmetic the bundle will run with (run's
-	// default, or SQUEEZE_KERNELS).
-	var k kernelFlag
-	restore, err := k.apply()
-	if err != nil {
-		return nil, nil, err
-	}
 	dev, err := talaria.ResolveDevice(b.Device, talaria.HostOptions{Log: stderr})
-	restore()
 	if err != nil {
 		return nil, nil, err
 	}

@@ -9,7 +9,9 @@ import (
 )
 
 // kernelFlag is --kernels on the commands that run a model (run, bench,
-// eval, sweep): the arithmetic of palettized weights.
+// eval, sweep): the arithmetic of palettized weights. profile (Talaria)
+// keeps the library's float default: its host model has no int8 MAC rate
+// (docs/PERF.md, session 7).
 //
 // The commands default to int8, the fast path (llama.cpp's IQ4_NL-style
 // integer dot products: int8 LUT entries fitted per group, activations

@@ -34,7 +34,6 @@ type profileOptions struct {
 	MeasureWarmup int
 	Threads       int
 	promptSet     bool
-	Kernels       kernelFlag
 }
 
 func newProfileCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -64,7 +63,6 @@ rows) and --plan a model encoded as the plan says.`,
 	}
 	o.model.bind(c)
 	f := c.Flags()
-	o.Kernels.bind(c)
 	f.StringVar(&o.Device, "device", "host", "device profile: a built-in name, host, or a JSON file")
 	f.StringVar(&o.PlanFile, "plan", "", "bit plan (JSON from compile --write-plan)")
 	f.Float64Var(&o.BPW, "bpw", 0, "uniform bits per weight for every palettizable tensor (instead of --plan)")
@@ -100,12 +98,6 @@ func runProfile(o *profileOptions, args []string, stdout, stderr io.Writer) erro
 	if o.PlanFile != "" && o.BPW != 0 {
 		return fmt.Errorf("give --plan or --bpw, not both")
 	}
-	// The host profile and --measure time the arithmetic that run uses.
-	restore, err := o.Kernels.apply()
-	if err != nil {
-		return err
-	}
-	defer restore()
 	if o.Measure {
 		return runProfileMeasure(o, args, stdout, stderr)
 	}

@@ -3,7 +3,9 @@
 package kernels
 
 import (
+	"fmt"
 	"math/rand"
+	"sync"
 	"testing"
 
 	"github.com/squeeze-ml/squeeze/ir"
@@ -56,4 +58,60 @@ func BenchmarkI8Stream(b *testing.B) {
 		}
 		b.ReportMetric(float64(4*len(a))*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
 	})
+}
+
+// BenchmarkI8Threads is BenchmarkI8Stream on one and two goroutines (each
+// half of the rows), beside the same kernels on a 1 MiB tensor that stays
+// in the last-level cache ("hot"), and the streaming probe on one and two
+// goroutines. Where the hot rate on two goroutines is no higher than the
+// DRAM rate, decode on that many threads is bound by the core, not by
+// memory (on the 2-vCPU build machine the two vCPUs are one core:
+// docs/PERF.md, session 7). Gw/s counts weights.
+func BenchmarkI8Threads(b *testing.B) {
+	rng := rand.New(rand.NewSource(1))
+	const cols = 2048
+	prev := SetMode(ModeInt8)
+	defer SetMode(prev)
+	x := randVec(rng, cols)
+	split := func(nt, n int, f func(lo, hi int)) {
+		var wg sync.WaitGroup
+		for t := range nt {
+			wg.Add(1)
+			go func() { defer wg.Done(); f(t*n/nt, (t+1)*n/nt) }()
+		}
+		wg.Wait()
+	}
+	for _, bits := range []int{4, 3, 2} {
+		for _, mem := range []struct {
+			name string
+			mib  int
+		}{{"dram", 64}, {"hot", 1}} {
+			rows := (mem.mib << 20) * 8 / bits / cols
+			w := bigLUTTensor(rng, bits, rows, cols)
+			out := make([]float32, rows)
+			nb := float64(len(w.Data))
+			for _, nt := range []int{1, 2} {
+				b.Run(fmt.Sprintf("%s/lut%d/t%d", mem.name, bits, nt), func(b *testing.B) {
+					for i := 0; i < b.N; i++ {
+						split(nt, rows, func(lo, hi int) { MatVec(w, x, out, lo, hi) })
+					}
+					s := b.Elapsed().Seconds()
+					b.ReportMetric(nb*float64(b.N)/s/1e9, "GB/s")
+					b.ReportMetric(nb*8/float64(bits)*float64(b.N)/s/1e9, "Gw/s")
+				})
+			}
+		}
+	}
+	a := make([]float32, (64<<20)/4)
+	for i := range a {
+		a[i] = float32(i & 7) // touched: untouched pages all read the one zero page
+	}
+	for _, nt := range []int{1, 2} {
+		b.Run(fmt.Sprintf("sum/t%d", nt), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				split(nt, len(a), func(lo, hi int) { Sum(a[lo:hi]) })
+			}
+			b.ReportMetric(float64(4*len(a))*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+		})
+	}
 }

@@ -53,7 +53,7 @@ func init() {
 // defaultMode is the library's default: ModeFloat, the arithmetic that
 // matches the reference to rounding, which compile, recover and the tests
 // compare against. The squeeze commands that run a model (run, bench,
-// eval, sweep, profile) select ModeInt8 themselves unless told otherwise
+// eval, sweep) select ModeInt8 themselves unless told otherwise
 // (cmd/squeeze/kernels.go): it decodes 2.5x faster on the 1.1B shape at
 // 3.67 bpw, and with fitted tables (fitI8) raised the mean KLD of
 // stories260K bundles by 0.7-1.5% relative (docs/QUALITY.md, session 7).

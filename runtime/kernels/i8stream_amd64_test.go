@@ -61,7 +61,7 @@ func BenchmarkI8Stream(b *testing.B) {
 }
 
 // BenchmarkI8Threads is BenchmarkI8Stream on one and two goroutines (each
-// half of the rows), beside the same kernels on a 1 MiB tensor that stays
+// half of the rows), beside the same kernels on an 8 MiB tensor that stays
 // in the last-level cache ("hot"), and the streaming probe on one and two
 // goroutines. Where the hot rate on two goroutines is no higher than the
 // DRAM rate, decode on that many threads is bound by the core, not by
@@ -85,7 +85,7 @@ func BenchmarkI8Threads(b *testing.B) {
 		for _, mem := range []struct {
 			name string
 			mib  int
-		}{{"dram", 64}, {"hot", 1}} {
+		}{{"dram", 64}, {"hot", 8}} {
 			rows := (mem.mib << 20) * 8 / bits / cols
 			w := bigLUTTensor(rng, bits, rows, cols)
 			out := make([]float32, rows)

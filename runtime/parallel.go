@@ -6,26 +6,23 @@ import (
 )
 
 // parallel runs f(0), ..., f(n-1) (n chunks of work) on up to nt threads
-// and returns when all have finished: the calling goroutine and nt-1 new
-// goroutines claim chunks from a shared counter. It is the row split of
-// the linears and the head split of attention.
+// and returns when all have finished: the calling goroutine and nt-1
+// helpers (pool.go) claim chunks from a shared counter. It is the row split
+// of the linears and the head split of attention.
 //
-// Claiming (rather than one fixed share per goroutine, as before) means
-// the caller starts on the first chunk at once and takes over the share of
-// a goroutine that is slow to start (a scheduler wake-up costs ~10-50 us,
-// a decode linear 0.1-1 ms) or whose OS thread is descheduled on a loaded
-// machine. Persistent helper goroutines that spin between calls were
-// tried and measured slower on the shared 2-vCPU build machine (load 4-15:
-// BenchmarkDecodeSplit-style A/B, 12-14 vs 16-17.5 tokens/s), because a
-// spinning thread uses up its time slice and is then descheduled in the
-// middle of a chunk; helpers that park at once measured the same as
-// goroutines per call, so the simpler scheme stays.
+// Claiming (rather than one fixed share per thread) means the caller
+// starts on the first chunk at once and takes over the share of a helper
+// that is slow to start or whose OS thread is descheduled on a loaded
+// machine.
 func parallel(nt, n int, f func(chunk int)) {
 	nt = min(nt, n)
 	if nt <= 1 {
 		for c := 0; c < n; c++ {
 			f(c)
 		}
+		return
+	}
+	if usePool && poolParallel(nt, n, f) {
 		return
 	}
 	var next atomic.Int64

@@ -118,6 +118,41 @@ func BenchmarkDecodeInt8(b *testing.B) {
 	}
 }
 
+// BenchmarkParallelAB compares decode on the synthetic TinyLlama-1.1B
+// shape (3.7 bpw, int8 kernels, 2 threads) with parallel on the helper
+// pool and with a goroutine per call, alternating in one process:
+// go test -run '^$' -bench ParallelAB -benchtime 64x -count 3 ./runtime/
+func BenchmarkParallelAB(b *testing.B) {
+	m := benchDecodeModel(b)
+	logits := make([]float32, m.Config.Vocab)
+	rt, err := New(m, Options{Threads: 2})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer kernels.SetMode(kernels.SetMode(kernels.ModeInt8))
+	prev := usePool
+	defer func() { usePool = prev }()
+	for _, on := range []bool{false, true, false, true} {
+		name := "goroutines"
+		if on {
+			name = "pool"
+		}
+		usePool = on
+		b.Run(name, func(b *testing.B) {
+			s := rt.NewState(64)
+			for i := 0; i < b.N; i++ {
+				if i%64 == 0 {
+					s.Reset()
+				}
+				if err := rt.Forward(s, []int{1 + i%64}, logits, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+		})
+	}
+}
+
 // TestLinearsFused: a fused section (linears: q, k, v or gate, up as one
 // parallel section, with a shared kernels.Input for n == 1) gives the bits
 // of separate linear calls on 1 thread, for 1-3 threads, n = 1 and 3,

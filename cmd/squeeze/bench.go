@@ -160,7 +160,7 @@ func runBench(o *benchOptions, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	ready := time.Since(tOpen)
-	res := benchResult{Model: m.Source, Kernels: kernels.CurrentMode().String(), Impl: kernels.Impl(),
+	res := benchResult{Model: m.Source, Kernels: kernels.EffectiveMode().String(), Impl: kernels.Impl(),
 		Threads: o.Threads, PromptTokens: o.PromptTokens, GenTokens: o.GenTokens, Reps: o.Reps}
 	var wb, wn int64
 	for name, t := range m.Tensors {

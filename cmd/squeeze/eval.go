@@ -131,7 +131,7 @@ func evaluateAdapter(m *ir.Model, adapter, refPath, tokPath string, text []byte,
 	res, err := eval.Evaluate(rt, ref, toks, m.Tokenizer.BOS, opt)
 	finish()
 	if res != nil && palettized(m) {
-		res.Kernels = kernels.CurrentMode().String()
+		res.Kernels = kernels.EffectiveMode().String()
 	}
 	return res, err
 }

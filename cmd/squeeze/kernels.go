@@ -27,7 +27,8 @@ import (
 //
 // Where the int8 kernels do not apply (no AVX2 assembly, e.g. arm64 or
 // purego builds, and tensors whose rows are not block aligned) the float
-// path runs whatever the mode.
+// path runs whatever the mode; eval, sweep and bench report the effective
+// arithmetic of the build (kernels.EffectiveMode).
 type kernelFlag struct{ name string }
 
 func (k *kernelFlag) bind(c *cobra.Command) {

@@ -123,7 +123,7 @@ func runSweep(o *sweepOptions, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	res := sweepResult{Model: m.Source, Text: o.Text, RefPPL: base.PPL, Windows: base.Windows, Kernels: kernels.CurrentMode().String()}
+	res := sweepResult{Model: m.Source, Text: o.Text, RefPPL: base.PPL, Windows: base.Windows, Kernels: kernels.EffectiveMode().String()}
 	tmp, err := os.MkdirTemp("", "squeeze-sweep-")
 	if err != nil {
 		return err

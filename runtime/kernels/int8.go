@@ -67,6 +67,18 @@ func SetMode(m Mode) Mode { return Mode(mode.Swap(int32(m))) }
 // CurrentMode returns the selected palettized arithmetic.
 func CurrentMode() Mode { return Mode(mode.Load()) }
 
+// EffectiveMode is the arithmetic palettized weights run with: the
+// selected mode, except ModeFloat where the build has no int8 kernels
+// (they are amd64 AVX2 assembly). Even in ModeInt8, tensors whose rows the
+// int8 kernels do not take (cols not a multiple of 64 for lut4, of 128 for
+// lut2/lut3; other widths) run the float path.
+func EffectiveMode() Mode {
+	if CurrentMode() == ModeInt8 && i8Asm() {
+		return ModeInt8
+	}
+	return ModeFloat
+}
+
 // ---- int8 LUTs: built lazily per palette, never stored in bundles ----
 
 // i8Tab holds one palette's int8 tables: 16 bytes per group (entries

@@ -103,18 +103,7 @@ func BenchmarkDecodeInt8(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.Run(fmt.Sprintf("t%d", threads), func(b *testing.B) {
-			s := rt.NewState(64)
-			for i := 0; i < b.N; i++ {
-				if i%64 == 0 {
-					s.Reset()
-				}
-				if err := rt.Forward(s, []int{1 + i%64}, logits, false); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
-		})
+		b.Run(fmt.Sprintf("t%d", threads), func(b *testing.B) { benchDecodeSteps(b, rt, logits) })
 	}
 }
 
@@ -138,19 +127,23 @@ func BenchmarkParallelAB(b *testing.B) {
 			name = "pool"
 		}
 		usePool = on
-		b.Run(name, func(b *testing.B) {
-			s := rt.NewState(64)
-			for i := 0; i < b.N; i++ {
-				if i%64 == 0 {
-					s.Reset()
-				}
-				if err := rt.Forward(s, []int{1 + i%64}, logits, false); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
-		})
+		b.Run(name, func(b *testing.B) { benchDecodeSteps(b, rt, logits) })
 	}
+}
+
+// benchDecodeSteps decodes b.N tokens one at a time, restarting the cache
+// every 64, and reports tokens/s.
+func benchDecodeSteps(b *testing.B, rt *Model, logits []float32) {
+	s := rt.NewState(64)
+	for i := 0; i < b.N; i++ {
+		if i%64 == 0 {
+			s.Reset()
+		}
+		if err := rt.Forward(s, []int{1 + i%64}, logits, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
 }
 
 // TestLinearsFused: a fused section (linears: q, k, v or gate, up as one

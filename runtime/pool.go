@@ -1,6 +1,8 @@
 package runtime
 
 import (
+	"os"
+	goruntime "runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,13 +28,16 @@ var pool struct {
 	job     atomic.Pointer[poolJob] // the latest call's; helpers wait for a new one
 }
 
-// poolJob is one call of poolParallel: chunks claimed from next, and the
-// number of its helpers still running.
+// poolJob is one call of poolParallel: chunks claimed from next, and how
+// many have finished. The caller waits for the chunks, not for the
+// helpers: one that has not started by the time every chunk is claimed
+// (its thread descheduled on a loaded machine) is not waited for, and
+// finds nothing left when it does start.
 type poolJob struct {
-	f       func(chunk int)
-	n, nt   int
-	next    atomic.Int64
-	pending atomic.Int64
+	f     func(chunk int)
+	n, nt int
+	next  atomic.Int64
+	done  atomic.Int64
 }
 
 type helper struct {
@@ -42,18 +47,28 @@ type helper struct {
 }
 
 // poolSpin is how long an idle helper watches for the next call before
-// parking (a token's sections are ~10-700 us apart; between tokens a
-// sampler or a caller may take longer, and then the helpers sleep).
-const poolSpin = 200 * time.Microsecond
+// parking: the serial work between a token's sections takes ~10-30 us;
+// between tokens a sampler or a caller may take longer, and then the
+// helpers sleep. 50 us measured as fast as 200 on a quiet machine and
+// lost less on an oversubscribed one (stories110M, 4-bit, 2 threads, two
+// busy processes beside it: 100 / 87 tok/s against 81 / 81; goroutines
+// per call 77-119, noisy).
+const poolSpin = 50 * time.Microsecond
 
 // usePool selects the helper pool in parallel (false: a goroutine per
-// call, for A/B benchmarks in one process).
-var usePool = havePause
+// call). SQUEEZE_POOL=off turns it off: on a machine whose cores are all
+// busy with other work, spinning helpers lose their time slices and decode
+// measured 15-25% slower than with goroutines per call (docs/PERF.md,
+// session 7).
+var usePool = havePause && os.Getenv("SQUEEZE_POOL") != "off"
 
 // poolParallel is parallel on the helpers; ok is false (and nothing ran)
 // when another call holds them.
 func poolParallel(nt, n int, f func(chunk int)) (ok bool) {
-	if !pool.mu.TryLock() {
+	// With fewer Ps than threads the helpers could not run beside the
+	// caller (GOMAXPROCS=1 made 2-thread decode 3.4x slower than 1 thread
+	// on this path): goroutines that park at once serve better.
+	if goruntime.GOMAXPROCS(0) < nt || !pool.mu.TryLock() {
 		return false
 	}
 	defer pool.mu.Unlock()
@@ -63,7 +78,6 @@ func poolParallel(nt, n int, f func(chunk int)) (ok bool) {
 		go h.loop(pool.job.Load())
 	}
 	j := &poolJob{f: f, n: n, nt: nt}
-	j.pending.Store(int64(nt - 1))
 	pool.job.Store(j)
 	for _, h := range pool.helpers[:nt-1] {
 		if h.parked.Load() {
@@ -74,12 +88,15 @@ func poolParallel(nt, n int, f func(chunk int)) (ok bool) {
 		}
 	}
 	j.claim()
-	// The helpers finish their last chunks (or, descheduled on a loaded
-	// machine, have yet to start: then sleep instead of spinning).
-	for spins := 0; j.pending.Load() != 0; spins++ {
-		if spins < 2000 {
+	// The helpers finish the chunks they hold: spin a few microseconds,
+	// then yield, then sleep.
+	for spins := 0; j.done.Load() != int64(n); spins++ {
+		switch {
+		case spins < 200:
 			cpuPause(4)
-		} else {
+		case spins < 1000:
+			goruntime.Gosched()
+		default:
 			time.Sleep(time.Microsecond)
 		}
 	}
@@ -93,6 +110,7 @@ func (j *poolJob) claim() {
 			return
 		}
 		j.f(c)
+		j.done.Add(1)
 	}
 }
 
@@ -121,7 +139,6 @@ func (h *helper) loop(last *poolJob) {
 		last = j
 		if h.idx < j.nt-1 {
 			j.claim()
-			j.pending.Add(-1)
 		}
 	}
 }

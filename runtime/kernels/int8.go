@@ -643,3 +643,46 @@ const i8TileCols = 2048
 // i8TileMaxRows caps the row block (for narrow matrices, where 64 KiB of
 // indices is many rows) so the per-row coefficients fit on the stack.
 const i8TileMaxRows = 256
+
+// WarmI8 builds, on every CPU, the int8 tables of the tensors (and lutmix
+// parts) among ws that the int8 kernels will run, so that the first
+// forward pass does not fit them one tensor at a time (~10 us per LUT
+// group; ~20k groups on the 1.1B shape). It does nothing outside
+// ModeInt8 or without the int8 kernels. Safe beside forward passes: a
+// table is built once, whoever asks first.
+func WarmI8(ws []*ir.Tensor) {
+	if EffectiveMode() != ModeInt8 {
+		return
+	}
+	type job struct {
+		w    *ir.Tensor
+		bits int
+	}
+	var jobs []job
+	for _, w := range ws {
+		parts := []*ir.Tensor{w}
+		if w != nil && w.Type == ir.LUTMIX {
+			parts = w.Parts
+		}
+		for _, p := range parts {
+			if p == nil || p.Pal == nil || len(p.Shape) != 2 {
+				continue
+			}
+			if L, ok := layoutOf(p); ok && i8Aligned(L.bits, p.Cols()) {
+				jobs = append(jobs, job{p, L.bits})
+			}
+		}
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(jobs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := int(next.Add(1) - 1); j < len(jobs); j = int(next.Add(1) - 1) {
+				i8TableOf(jobs[j].w, jobs[j].bits)
+			}
+		}()
+	}
+	wg.Wait()
+}

@@ -78,11 +78,13 @@ func New(m *ir.Model, opt Options) (*Model, error) {
 	// (which waits for any table it needs that is not ready), instead of
 	// one tensor at a time inside it: the 1.1B bundle's first token took
 	// 276-355 ms against 130-147 ms with the float kernels (docs/PERF.md).
-	var ws []*ir.Tensor
-	for _, name := range m.TensorNames() {
-		ws = append(ws, m.Tensors[name])
+	if kernels.EffectiveMode() == kernels.ModeInt8 {
+		ws := make([]*ir.Tensor, 0, len(m.Tensors))
+		for _, t := range m.Tensors {
+			ws = append(ws, t)
+		}
+		go kernels.WarmI8(ws)
 	}
-	go kernels.WarmI8(ws)
 	return r, nil
 }
 

@@ -1,9 +1,6 @@
 package runtime
 
-import (
-	"sync"
-	"sync/atomic"
-)
+import "sync"
 
 // parallel runs f(0), ..., f(n-1) (n chunks of work) on up to nt threads
 // and returns when all have finished: the calling goroutine and nt-1
@@ -25,25 +22,17 @@ func parallel(nt, n int, f func(chunk int)) {
 	if usePool && poolParallel(nt, n, f) {
 		return
 	}
-	var next atomic.Int64
-	run := func() {
-		for {
-			c := int(next.Add(1) - 1)
-			if c >= n {
-				return
-			}
-			f(c)
-		}
-	}
+	// A goroutine per helper, claiming chunks as the pool's helpers do.
+	j := &poolJob{f: f, n: n, nt: nt}
 	var wg sync.WaitGroup
 	for i := 1; i < nt; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			run()
+			j.claim()
 		}()
 	}
-	run()
+	j.claim()
 	wg.Wait()
 }
 

@@ -137,10 +137,10 @@ func evaluateAdapter(m *ir.Model, adapter, refPath, tokPath string, text []byte,
 }
 
 // palettized reports whether m has palettized weights (whose arithmetic
-// --kernels selects).
+// --kernels selects), lutmix tensors included.
 func palettized(m *ir.Model) bool {
 	for _, t := range m.Tensors {
-		if t.Pal != nil {
+		if t.IsPalettized() {
 			return true
 		}
 	}

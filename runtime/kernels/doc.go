@@ -120,13 +120,16 @@
 // map s = (max-min)/levels, m = min, and on N(0,1)-like LUTs 1.8x (16
 // entries) to 3.4x (4 entries, 6-bit against plain 7-bit) smaller; ~10 us
 // per group, once). The activation
-// vector is quantized once per call to int8 in blocks of 32 (Q8_0: d =
-// amax/127, VCVTPS2DQ rounding) and laid out in the order the index
+// vector is quantized once per call to int8 in sub-blocks of 8 (as Q8_0
+// but with a scale per int32 lane of the kernels, not per 32 elements: d =
+// amax/127, VCVTPS2DQ rounding; qx explains the layout; it cost the kernels
+// nothing and took 10-25% off int8's KLD cost, docs/QUALITY.md session 8)
+// and laid out in the order the index
 // decoder produces elements. Per 64 weights: one 32-byte load (two index
 // blocks), shift and mask into nibble/2-bit indices, VPSHUFB through the
 // 16-byte table (both lanes), VPMADDUBSW with the int8 activations (u <=
 // 127 so pairs never saturate), VPMADDWD with ones, add, convert, one FMA
-// with 8 block scales (the two lanes belong to different blocks). A row
+// with 8 lane scales (one per sub-block). A row
 // is s * sum + m * sum(x^) (x^ the dequantized activations), times the
 // row scale. The unsigned table avoids llama.cpp's VPSIGNB pair
 // (4 fewer uops per 64 weights) at the price of a 7-bit LUT step.

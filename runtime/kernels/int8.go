@@ -23,9 +23,10 @@ const (
 	// and lut4 tensors whose rows are block aligned (cols a multiple of 64
 	// for lut4, 128 for lut2/lut3): each group's float16 LUT is quantized
 	// to 7-bit unsigned entries with an offset (w ~ s*u + m, u in 0..127),
-	// the activation vector to int8 in blocks of 32 with one float scale
-	// per block (as Q8_0), and rows are integer dot products (VPSHUFB table
-	// lookup, VPMADDUBSW, VPMADDWD) scaled per block. Other tensors, and
+	// the activation vector to int8 in sub-blocks of 8 with one float
+	// scale each (Q8_0 uses blocks of 32; see qx), and rows are integer
+	// dot products (VPSHUFB table lookup, VPMADDUBSW, VPMADDWD) scaled per
+	// int32 lane. Other tensors, and
 	// builds without the AVX2 assembly, use the float path.
 	ModeInt8
 )
@@ -300,19 +301,34 @@ func buildI8Tab(lut []uint16, bits int) *i8Tab {
 
 // ---- int8 activations ----
 
-// qx is an activation vector quantized to int8 in blocks of 32 (scale d
-// per block), plus the element orders and expanded scales the assembly
-// wants: perm/sc hold, per 64 elements, the bytes in the order the index
-// decoder produces them and 8 float scales (one per int32 lane).
+// qx is an activation vector quantized to int8 in sub-blocks of 8 (scale d
+// per sub-block, see q8Sub), plus the element orders and expanded scales
+// the assembly wants: perm/sc hold, per 64 elements, the bytes in the
+// order the index decoder produces them and 8 float scales (one per int32
+// lane).
+//
+// Why sub-blocks of 8, not Q8_0's blocks of 32: every int32 lane of the
+// row and tile kernels sums the products of exactly 8 activations, and
+// the kernels scale each lane by its own float (sc), so a scale per lane
+// costs the kernels nothing (the same bytes and instructions as one scale
+// per 32). The 8 activations of a lane are, in each aligned block of 32,
+// elements 4l..4l+3 and 16+4l..16+4l+3 for lane l = 0..3, in the lut4 and
+// the lut2/lut3 layouts alike, so one quantization serves both. An outlier
+// now coarsens the grid of 7 neighbours, not 31 (docs/QUALITY.md, session
+// 8).
 type qx struct {
 	n    int
 	qn   []int8    // natural order
-	d    []float32 // per block of 32
+	d    []float32 // per sub-block of 8 (q8Sub)
 	perm []int8
 	sc   []float32
-	isum []int32 // per block: sum of qn
+	isum []int32 // per sub-block: sum of qn
 	xsum float32 // sum of the dequantized x: sum_b d_b * isum_b
 }
+
+// q8Sub is the sub-block of element i: in each aligned block of 32, sub-block
+// l (0..3) holds elements 4l..4l+3 and 16+4l..16+4l+3.
+func q8Sub(i int) int { return (i>>5)<<2 | (i>>2)&3 }
 
 var qxPool = sync.Pool{New: func() any { return new(qx) }}
 
@@ -330,12 +346,12 @@ func growF(b []float32, n int) []float32 {
 	return b[:n]
 }
 
-// quantize fills q from x (len a multiple of 32): per block of 32, d =
-// amax/127 and qn = round-half-even(x * 127/amax) (the assembly's
-// VCVTPS2DQ rounding; 0 for an all-zero block).
+// quantize fills q from x (len a multiple of 32): per sub-block of 8
+// (q8Sub), d = amax/127 and qn = round-half-even(x * 127/amax) (the
+// assembly's VCVTPS2DQ rounding; 0 for an all-zero sub-block).
 func (q *qx) quantize(x []float32) {
 	n := len(x)
-	nb := n / 32
+	nb := n / 8
 	q.n = n
 	q.qn = grow8(q.qn, n)
 	q.d = growF(q.d, nb)
@@ -353,13 +369,14 @@ func (q *qx) quantize(x []float32) {
 	q.xsum = xs
 }
 
-// quantQ8Go is the reference of quantQ8AVX2.
+// quantQ8Go is the reference of quantQ8AVX2: len(x)/8 sub-blocks (q8Sub).
 func quantQ8Go(x []float32, qn []int8, d []float32, isum []int32) {
-	for b := 0; b < len(x)/32; b++ {
-		blk := x[32*b : 32*b+32]
+	for b := 0; b < len(x)/8; b++ {
+		// sub-block b: elements o..o+3 and o+16..o+19
+		o := 32*(b/4) + 4*(b%4)
 		var amax float32
-		for _, v := range blk {
-			if a := float32(math.Abs(float64(v))); a > amax {
+		for _, i := range [8]int{o, o + 1, o + 2, o + 3, o + 16, o + 17, o + 18, o + 19} {
+			if a := float32(math.Abs(float64(x[i]))); a > amax {
 				amax = a
 			}
 		}
@@ -369,9 +386,9 @@ func quantQ8Go(x []float32, qn []int8, d []float32, isum []int32) {
 			id = 127 / amax
 		}
 		var is int32
-		for i, v := range blk {
-			qv := int32(math.RoundToEven(float64(v * id)))
-			qn[32*b+i] = int8(qv)
+		for _, i := range [8]int{o, o + 1, o + 2, o + 3, o + 16, o + 17, o + 18, o + 19} {
+			qv := int32(math.RoundToEven(float64(x[i] * id)))
+			qn[i] = int8(qv)
 			is += qv
 		}
 		isum[b] = is
@@ -394,16 +411,14 @@ func (q *qx) permute(bits int) {
 			copy(o[16:32], s[32:48])
 			copy(o[32:48], s[16:32])
 			copy(o[48:64], s[48:64])
-			f := sc[8*u : 8*u+8]
-			for i := 0; i < 4; i++ {
-				f[i], f[4+i] = d[2*u], d[2*u+1]
-			}
+			// lane l of A's (B's) vectors: A's (B's) sub-block l
+			copy(sc[8*u:8*u+8], d[8*u:8*u+8])
 		}
 		return
 	}
 	// 128 elements = index blocks A (0..63), B (64..127); vector k holds
 	// [A 16k..16k+15 | B 16k..16k+15]; vectors 0,1 meet Q8 blocks 4u, 4u+2,
-	// vectors 2,3 blocks 4u+1, 4u+3.
+	// vectors 2,3 blocks 4u+1, 4u+3; lane l of a block: its sub-block l.
 	for u := 0; u < n/128; u++ {
 		s, o := qn[128*u:128*u+128], p[128*u:128*u+128]
 		for k := 0; k < 4; k++ {
@@ -411,10 +426,10 @@ func (q *qx) permute(bits int) {
 			copy(o[32*k+16:32*k+32], s[64+16*k:64+16*k+16])
 		}
 		f := sc[16*u : 16*u+16]
-		for i := 0; i < 4; i++ {
-			f[i], f[4+i] = d[4*u], d[4*u+2]
-			f[8+i], f[12+i] = d[4*u+1], d[4*u+3]
-		}
+		copy(f[0:4], d[16*u:16*u+4])
+		copy(f[4:8], d[16*u+8:16*u+12])
+		copy(f[8:12], d[16*u+4:16*u+8])
+		copy(f[12:16], d[16*u+12:16*u+16])
 	}
 }
 
@@ -481,13 +496,13 @@ func matVecI8Rows(w *ir.Tensor, L *lutLayout, tab *i8Tab, q *qx, out []float32, 
 // quantized x. It returns sum_b d_b * sum_{i in b} u[idx_i]*qn_i (before
 // the group's s, m and the row scale).
 func i8RowRef(idx []uint8, u []byte, q *qx) float32 {
+	acc := make([]int32, len(idx)/8)
+	for i, v := range idx {
+		acc[q8Sub(i)] += int32(u[v]) * int32(q.qn[i])
+	}
 	var s float32
-	for b := 0; b < len(idx)/32; b++ {
-		var acc int32
-		for i := 32 * b; i < 32*b+32; i++ {
-			acc += int32(u[idx[i]]) * int32(q.qn[i])
-		}
-		s += q.d[b] * float32(acc)
+	for b, a := range acc {
+		s += q.d[b] * float32(a)
 	}
 	return s
 }

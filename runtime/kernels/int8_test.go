@@ -41,7 +41,7 @@ func i8Expect(w *ir.Tensor, x []float32, r0, r1 int) (want, ref, quant []float32
 		}
 		var a, b, xa float64
 		for i, v := range ri {
-			d := float64(q.d[i/32])
+			d := float64(q.d[q8Sub(i)])
 			xq := d * float64(q.qn[i])
 			a += d * math.Abs(float64(u[v])*float64(q.qn[i]))
 			xa += math.Abs(float64(x[i]))
@@ -282,15 +282,38 @@ func TestQuantQ8(t *testing.T) {
 	rng := rand.New(rand.NewSource(15))
 	for _, n := range []int{32, 64, 96, 2048} {
 		x := randVec(rng, n)
-		for i := 0; i < 32 && i < n; i++ {
-			x[i] = 0 // an all-zero block
+		for _, i := range []int{0, 1, 2, 3, 16, 17, 18, 19} {
+			x[i] = 0 // an all-zero sub-block (sub-block 0)
 		}
+		x[4] = 50 // an outlier: only sub-block 1's grid may coarsen
 		x[n-1] = 1e-30
-		nb := n / 32
+		nb := n / 8
 		qa, qb := make([]int8, n), make([]int8, n)
 		da, db := make([]float32, nb), make([]float32, nb)
 		ia, ib := make([]int32, nb), make([]int32, nb)
 		quantQ8Go(x, qb, db, ib)
+		// the reference against its definition: per sub-block (q8Sub) d is
+		// amax/127, every element within d/2, isum the sum of its qn
+		amax := make([]float32, nb)
+		sum := make([]int32, nb)
+		for i, v := range x {
+			amax[q8Sub(i)] = max(amax[q8Sub(i)], float32(math.Abs(float64(v))))
+			sum[q8Sub(i)] += int32(qb[i])
+		}
+		for b := range db {
+			if db[b] != amax[b]/127 || ib[b] != sum[b] {
+				t.Fatalf("n=%d sub-block %d: d=%v sum=%d, want %v, %d", n, b, db[b], ib[b], amax[b]/127, sum[b])
+			}
+		}
+		for i, v := range x {
+			d := db[q8Sub(i)]
+			if e := math.Abs(float64(d*float32(qb[i]) - v)); e > float64(d)/2*1.0001 {
+				t.Fatalf("n=%d element %d: error %g above d/2 = %g", n, i, e, d/2)
+			}
+		}
+		if db[0] != 0 || db[1] != 50.0/127 || db[2] == db[1] {
+			t.Fatalf("n=%d: sub-block scales %v: want 0, 50/127, then the outlier's sub-block only", n, db[:4])
+		}
 		if !quantQ8(x, qa, da, ia) {
 			t.Skip("no assembly quantizer")
 		}
@@ -301,12 +324,7 @@ func TestQuantQ8(t *testing.T) {
 		}
 		for b := range da {
 			if da[b] != db[b] || ia[b] != ib[b] {
-				t.Fatalf("n=%d block %d: asm d=%v sum=%d, reference d=%v sum=%d", n, b, da[b], ia[b], db[b], ib[b])
-			}
-			for i := 0; i < 32; i++ {
-				if e := math.Abs(float64(da[b]*float32(qa[32*b+i]) - x[32*b+i])); e > float64(da[b])/2*1.0001 {
-					t.Fatalf("n=%d element %d: error %g above d/2 = %g", n, 32*b+i, e, da[b]/2)
-				}
+				t.Fatalf("n=%d sub-block %d: asm d=%v sum=%d, reference d=%v sum=%d", n, b, da[b], ia[b], db[b], ib[b])
 			}
 		}
 	}

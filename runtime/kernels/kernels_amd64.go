@@ -253,14 +253,14 @@ func i8Rows(bits int, p0, p1 []byte, rowB [2]int, nrows int, q *qx, tab *i8Tab, 
 //go:noescape
 func quantQ8AVX2(x *float32, nb int, qn *int8, d *float32, isum *int32)
 
-// quantQ8 quantizes len(x)/32 blocks (see qx.quantize); ok is false
+// quantQ8 quantizes len(x)/32 blocks of 4 sub-blocks (see qx.quantize); ok is false
 // without the assembly.
 func quantQ8(x []float32, qn []int8, d []float32, isum []int32) bool {
 	nb := len(x) / 32
 	if !useAVX2 || nb == 0 {
 		return false
 	}
-	_, _, _ = qn[32*nb-1], d[nb-1], isum[nb-1]
+	_, _, _ = qn[32*nb-1], d[4*nb-1], isum[4*nb-1]
 	quantQ8AVX2(&x[0], nb, &qn[0], &d[0], &isum[0])
 	return true
 }

@@ -705,8 +705,11 @@ DATA q8perm<>+24(SB)/8, $0x0000000700000003
 GLOBL q8perm<>(SB), RODATA|NOPTR, $32
 
 // func quantQ8AVX2(x *float32, nb int, qn *int8, d *float32, isum *int32)
-// Q8_0-style quantization of nb blocks of 32: d = amax/127, q =
-// round-to-even(x * (127/amax)) (0 when amax is 0), isum = sum of q.
+// Q8-style quantization of nb blocks of 32, each in 4 sub-blocks of 8
+// (q8Sub: sub-block l = elements 4l..4l+3 and 16+4l..16+4l+3, so Y0 and
+// Y2 hold sub-blocks 0 | 1 in their 128-bit halves, Y1 and Y3 2 | 3):
+// d = amax/127, q = round-to-even(x * (127/amax)) (0 when amax is 0),
+// isum = sum of q; 4 d and 4 isum per block.
 TEXT ·quantQ8AVX2(SB), NOSPLIT, $0-40
 	MOVQ x+0(FP), SI
 	MOVQ nb+8(FP), CX
@@ -714,9 +717,9 @@ TEXT ·quantQ8AVX2(SB), NOSPLIT, $0-40
 	MOVQ d+24(FP), R8
 	MOVQ isum+32(FP), R9
 	BCAST8($0x7fffffff, Y15, X15)
-	MOVL $0x42fe0000, R13
-	VMOVD R13, X14
+	BCAST8($0x42fe0000, Y14, X14)
 	VMOVDQU q8perm<>(SB), Y13
+	VXORPS Y12, Y12, Y12
 	TESTQ CX, CX
 	JZ   qdone
 qloop:
@@ -728,41 +731,43 @@ qloop:
 	VANDPS Y15, Y1, Y5
 	VANDPS Y15, Y2, Y6
 	VANDPS Y15, Y3, Y7
-	VMAXPS Y5, Y4, Y4
-	VMAXPS Y7, Y6, Y6
 	VMAXPS Y6, Y4, Y4
-	VEXTRACTF128 $1, Y4, X5
-	VMAXPS X5, X4, X4
-	VPERMILPS $0x4e, X4, X5
-	VMAXPS X5, X4, X4
-	VPERMILPS $0xb1, X4, X5
-	VMAXPS X5, X4, X4
-	VDIVSS X14, X4, X5
-	VMOVSS X5, (R8)
-	VXORPS X6, X6, X6
-	VUCOMISS X6, X4
-	JE   qzero
-	VDIVSS X4, X14, X6
-qzero:
-	VBROADCASTSS X6, Y6
+	VMAXPS Y7, Y5, Y5
+	VPERMILPS $0x4e, Y4, Y6
+	VPERMILPS $0x4e, Y5, Y7
+	VMAXPS Y6, Y4, Y4
+	VMAXPS Y7, Y5, Y5
+	VPERMILPS $0xb1, Y4, Y6
+	VPERMILPS $0xb1, Y5, Y7
+	VMAXPS Y6, Y4, Y4 // amax of sub-block 0 | 1, in every lane of each half
+	VMAXPS Y7, Y5, Y5 // 2 | 3
+	VDIVPS Y14, Y4, Y6
+	VDIVPS Y14, Y5, Y7
+	VUNPCKLPS Y7, Y6, Y6 // [d0 d2 d0 d2 | d1 d3 d1 d3]
+	VEXTRACTF128 $1, Y6, X7
+	VUNPCKLPS X7, X6, X6 // [d0 d1 d2 d3]
+	VMOVUPS X6, (R8)
+	VDIVPS Y4, Y14, Y6
+	VDIVPS Y5, Y14, Y7
+	VCMPPS $0, Y12, Y4, Y4
+	VCMPPS $0, Y12, Y5, Y5
+	VANDNPS Y6, Y4, Y6 // 127/amax, 0 where amax is 0
+	VANDNPS Y7, Y5, Y7
 	VMULPS Y6, Y0, Y0
-	VMULPS Y6, Y1, Y1
+	VMULPS Y7, Y1, Y1
 	VMULPS Y6, Y2, Y2
-	VMULPS Y6, Y3, Y3
+	VMULPS Y7, Y3, Y3
 	VCVTPS2DQ Y0, Y0
 	VCVTPS2DQ Y1, Y1
 	VCVTPS2DQ Y2, Y2
 	VCVTPS2DQ Y3, Y3
-	VPADDD Y1, Y0, Y8
-	VPADDD Y3, Y2, Y9
-	VPADDD Y9, Y8, Y8
+	VPADDD Y2, Y0, Y8 // sub-block 0 | 1 partial sums
+	VPADDD Y3, Y1, Y9 // 2 | 3
+	VPHADDD Y9, Y8, Y8
+	VPHADDD Y8, Y8, Y8 // [s0 s2 s0 s2 | s1 s3 s1 s3]
 	VEXTRACTI128 $1, Y8, X9
-	VPADDD X9, X8, X8
-	VPSHUFD $0x4e, X8, X9
-	VPADDD X9, X8, X8
-	VPSHUFD $0xb1, X8, X9
-	VPADDD X9, X8, X8
-	VMOVD X8, (R9)
+	VPUNPCKLDQ X9, X8, X8 // [s0 s1 s2 s3]
+	VMOVDQU X8, (R9)
 	VPACKSSDW Y1, Y0, Y0
 	VPACKSSDW Y3, Y2, Y2
 	VPACKSSWB Y2, Y0, Y0
@@ -770,8 +775,8 @@ qzero:
 	VMOVDQU Y0, (DI)
 	ADDQ $128, SI
 	ADDQ $32, DI
-	ADDQ $4, R8
-	ADDQ $4, R9
+	ADDQ $16, R8
+	ADDQ $16, R9
 	DECQ CX
 	JNZ  qloop
 qdone:

@@ -81,6 +81,18 @@ type Device struct {
 	// op_overhead_us for those ops. The host profile measures it.
 	ParallelOpOverheadUs float64 `json:"parallel_op_overhead_us,omitempty"`
 
+	// Optional: achieved FLOP rate (1e9 FLOP/s, ir's FLOP count) of a
+	// linear or classifier product, per weight encoding: "f32", "f16", or a
+	// palettized index width ("2", "4", ...; fractional widths interpolate
+	// as for lut_decode_gelem_s). When the op's encoding has a rate, its
+	// compute term is FLOPs / that rate instead of FLOPs at peak_tflops x
+	// compute_efficiency. A CPU runtime's products do not run at one FMA
+	// peak: a palettized product's int8 kernels beat the float32 FMA rate,
+	// and a decode step's matrix-vector product is bound by its loads, a
+	// prefill's tiled product by the FMAs. The host profile measures it
+	// with a 64-token product in the arithmetic the runtime runs.
+	MatMulGFLOPs map[string]float64 `json:"matmul_gflops,omitempty"`
+
 	// Energy: per byte moved to or from DRAM, per byte moved on chip, per
 	// floating-point operation (pJ).
 	DRAMPJPerByte   float64 `json:"dram_pj_per_byte"`
@@ -105,7 +117,7 @@ var NumericFields = []string{
 
 // OptionalNumericFields are numeric fields that may be absent (zero); when
 // set they need a source in a built-in profile like the others.
-var OptionalNumericFields = []string{"attention_gflops", "parallel_op_overhead_us"}
+var OptionalNumericFields = []string{"attention_gflops", "parallel_op_overhead_us", "matmul_gflops"}
 
 // Efficiency is the pair of achieved fractions of a device class.
 type Efficiency struct {
@@ -162,6 +174,46 @@ func (d *Device) LUTThroughput(bits float64) float64 {
 		}
 	}
 	return pts[len(pts)-1].v
+}
+
+// MatMulRate returns the measured FLOP rate (FLOP/s) of a product with
+// weight w (matmul_gflops), and false when the profile has none for its
+// encoding. Palettized widths between listed ones interpolate linearly;
+// outside them the nearest listed width is used.
+func (d *Device) MatMulRate(w *resolved) (float64, bool) {
+	if len(d.MatMulGFLOPs) == 0 || w == nil {
+		return 0, false
+	}
+	if w.LUTBits == 0 {
+		k := "f32"
+		if w.Bits == 16 {
+			k = "f16"
+		}
+		v, ok := d.MatMulGFLOPs[k]
+		return v * 1e9, ok
+	}
+	type pt struct{ b, v float64 }
+	var pts []pt
+	for k, v := range d.MatMulGFLOPs {
+		if b, err := strconv.Atoi(k); err == nil {
+			pts = append(pts, pt{float64(b), v * 1e9})
+		}
+	}
+	if len(pts) == 0 {
+		return 0, false
+	}
+	sort.Slice(pts, func(i, j int) bool { return pts[i].b < pts[j].b })
+	bits := w.LUTBits
+	if bits <= pts[0].b {
+		return pts[0].v, true
+	}
+	for i := 1; i < len(pts); i++ {
+		if bits <= pts[i].b {
+			f := (bits - pts[i-1].b) / (pts[i].b - pts[i-1].b)
+			return pts[i-1].v + f*(pts[i].v-pts[i-1].v), true
+		}
+	}
+	return pts[len(pts)-1].v, true
 }
 
 // Validate checks a profile; errors name the field, what was expected and
@@ -240,6 +292,14 @@ func (d *Device) Validate(where string) error {
 			return bad("lut_decode_gelem_s", fmt.Sprintf("keys among %v", ir.PaletteBits), fmt.Sprintf("key %q", k))
 		}
 	}
+	for k, v := range d.MatMulGFLOPs {
+		if b, err := strconv.Atoi(k); (err != nil || !isPaletteBits(b)) && k != "f32" && k != "f16" {
+			return bad("matmul_gflops", fmt.Sprintf(`keys among "f32", "f16" and %v`, ir.PaletteBits), fmt.Sprintf("key %q", k))
+		}
+		if err := pos("matmul_gflops."+k, v); err != nil {
+			return err
+		}
+	}
 	known := map[string]bool{}
 	for _, f := range append(append([]string(nil), NumericFields...), OptionalNumericFields...) {
 		known[f] = true
@@ -261,7 +321,8 @@ func (d *Device) MissingSources() []string {
 			m = append(m, f)
 		}
 	}
-	opt := map[string]float64{"attention_gflops": d.AttentionGFLOPs, "parallel_op_overhead_us": d.ParallelOpOverheadUs}
+	opt := map[string]float64{"attention_gflops": d.AttentionGFLOPs, "parallel_op_overhead_us": d.ParallelOpOverheadUs,
+		"matmul_gflops": float64(len(d.MatMulGFLOPs))}
 	for _, f := range OptionalNumericFields {
 		if opt[f] != 0 && strings.TrimSpace(d.Sources[f]) == "" {
 			m = append(m, f)

@@ -24,7 +24,7 @@ import (
 // ProbeVersion names the calibration probes; a cached host profile made by
 // other probes is recalibrated. Bump it when the probes or the runtime
 // kernels they call change.
-const ProbeVersion = "probe-v10:kernels.MatVec(f32 ring>LLC,f32,lut),runtime.linear split"
+const ProbeVersion = "probe-v11:kernels.MatVec(f32 ring>LLC,f32,lut),kernels.MatMul(64 tokens),attention kernels(LLC),runtime.linear split"
 
 // HostOptions control the host calibration.
 type HostOptions struct {
@@ -116,10 +116,13 @@ func HostDevice(opt HostOptions) (*Device, error) {
 //   - split-op overhead: what a real split costs beyond that (the workers
 //     must run on the other cores): a cache-resident 256x768 MatVec split
 //     as runtime.linear splits it, against 1/T of its one-goroutine time;
-//   - attention FLOP rate: the runtime's decode attention (kernels.Dot
-//     scores, float32 softmax, weighted sum; heads interleaved over the
-//     threads) for 12 heads of 64 at context 256, over a ring of KV caches
-//     larger than the LLC, so the cache is cold as in a decode step.
+//   - attention FLOP rate: the runtime's decode attention (the attention
+//     kernels over a head-major cache; heads interleaved over the threads)
+//     for 12 heads of 64 at context 256, the KV cache in the LLC (its
+//     bytes are the memory term's);
+//   - product FLOP rate per weight encoding: kernels.MatMul of 64 tokens
+//     on a cache-resident 1024x768 tensor (f32, f16, each LUT width), the
+//     compute term of linears (matmul_gflops).
 //
 // Measured figures are achieved rates, so the efficiency factors are 1.
 // Measure (`squeeze profile --measure`) checks the result against the
@@ -150,8 +153,8 @@ func CalibrateHost(opt HostOptions) (*Device, error) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	split1, splitT := splitProbe(T)
 	ring, nmat := ringProbe(ringBytes, T)
-	attnStep, attnFLOPs := attentionProbe(ringBytes, T)
-	samplers := []*sampler{{step: split1}, {step: splitT}, {step: ring}, {step: attnStep}}
+	attnStep, attnFLOPs := attentionProbe(0, T)
+	samplers := []*sampler{{step: split1}, {step: splitT}, {step: ring}}
 	lutS := map[int]*sampler{}
 	var lutElems int
 	for _, b := range ir.PaletteBits {
@@ -187,13 +190,49 @@ func CalibrateHost(opt HostOptions) (*Device, error) {
 	logf("host: DRAM MatVec read %.2f GB/s (%d x 2048x768 f32 = %d MiB ring, %d threads)", bw/1e9, nmat, nmat*2048*768*4>>20, T)
 	flops := float64(T) * 2 * 256 * 768 / oneSec
 	logf("host: f32 MatVec %.2f GFLOP/s", flops/1e9)
-	attn := attnFLOPs / median(samplers[3].ts)
-	logf("host: decode attention %.3f GFLOP/s (cold KV cache)", attn/1e9)
+	// Attention alone, step after step: taken between the other probes its
+	// rate read 6-7 GFLOP/s against 14-21 alone (after the slow lut6/lut8
+	// probes most), while the runtime's own TinyLlama decode attention ran
+	// at ~30; its KV bytes are the memory term's.
+	var ats []float64
+	attnStep()
+	for start := time.Now(); len(ats) < 5 || time.Since(start) < minDur; {
+		ats = append(ats, attnStep())
+	}
+	attn := attnFLOPs / median(ats)
+	logf("host: decode attention %.3f GFLOP/s (KV cache in the LLC)", attn/1e9)
 	lut := map[string]float64{}
 	for _, b := range ir.PaletteBits {
 		lut[strconv.Itoa(b)] = float64(lutElems) / less(median(lutS[b].ts)) / 1e9
 		logf("host: lut%d MatVec %.3f Gweights/s", b, lut[strconv.Itoa(b)])
 	}
+	// Multi-token products per weight encoding, in the arithmetic the
+	// runtime runs (kernels.CurrentMode): each alone, after the decode-op
+	// rounds (a slow width must not thin out their samples).
+	mmRows, mmTok, mmDur := 1024, 64, 250*time.Millisecond
+	if opt.Quick {
+		mmRows, mmTok, mmDur = 128, 8, 2*time.Millisecond
+	}
+	mm := map[string]float64{}
+	fw := make([]float32, mmRows*768)
+	for i := range fw {
+		fw[i] = float32(rng.NormFloat64() * 0.02)
+	}
+	ft := ir.NewF32("probe.mm.f32", fw, mmRows, 768)
+	mm["f32"] = matMulRate(ft, T, mmTok, mmDur) / 1e9
+	hb := make([]byte, 2*len(fw))
+	for i, v := range fw {
+		h := ir.F32ToF16(v)
+		hb[2*i], hb[2*i+1] = byte(h), byte(h>>8)
+	}
+	ht := &ir.Tensor{Name: "probe.mm.f16", Shape: []int{mmRows, 768}, Type: ir.F16, Data: hb}
+	mm["f16"] = matMulRate(ht, T, mmTok, mmDur) / 1e9
+	for _, b := range ir.PaletteBits {
+		mm[strconv.Itoa(b)] = matMulRate(lutTensor(rng, b, mmRows, 768, 16), T, mmTok, mmDur) / 1e9
+	}
+	logf("host: %d-token products (GFLOP/s): f32 %.1f, f16 %.1f, lut2 %.1f, lut3 %.1f, lut4 %.1f, lut8 %.1f", mmTok,
+		mm["f32"], mm["f16"], mm["2"], mm["3"], mm["4"], mm["8"])
+
 	// Per LUT group, on one goroutine (a split of this small tensor would
 	// be mostly overhead); the groups of an op are spread over the threads.
 	one := timeMatVec(lutTensor(rng, 4, 64, 1024, 64), 1, minDur, 0)
@@ -215,6 +254,7 @@ func CalibrateHost(opt HostOptions) (*Device, error) {
 		OpOverheadUs:         overUs,
 		AttentionGFLOPs:      attn / 1e9,
 		ParallelOpOverheadUs: parUs,
+		MatMulGFLOPs:         mm,
 		DRAMPJPerByte:        40, OnChipPJPerByte: 1.25, PJPerFLOP: 2.3,
 		Calibration: &Calibration{HostKey: HostKey(T), Measured: time.Now().UTC().Format(time.RFC3339),
 			Threads: T, GoVersion: runtime.Version(), Probe: ProbeVersion},
@@ -235,7 +275,8 @@ func CalibrateHost(opt HostOptions) (*Device, error) {
 		"lut_decode_gelem_s":      fmt.Sprintf("measured%s: weights / (median time of kernels.MatVec on %dx768 palettized tensors packed with ir.PackIndices, one LUT, rows split as runtime.linear splits them over %d threads, less op_overhead_us)", q, lutRows, T),
 		"lut_group_overhead_ns":   fmt.Sprintf("measured%s: median one-goroutine 4-bit 64x1024 MatVec time with 64 LUTs minus with 1 LUT, over 63 groups and %d threads (clamped at 0)", q, T),
 		"op_overhead_us":          fmt.Sprintf("measured%s: median time to fan a 1x16 MatVec out to %d goroutines and wait", q, T),
-		"attention_gflops":        fmt.Sprintf("measured%s: ir FLOPs of a decode attention step (12 heads x 64, context 256) / median time of the runtime's attention loop (copied in attentionProbe) over a ring of KV caches larger than the LLC, %d threads", q, T),
+		"attention_gflops":        fmt.Sprintf("measured%s: ir FLOPs of a decode attention step (12 heads x 64, context 256) / median time of the runtime's attention (its kernels over a head-major cache, as in attentionProbe) over two KV caches that stay in the LLC (the memory term charges the cache's bytes), %d threads", q, T),
+		"matmul_gflops":           fmt.Sprintf("measured%s: 2 x rows x 768 x %d FLOPs / median time of kernels.MatMul of %d tokens on a cache-resident %dx768 tensor per encoding (palettized: random indices, LUT groups of 16 rows), rows split as runtime.linear splits them over %d threads, in the %s arithmetic", q, mmTok, mmTok, mmRows, T, kernels.CurrentMode()),
 		"parallel_op_overhead_us": fmt.Sprintf("measured%s: median time of a cache-resident 256x768 float32 MatVec split over %d goroutines as runtime.linear splits it, less 1/%d of its median single-goroutine time and op_overhead_us (runs alternate)", q, T, T),
 		"dram_pj_per_byte":        "ASSUMPTION: 5 pJ/bit DRAM access (not measured; see docs/TALARIA.md)",
 		"onchip_pj_per_byte":      "Horowitz, ISSCC 2014: 8 KB SRAM 64-bit read 10 pJ = 1.25 pJ/byte (45 nm)",
@@ -321,14 +362,21 @@ func splitProbe(threads int) (one, split func() float64) {
 
 // attentionProbe prepares the attention probe and returns a step and the
 // FLOPs (ir.Config.Cost's count) of one step. A step is one decode step of
-// attention run as runtime.attention runs it: for each head, scores =
-// kernels.Dot(q_h, k_t) * scale over the context, float32 softmax
-// (math.Exp), weighted sum of the values; heads interleaved over
+// attention run as runtime.attention runs it for head dimensions that are
+// multiples of 64: for each head, over its head-major slice of the cache,
+// kernels.AttnScores, the softmax exponentials (kernels.ExpShift) and their
+// sum, kernels.AttnValues (without the assembly: the Dot / exp / Axpy
+// loop, as runtime.attention falls back); heads interleaved over
 // min(threads, heads) goroutines when heads*ctx*headDim >= 32768. The
 // shape is stories110M's (12 heads x 64, no GQA) at context 256; each step
-// takes the next of a ring of KV caches of at least ringBytes, so it reads
-// a cold cache as a decode step does after streaming the weights. Keep it
-// in step with runtime.attention.
+// takes the next of a ring of KV caches of at least ringBytes (at least
+// two). CalibrateHost passes 0 (two 1.5 MiB caches that stay in the last
+// level cache) and times steps one after another, so the rate is
+// attention's compute alone; the cost model
+// charges the KV cache's bytes to the memory term (a cold ring had
+// charged them twice: TinyLlama's decode attention predicted at 189 us
+// against 41 us measured, its 8:1 GQA rereading each KV head from cache).
+// Keep it in step with runtime.attention.
 func attentionProbe(ringBytes int64, threads int) (func() float64, float64) {
 	const heads, hd, ctx = 12, 64, 256
 	const kvd = heads * hd
@@ -353,9 +401,21 @@ func attentionProbe(ringBytes int64, threads int) (func() float64, float64) {
 		job := func(h int) {
 			qh := q[h*hd : (h+1)*hd]
 			sc := scores[h*ctx : (h+1)*ctx]
-			kh := h * hd
+			o := out[h*hd : (h+1)*hd]
+			// head-major cache, as runtime.State keeps it: head h's
+			// positions are contiguous rows of hd floats
+			kh := h * ctx * hd
+			if mx, ok := kernels.AttnScores(qh, kc[kh:], hd, scale, sc); ok && kernels.ExpShift(sc, mx) {
+				var sum float32
+				for _, e := range sc {
+					sum += e
+				}
+				if kernels.AttnValues(sc, vc[kh:], hd, sum, o) {
+					return
+				}
+			}
 			for t := 0; t < ctx; t++ {
-				sc[t] = kernels.Dot(qh, kc[t*kvd+kh:t*kvd+kh+hd]) * scale
+				sc[t] = kernels.Dot(qh, kc[kh+t*hd:kh+(t+1)*hd]) * scale
 			}
 			mx := sc[0]
 			for _, v := range sc[1:] {
@@ -372,16 +432,11 @@ func attentionProbe(ringBytes int64, threads int) (func() float64, float64) {
 			for i := range sc {
 				sc[i] /= sum
 			}
-			o := out[h*hd : (h+1)*hd]
 			for j := range o {
 				o[j] = 0
 			}
 			for t := 0; t < ctx; t++ {
-				a := sc[t]
-				vt := vc[t*kvd+kh : t*kvd+kh+hd]
-				for j := range o {
-					o[j] += a * vt[j]
-				}
+				kernels.Axpy(sc[t], vc[kh+t*hd:kh+(t+1)*hd], o)
 			}
 		}
 		if threads <= 1 || heads*ctx*hd < 1<<15 {
@@ -419,13 +474,26 @@ func attentionProbe(ringBytes int64, threads int) (func() float64, float64) {
 // goroutine per chunk of ceil(rows/threads) rows rounded up to 16, the
 // caller waiting for all of them. Keep it in step with runtime.linear.
 func linearSplit(threads int, t *ir.Tensor, x, out []float32) {
+	linearSplitN(threads, t, x, out, 1)
+}
+
+// linearSplitN is linearSplit for n tokens (kernels.MatMul when n > 1;
+// x holds n rows of cols, out n rows of rows).
+func linearSplitN(threads int, t *ir.Tensor, x, out []float32, n int) {
 	rows := t.Rows()
+	mul := func(r0, r1 int) {
+		if n == 1 {
+			kernels.MatVec(t, x, out, r0, r1)
+		} else {
+			kernels.MatMul(t, x, out, n, r0, r1)
+		}
+	}
 	nt := threads
-	if rows*t.Cols() < 1<<16 {
+	if rows*t.Cols()*n < 1<<16 {
 		nt = 1
 	}
 	if nt <= 1 {
-		kernels.MatVec(t, x, out, 0, rows)
+		mul(0, rows)
 		return
 	}
 	chunk := (rows + nt - 1) / nt
@@ -434,9 +502,29 @@ func linearSplit(threads int, t *ir.Tensor, x, out []float32) {
 	for r0 := 0; r0 < rows; r0 += chunk {
 		r1 := min(r0+chunk, rows)
 		wg.Add(1)
-		go func() { defer wg.Done(); kernels.MatVec(t, x, out, r0, r1) }()
+		go func() { defer wg.Done(); mul(r0, r1) }()
 	}
 	wg.Wait()
+}
+
+// matMulRate returns the achieved FLOP rate (ir's count, 2 x rows x cols
+// x n) of t's n-token product split over threads as runtime.linear splits
+// it: the median over at least 5 runs and minDur (one untimed run first).
+func matMulRate(t *ir.Tensor, threads, n int, minDur time.Duration) float64 {
+	x := make([]float32, n*t.Cols())
+	for i := range x {
+		x[i] = float32(i%7)*0.1 - 0.3
+	}
+	out := make([]float32, n*t.Rows())
+	linearSplitN(threads, t, x, out, n)
+	var ts []float64
+	start := time.Now()
+	for it := 0; it < 5 || time.Since(start) < minDur; it++ {
+		s := time.Now()
+		linearSplitN(threads, t, x, out, n)
+		ts = append(ts, time.Since(s).Seconds())
+	}
+	return 2 * float64(t.Rows()) * float64(t.Cols()) * float64(n) / median(ts)
 }
 
 // timeMatVec returns the seconds one MatVec of t takes with rows split over

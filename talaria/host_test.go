@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/squeeze-ml/squeeze/runtime/kernels"
 )
 
 func readDoc(t *testing.T) string {
@@ -29,6 +31,11 @@ func TestHostCalibrationAndCache(t *testing.T) {
 	if d.MemBandwidthGBs < 0.1 || d.PeakTFLOPs <= 0 || d.Calibration == nil || d.Calibration.HostKey != HostKey(1) {
 		t.Errorf("implausible host profile %+v", d)
 	}
+	for _, k := range append([]string{"f32", "f16"}, "1", "2", "3", "4", "6", "8") {
+		if v := d.MatMulGFLOPs[k]; !(v > 0) {
+			t.Errorf("matmul_gflops[%q] = %v: every encoding's product rate is measured", k, v)
+		}
+	}
 	if _, err := os.Stat(filepath.Join(dir, "host-profile.json")); err != nil {
 		t.Fatal(err)
 	}
@@ -43,6 +50,15 @@ func TestHostCalibrationAndCache(t *testing.T) {
 	// A different thread count is another host key: recalibrated.
 	if k := HostKey(2); k == d.Calibration.HostKey {
 		t.Error("host key ignores threads")
+	}
+	// So is the other palettized arithmetic.
+	prev := kernels.SetMode(kernels.ModeInt8)
+	ki := HostKey(1)
+	kernels.SetMode(kernels.ModeFloat)
+	kf := HostKey(1)
+	kernels.SetMode(prev)
+	if ki == kf {
+		t.Error("host key ignores the kernel mode")
 	}
 	// ResolveDevice("host") goes through the same path.
 	if d3, err := ResolveDevice("host", opt); err != nil || d3.Name != "host" {

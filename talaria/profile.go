@@ -244,6 +244,11 @@ func phaseCost(c ir.Config, d *Device, o ir.Op, p ir.Phase, w *resolved) PhaseCo
 	if o.Kind == ir.OpAttention && d.AttentionGFLOPs > 0 {
 		pc.ComputeUs = pc.FLOPs / (d.AttentionGFLOPs * 1e9) * 1e6
 	}
+	if o.Kind == ir.OpLinear || o.Kind == ir.OpLMHead {
+		if rate, ok := d.MatMulRate(w); ok {
+			pc.ComputeUs = pc.FLOPs / rate * 1e6
+		}
+	}
 	pc.OverheadUs = d.OpOverheadUs
 	if d.ParallelOpOverheadUs > 0 && runtimeSplits(c, o, p) {
 		pc.OverheadUs += d.ParallelOpOverheadUs

@@ -2,6 +2,7 @@ package talaria
 
 import (
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/squeeze-ml/squeeze/ir"
@@ -216,4 +217,46 @@ func indexOf(s, sub string) int {
 		}
 	}
 	return -1
+}
+
+// TestMatMulRateCompute: with matmul_gflops a linear's compute term is
+// FLOPs over the rate of its encoding (interpolated for a fractional LUT
+// width), not FLOPs at peak_tflops; attention and ops whose encoding has
+// no rate keep the peak.
+func TestMatMulRateCompute(t *testing.T) {
+	d := unitDevice()
+	d.MatMulGFLOPs = map[string]float64{"f32": 0.004, "2": 0.016, "4": 0.008}
+	if err := d.Validate("unit"); err != nil {
+		t.Fatal(err)
+	}
+	p := Plan{Tensors: map[string]TensorEncoding{"blk.0.ffn_up": {Bits: 4}, "blk.0.ffn_gate": {Bits: 3}}}
+	r, err := Profile(Options{Config: tinyConfig(), Device: d, Plan: p, PrefillTokens: 4, DecodeContext: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// prefill of 4 tokens through an 8x4 linear: 2*4*8*4 = 256 FLOPs
+	up := findOp(t, r, "blk.0.ffn_up")
+	near(t, "lut4 ffn_up prefill compute us", up.Prefill.ComputeUs, 256/0.008e9*1e6)
+	near(t, "lut4 ffn_up decode compute us", up.Decode.ComputeUs, 64/0.008e9*1e6)
+	// 3 bits: halfway between 2 (0.016) and 4 (0.008)
+	gate := findOp(t, r, "blk.0.ffn_gate")
+	near(t, "lut3 ffn_gate prefill compute us", gate.Prefill.ComputeUs, 256/0.012e9*1e6)
+	down := findOp(t, r, "blk.0.ffn_down") // f32 (no plan entry)
+	near(t, "f32 ffn_down prefill compute us", down.Prefill.ComputeUs, 256/0.004e9*1e6)
+	att := findOp(t, r, "blk.0.attention")
+	near(t, "attention decode compute us", att.Decode.ComputeUs, att.Decode.FLOPs/1e9*1e6)
+	// no f16 rate: an f16 linear keeps peak_tflops
+	delete(d.MatMulGFLOPs, "f32")
+	r, err = Profile(Options{Config: tinyConfig(), Device: d, PrefillTokens: 4, DecodeContext: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	down = findOp(t, r, "blk.0.ffn_down")
+	near(t, "f32 ffn_down prefill compute us without a rate", down.Prefill.ComputeUs, 256/1e9*1e6)
+	for _, bad := range []map[string]float64{{"5": 1}, {"bf16": 1}, {"4": 0}, {"4": math.NaN()}} {
+		d.MatMulGFLOPs = bad
+		if err := d.Validate("unit"); err == nil || !strings.Contains(err.Error(), "matmul_gflops") {
+			t.Errorf("matmul_gflops %v: error %v", bad, err)
+		}
+	}
 }

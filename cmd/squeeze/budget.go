@@ -19,6 +19,7 @@ type budgetFlags struct {
 	MaxEnergyMJ  float64
 	PromptTokens int
 	Context      int
+	Kernels      kernelFlag
 }
 
 func (b *budgetFlags) bind(c *cobra.Command) {
@@ -28,6 +29,7 @@ func (b *budgetFlags) bind(c *cobra.Command) {
 	f.Float64Var(&b.MaxPrefillMs, "max-prefill-ms-per-token", 0, "budget: predicted prefill latency per prompt token, ms")
 	f.Float64Var(&b.MaxEnergyMJ, "max-energy-mj-per-token", 0, "budget: predicted decode energy per token, mJ")
 	f.IntVar(&b.PromptTokens, "budget-prompt-tokens", 1024, "prefill length the budgets are costed at")
+	f.StringVar(&b.Kernels.name, "kernels", "", "with --device host: the arithmetic the bundle will run with, which the host profile measures (int8, run's default, or float; SQUEEZE_KERNELS sets the default). Compilation itself always uses the exact float arithmetic")
 	f.IntVar(&b.Context, "budget-context", 0, "decode context the budgets are costed at (default: the prompt length)")
 }
 
@@ -36,6 +38,9 @@ func (b *budgetFlags) active() bool {
 }
 
 func (b *budgetFlags) check() error {
+	if _, err := b.Kernels.mode(); err != nil {
+		return err
+	}
 	if b.active() && b.Device == "" {
 		return fmt.Errorf("--max-decode-ms / --max-prefill-ms-per-token / --max-energy-mj-per-token need --device")
 	}
@@ -53,7 +58,12 @@ func (b *budgetFlags) check() error {
 // predicted figures. An infeasible request fails with the best figures
 // achievable.
 func allocateWithBudgets(m *ir.Model, cands []palettize.TensorCandidates, target float64, b *budgetFlags, stderr io.Writer) (*palettize.Plan, *talaria.BudgetResult, error) {
+	restore, err := b.Kernels.apply()
+	if err != nil {
+		return nil, nil, err
+	}
 	dev, err := talaria.ResolveDevice(b.Device, talaria.HostOptions{Log: stderr})
+	restore() // the host profile is measured in the bundle's arithmetic; compile stays on float
 	if err != nil {
 		return nil, nil, err
 	}

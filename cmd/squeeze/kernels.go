@@ -9,13 +9,14 @@ import (
 )
 
 // kernelFlag is --kernels on the commands that run a model (run, bench,
-// eval, sweep): the arithmetic of palettized weights. profile (Talaria)
-// keeps the library's float default: its host model has no int8 MAC rate
-// (docs/PERF.md, session 7).
+// eval, sweep): the arithmetic of palettized weights. profile takes it too
+// (the host profile is calibrated, and --measure runs, in that arithmetic),
+// and compile's --kernels chooses the arithmetic of a --device host
+// profile only: compilation itself stays on the library's float.
 //
 // The commands default to int8, the fast path (llama.cpp's IQ4_NL-style
 // integer dot products: int8 LUT entries fitted per group, activations
-// quantized to int8 in blocks of 32), because that is what ships: on the
+// quantized to int8 with a scale per 8 elements), because that is what ships: on the
 // 1.1B shape at 3.67 bpw it decodes 2.5x faster than the float path on one
 // thread (docs/PERF.md, session 7). eval follows run, so the quality it
 // reports is the quality a user gets; `--kernels float` gives the exact
@@ -38,22 +39,28 @@ func (k *kernelFlag) bind(c *cobra.Command) {
 // apply selects the mode and returns a function that restores the previous
 // one.
 func (k *kernelFlag) apply() (restore func(), err error) {
+	m, err := k.mode()
+	if err != nil {
+		return nil, err
+	}
+	prev := kernels.SetMode(m)
+	return func() { kernels.SetMode(prev) }, nil
+}
+
+// mode is the mode the flag (or SQUEEZE_KERNELS) selects.
+func (k *kernelFlag) mode() (kernels.Mode, error) {
 	name := k.name
 	if name == "" {
 		name = os.Getenv("SQUEEZE_KERNELS")
 	}
-	var m kernels.Mode
 	switch name {
 	case "", "int8":
-		m = kernels.ModeInt8
+		return kernels.ModeInt8, nil
 	case "float":
-		m = kernels.ModeFloat
-	default:
-		if k.name == "" {
-			return nil, fmt.Errorf("SQUEEZE_KERNELS=%q: expected int8 or float", name)
-		}
-		return nil, fmt.Errorf("--kernels %q: expected int8 or float", name)
+		return kernels.ModeFloat, nil
 	}
-	prev := kernels.SetMode(m)
-	return func() { kernels.SetMode(prev) }, nil
+	if k.name == "" {
+		return 0, fmt.Errorf("SQUEEZE_KERNELS=%q: expected int8 or float", name)
+	}
+	return 0, fmt.Errorf("--kernels %q: expected int8 or float", name)
 }

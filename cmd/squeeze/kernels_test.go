@@ -51,6 +51,24 @@ func TestKernelFlag(t *testing.T) {
 	}
 }
 
+// TestKernelFlagCommands: every command that takes --kernels refuses a bad
+// value by name before doing any work (profile and compile's --device host
+// included: they choose the arithmetic the host profile is measured in).
+func TestKernelFlagCommands(t *testing.T) {
+	stories := "../../testdata/stories260K/stories260K.bin"
+	for _, args := range [][]string{
+		{"run", stories, "--prompt", "x", "--kernels", "fp8"},
+		{"profile", "--synthetic", "stories260K", "--device", "host", "--kernels", "fp8"},
+		{"profile", "--synthetic", "stories260K", "--measure", "--kernels", "fp8"},
+		{"compile", stories, "--target", "3.7bpw", "--device", "host", "--max-decode-ms", "1", "--kernels", "fp8", "-o", filepath.Join(t.TempDir(), "x.sqz")},
+	} {
+		_, _, err := squeeze(t, args...)
+		if err == nil || !strings.Contains(err.Error(), `--kernels "fp8"`) {
+			t.Errorf("%v: error %v, want one naming --kernels \"fp8\"", args, err)
+		}
+	}
+}
+
 // TestEvalKernels: eval runs a bundle with the int8 kernels unless told
 // otherwise, says which in its JSON (the arithmetic the build runs), and
 // --kernels float gives the exact arithmetic, which differs from int8

@@ -33,6 +33,7 @@ type profileOptions struct {
 	MeasureSteps  int
 	MeasureWarmup int
 	Threads       int
+	Kernels       kernelFlag
 	promptSet     bool
 }
 
@@ -54,7 +55,10 @@ and cached), or a JSON profile file (docs/TALARIA.md).
 --measure-steps timed decode steps, and prints each op's measured time (median over the steps)
 beside the prediction, with the median absolute error over ops of at least 50 µs. With
 --synthetic, --bpw X measures a model palettized at X bits (random indices, LUT groups of 16
-rows) and --plan a model encoded as the plan says.`,
+rows) and --plan a model encoded as the plan says.
+
+--kernels (host only) chooses the palettized arithmetic the host profile is measured in and
+--measure runs: int8 (the default, as run, bench and eval) or float.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			o.promptSet = c.Flags().Changed("prompt-tokens")
@@ -80,6 +84,7 @@ rows) and --plan a model encoded as the plan says.`,
 	f.IntVar(&o.MeasureSteps, "measure-steps", 16, "decode steps timed by --measure (per-op medians)")
 	f.IntVar(&o.MeasureWarmup, "measure-warmup", 2, "untimed decode steps before the timed ones (--measure)")
 	f.IntVar(&o.Threads, "threads", 0, "runtime threads for --measure (default: the host profile's calibration threads)")
+	o.Kernels.bind(c)
 	return c
 }
 
@@ -145,7 +150,14 @@ func runProfile(o *profileOptions, args []string, stdout, stderr io.Writer) erro
 	case m != nil:
 		plan = planFromModel(m)
 	}
+	// the host profile is measured in the arithmetic run uses (--kernels);
+	// everything else here (what-if damage) stays on the library's float
+	restore, err := o.Kernels.apply()
+	if err != nil {
+		return err
+	}
 	dev, err := talaria.ResolveDevice(o.Device, talaria.HostOptions{Recalibrate: o.Recalibrate, Log: stderr})
+	restore()
 	if err != nil {
 		return err
 	}
@@ -227,6 +239,11 @@ func runProfileMeasure(o *profileOptions, args []string, stdout, stderr io.Write
 	if o.WhatIf != "" {
 		return fmt.Errorf("--measure and --what-if cannot be combined")
 	}
+	restore, err := o.Kernels.apply()
+	if err != nil {
+		return err
+	}
+	defer restore()
 	n := o.PromptTokens
 	if !o.promptSet {
 		n = 128
@@ -235,7 +252,6 @@ func runProfileMeasure(o *profileOptions, args []string, stdout, stderr io.Write
 		return fmt.Errorf("--measure decodes right after the prefill (contexts N+warmup+1 ..): set --prompt-tokens, not --context")
 	}
 	var m *ir.Model
-	var err error
 	switch {
 	case o.model.Synthetic != "" && len(args) == 0:
 		m, err = measureSynthetic(o, stderr)

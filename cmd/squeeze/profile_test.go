@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/squeeze-ml/squeeze/ir"
+	"github.com/squeeze-ml/squeeze/runtime/kernels"
 	"github.com/squeeze-ml/squeeze/talaria"
 )
 
@@ -76,6 +77,10 @@ func quickHostCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// in the arithmetic profile uses by default (--kernels int8), so that
+	// the host key matches and profile reads this quick profile
+	prev := kernels.SetMode(kernels.ModeInt8)
+	defer kernels.SetMode(prev)
 	if _, err := talaria.HostDevice(talaria.HostOptions{CacheDir: filepath.Join(dir, "squeeze"), Quick: true, Threads: runtime.GOMAXPROCS(0)}); err != nil {
 		t.Fatal(err)
 	}
@@ -90,12 +95,16 @@ func TestProfileMeasure(t *testing.T) {
 	}
 	var r struct {
 		Model   string           `json:"model"`
+		Kernels string           `json:"kernels"`
 		Ops     []map[string]any `json:"ops"`
 		Steps   int              `json:"steps"`
 		Summary map[string]any   `json:"summary"`
 	}
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatal(err)
+	}
+	if !strings.HasSuffix(r.Kernels, "/int8") {
+		t.Errorf("kernels %q: profile --measure runs the int8 arithmetic by default, as run does", r.Kernels)
 	}
 	cfg, _ := ir.SyntheticConfig("stories260K")
 	if len(r.Ops) != len(cfg.Ops()) || r.Steps != 3 || !strings.Contains(r.Model, "4bpw") {

@@ -64,3 +64,5 @@ func i8Tile(bits int, p0a, p0b, p1a, p1b, ta, tb []byte, qb *qxBatch, t, c0, c1 
 }
 
 func i8TileBits(bits int) bool { return false }
+
+func fitSums(gq []int32, cs *fitCands, lv int32, su, suu, sug *[fitNC]int32) bool { return false }

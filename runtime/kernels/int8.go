@@ -200,54 +200,126 @@ func i8Levels(bits int) int {
 // refit can only lower its error, so the fit is never worse than it). With 4 to 16 entries some grid puts the inner entries
 // near integers: a fitted 6-bit 4-entry table errs less than a plain
 // 7-bit one (TestI8Fit).
+//
+// The normalized entries are held in 20-bit fixed point (gq = round(g *
+// 2^20): the grid and the least-squares fit see g to within 2^-21; with
+// 2^-17 the candidates' errors were perturbed enough to pick a table 0.3%
+// worse than the best, TestFitSums), so that the integers and their sums
+// (sum u, sum u^2, sum u*gq <= 16 * 127 * 2^20 < 2^31) are exact int32
+// arithmetic, computed for all 128
+// candidates at once, 8 per AVX2 vector (fitSums; fitSumsGo where there
+// is no assembly). Each candidate's least-squares refit and error are then
+// float64 from exact sums. This takes ~2 us per 16-entry group where the
+// scalar float64 loop took ~11 us: the 1.1B shape's ~20k groups are fitted
+// at runtime.New, before the first token.
 func fitI8(f []float32, lo, hi float32, lv int, u []byte) (s, m float32) {
 	k := len(f)
-	var g [16]float64
+	var gq [16]int32
 	var sg, sgg float64
 	span := float64(hi - lo)
 	for i, v := range f {
-		g[i] = float64(v-lo) / span
-		sg += g[i]
-		sgg += g[i] * g[i]
+		gq[i] = int32(math.Round(float64(v-lo) / span * fitOne))
+		g := float64(gq[i]) / fitOne
+		sg += g
+		sgg += g * g
+	}
+	cs := fitCandsOf(lv)
+	var su, suu, sug [fitNC]int32
+	if !fitSums(gq[:k], cs, int32(lv), &su, &suu, &sug) {
+		fitSumsGo(gq[:k], cs, int32(lv), &su, &suu, &sug)
 	}
 	n := float64(k)
-	lmin := lv - lv/fitSpan7
-	if lv < 127 {
-		lmin = lv - lv/fitSpan6
-	}
 	best := math.Inf(1)
-	bl, bph, ba, bb := lv, 0.5, 1/float64(lv), 0.0 // the plain map
-	for L := lv; L >= lmin; L-- {
-		for p := 0; p < fitPhases; p++ {
-			ph := 0.5 + float64(p)/fitPhases
-			var su, suu, sug float64
-			for i := 0; i < k; i++ {
-				q := float64(min(lv, int(g[i]*float64(L)+ph)))
-				su += q
-				suu += q * q
-				sug += q * g[i]
-			}
-			den := n*suu - su*su
-			if den <= 0 {
-				continue
-			}
-			a := (n*sug - su*sg) / den
-			b := (sg - a*su) / n
-			// sum (a*u + b - g)^2, expanded
-			e := a*a*suu + 2*a*b*su - 2*a*sug + n*b*b - 2*b*sg + sgg
-			if e < best {
-				best, bl, bph, ba, bb = e, L, ph, a, b
-			}
+	bc, ba, bb := -1, 1/float64(lv), 0.0 // the plain map if every candidate is degenerate
+	for c := range cs.L {
+		su, suu, sug := float64(su[c]), float64(suu[c]), float64(sug[c])/fitOne
+		den := n*suu - su*su
+		if den <= 0 {
+			continue
+		}
+		a := (n*sug - su*sg) / den
+		b := (sg - a*su) / n
+		// sum (a*u + b - g)^2, expanded
+		e := a*a*suu + 2*a*b*su - 2*a*sug + n*b*b - 2*b*sg + sgg
+		if e < best {
+			best, bc, ba, bb = e, c, a, b
 		}
 	}
+	L, ph := int32(lv), int32(fitOne/2)
+	if bc >= 0 {
+		L, ph = cs.L[bc], cs.ph[bc]
+	}
 	for i := 0; i < k; i++ {
-		u[i] = uint8(min(lv, int(g[i]*float64(bl)+bph)))
+		u[i] = uint8(fitLevel(gq[i], L, ph, int32(lv)))
 	}
 	return float32(ba * span), float32(float64(lo) + bb*span)
 }
 
+// fitOne is 1 in fitI8's fixed point.
+const fitOne = 1 << fitShift
+
+const fitShift = 20
+
+// fitNC is the number of candidate grids of fitI8 (a multiple of 8).
+const fitNC = 128
+
+// fitCands are fitI8's candidate grids in the order it tries them: top
+// level L and offset ph (1/2 for rounding, plus o; in fixed point).
+type fitCands struct{ L, ph [fitNC]int32 }
+
+var fitCands7, fitCands6 = makeFitCands(127), makeFitCands(63)
+
+func makeFitCands(lv int) *fitCands {
+	lmin := lv - lv/fitSpan7
+	if lv < 127 {
+		lmin = lv - lv/fitSpan6
+	}
+	c := new(fitCands)
+	i := 0
+	for L := lv; L >= lmin; L-- {
+		for p := 0; p < fitPhases; p++ {
+			c.L[i], c.ph[i] = int32(L), fitOne/2+int32(p)*fitOne/fitPhases
+			i++
+		}
+	}
+	if i != fitNC {
+		panic("kernels: fitI8 candidate count")
+	}
+	return c
+}
+
+func fitCandsOf(lv int) *fitCands {
+	if lv < 127 {
+		return fitCands6
+	}
+	return fitCands7
+}
+
+// fitLevel is a normalized entry's integer on grid (L, ph): floor(g*L +
+// ph) capped at lv, in fixed point (gq*L + ph < 2^28 for gq <= 2^20,
+// L <= 127).
+func fitLevel(gq, L, ph, lv int32) int32 {
+	return min(lv, (gq*L+ph)>>fitShift)
+}
+
+// fitSumsGo is the reference of fitSums: for each candidate c, the sums
+// over the entries of u, u*u and u*gq, u = fitLevel(gq, L_c, ph_c), in
+// int32 (at most 16 * 127 * 2^20 < 2^31).
+func fitSumsGo(gq []int32, cs *fitCands, lv int32, su, suu, sug *[fitNC]int32) {
+	for c := range cs.L {
+		var a, b, d int32
+		for _, g := range gq {
+			q := fitLevel(g, cs.L[c], cs.ph[c], lv)
+			a += q
+			b += q * q
+			d += q * g
+		}
+		su[c], suu[c], sug[c] = a, b, d
+	}
+}
+
 // The candidate grids of fitI8: 32 top levels x 4 offsets for 7-bit
-// tables, 32 x 4 for 6-bit ones (~10 us per 16-entry group, once per
+// tables, 32 x 4 for 6-bit ones (fitNC = 128 either way; once per
 // palette). Narrower searches measured worse on a 3.7 bpw stories260K
 // bundle (mean int8 KLD: 0.2235 with 32 x 4, 0.2244 with 16 x 2, 0.2245
 // with 2 x 1, 0.2257 with the plain map refitted, 0.2259 plain).
@@ -661,7 +733,7 @@ const i8TileMaxRows = 256
 
 // WarmI8 builds, on every CPU, the int8 tables of the tensors (and lutmix
 // parts) among ws that the int8 kernels will run, so that the first
-// forward pass does not fit them one tensor at a time (~10 us per LUT
+// forward pass does not fit them one tensor at a time (~2.6 us per LUT
 // group; ~20k groups on the 1.1B shape). It does nothing outside
 // ModeInt8 or without the int8 kernels. Safe beside forward passes: a
 // table is built once, whoever asks first.

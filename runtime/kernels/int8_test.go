@@ -381,3 +381,68 @@ func TestI8RowSplitBits(t *testing.T) {
 		}
 	}
 }
+
+// TestFitSums holds the AVX2 candidate sums of fitI8 to fitSumsGo (every
+// width's entry count, both level counts, entries at 0 and 1 and in
+// between), and fitI8's choice to a float64 brute force over the same
+// candidate grids: the chosen table's squared error is the smallest (up to
+// the 2^-21 fixed point of the normalized entries).
+func TestFitSums(t *testing.T) {
+	rng := rand.New(rand.NewSource(22))
+	for it := 0; it < 300; it++ {
+		k := []int{4, 8, 16}[it%3]
+		lv := []int{63, 127}[it%2]
+		f := make([]float32, k)
+		for i := range f {
+			f[i] = rng.Float32()*0.3 - 0.1
+		}
+		lo, hi := f[0], f[0]
+		for _, v := range f {
+			lo, hi = min(lo, v), max(hi, v)
+		}
+		gq := make([]int32, k)
+		for i, v := range f {
+			gq[i] = int32(math.Round(float64(v-lo) / float64(hi-lo) * fitOne))
+		}
+		cs := fitCandsOf(lv)
+		var a, b, c, x, y, z [fitNC]int32
+		fitSumsGo(gq, cs, int32(lv), &a, &b, &c)
+		if !fitSums(gq, cs, int32(lv), &x, &y, &z) {
+			t.Skip("no assembly")
+		}
+		if a != x || b != y || c != z {
+			t.Fatalf("k=%d lv=%d: sums differ from the reference", k, lv)
+		}
+		u := make([]byte, k)
+		s, m := fitI8(f, lo, hi, lv, u)
+		var got float64
+		for i := range f {
+			d := float64(s)*float64(u[i]) + float64(m) - float64(f[i])
+			got += d * d
+		}
+		best := math.Inf(1)
+		for ci := range cs.L {
+			var su, suu, sug, sg, sgg float64
+			for _, v := range f {
+				g := (float64(v) - float64(lo)) / (float64(hi) - float64(lo))
+				q := math.Min(float64(lv), math.Floor(g*float64(cs.L[ci])+float64(cs.ph[ci])/fitOne))
+				su += q
+				suu += q * q
+				sug += q * float64(v)
+				sg += float64(v)
+				sgg += float64(v) * float64(v)
+			}
+			n := float64(k)
+			den := n*suu - su*su
+			if den <= 0 {
+				continue
+			}
+			aa := (n*sug - su*sg) / den
+			bb := (sg - aa*su) / n
+			best = math.Min(best, aa*aa*suu+2*aa*bb*su-2*aa*sug+n*bb*bb-2*bb*sg+sgg)
+		}
+		if got > best*1.001+1e-12 {
+			t.Fatalf("k=%d lv=%d: fitted error %g, best candidate %g", k, lv, got, best)
+		}
+	}
+}

@@ -107,8 +107,20 @@ func init() {
 				if t.Pal.Scales != nil {
 					scale = F16ToF32(t.Pal.Scales[r])
 				}
-				for i := 0; i < c; i++ {
-					dst[i] = F16ToF32(lut[UnpackIndex(bits, t.Data, t.Elems(), r*c+i)]) * scale
+				// the group's entries times the row scale (the same product
+				// per element as before), then indices a chunk at a time
+				var tab [256]float32
+				for v, h := range lut {
+					tab[v] = F16ToF32(h) * scale
+				}
+				var idx [512]uint8
+				for c0 := 0; c0 < c; c0 += len(idx) {
+					ix := idx[:min(len(idx), c-c0)]
+					UnpackIndexRange(bits, t.Data, t.Elems(), r*c+c0, ix)
+					d := dst[c0 : c0+len(ix)]
+					for i, v := range ix {
+						d[i] = tab[v]
+					}
 				}
 			}}
 	}
@@ -139,13 +151,23 @@ func init() {
 func Planes(bits int) []int {
 	switch bits {
 	case 3:
-		return []int{2, 1}
+		return planes3[:]
 	case 6:
-		return []int{4, 2}
-	default:
-		return []int{bits}
+		return planes6[:]
 	}
+	if bits >= 0 && bits < len(planes1) {
+		return planes1[bits : bits+1]
+	}
+	return []int{bits}
 }
+
+// Shared plane lists (callers must not modify them): Planes is called per
+// row by the decoders, where a fresh slice per call showed in profiles.
+var (
+	planes3 = [2]int{2, 1}
+	planes6 = [2]int{4, 2}
+	planes1 = [9]int{0, 1, 2, 3, 4, 5, 6, 7, 8}
+)
 
 // PlaneBytes is the size of one plane of width p holding n elements.
 func PlaneBytes(p, n int) int64 {
@@ -198,8 +220,75 @@ func UnpackIndex(bits int, data []byte, n, e int) uint8 {
 // UnpackIndices unpacks all n indices.
 func UnpackIndices(bits int, data []byte, n int) []uint8 {
 	out := make([]uint8, n)
-	for e := range out {
-		out[e] = UnpackIndex(bits, data, n, e)
-	}
+	UnpackIndexRange(bits, data, n, 0, out)
 	return out
+}
+
+// UnpackIndexRange writes the indices of elements e0 .. e0+len(dst)-1 of a
+// tensor of n packed elements to dst (UnpackIndex of each), a 16-byte
+// block and a shift at a time: the decoder of rows whose width the
+// kernels' plane layouts do not take (cols not a multiple of 128/p), ~10x
+// faster than UnpackIndex per element.
+func UnpackIndexRange(bits int, data []byte, n, e0 int, dst []uint8) {
+	clear(dst)
+	e1 := e0 + len(dst)
+	base, off := int64(0), uint(0)
+	for _, p := range Planes(bits) {
+		per := 128 / p
+		mask := uint8(1<<p - 1)
+		for blk := e0 / per; blk*per < e1; blk++ {
+			b := (*[16]byte)(data[base+int64(blk)*16 : base+int64(blk)*16+16])
+			if lo := blk * per; lo >= e0 && lo+per <= e1 {
+				unpackBlock(p, b, dst[lo-e0:lo-e0+per], off) // a whole block
+				continue
+			}
+			for f := 0; f < per/16; f++ {
+				lo := blk*per + 16*f // element of byte 0 at this shift
+				j0, j1 := max(0, e0-lo), min(16, e1-lo)
+				if j0 >= j1 {
+					continue
+				}
+				sh := uint(p * f)
+				d := dst[lo+j0-e0 : lo+j1-e0]
+				for j, v := range b[j0:j1] {
+					d[j] |= ((v >> sh) & mask) << off
+				}
+			}
+		}
+		base += PlaneBytes(p, n)
+		off += uint(p)
+	}
+}
+
+// unpackBlock ORs one whole 16-byte block of a plane of width p (128/p
+// elements) into d, shifted left by off, with constant shifts.
+func unpackBlock(p int, b *[16]byte, d []uint8, off uint) {
+	switch p {
+	case 4:
+		d := (*[32]uint8)(d)
+		for j, v := range b {
+			d[j] |= (v & 15) << off
+			d[16+j] |= (v >> 4) << off
+		}
+	case 2:
+		d := (*[64]uint8)(d)
+		for j, v := range b {
+			d[j] |= (v & 3) << off
+			d[16+j] |= (v >> 2 & 3) << off
+			d[32+j] |= (v >> 4 & 3) << off
+			d[48+j] |= (v >> 6) << off
+		}
+	case 1:
+		d := (*[128]uint8)(d)
+		for j, v := range b {
+			for f := 0; f < 8; f++ {
+				d[16*f+j] |= (v >> f & 1) << off
+			}
+		}
+	default: // 8
+		d := (*[16]uint8)(d)
+		for j, v := range b {
+			d[j] |= v << off
+		}
+	}
 }

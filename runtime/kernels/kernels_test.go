@@ -257,3 +257,42 @@ func TestMatVecNoAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestMatVecLUTRaggedSameBits: palettized rows the plane layouts do not
+// take (matVecLUTRagged: 33, 100, 172 columns, and 64 for the 3- and 1-bit
+// planes) give matVecSlow's results bit for bit, from any first row, without
+// allocating; rows wider than its chunk go to matVecSlow.
+func TestMatVecLUTRaggedSameBits(t *testing.T) {
+	rng := rand.New(rand.NewSource(8))
+	for _, bits := range ir.PaletteBits {
+		for _, cols := range []int{33, 64, 100, 172, raggedChunk + 1} {
+			w := lutTensor(rng, bits, 37, cols, 5, true)
+			if _, ok := layoutOf(w); ok {
+				continue // a plane-layout width: not this path
+			}
+			x := randVec(rng, cols)
+			got, want := make([]float32, 37), make([]float32, 37)
+			for _, r0 := range []int{0, 3, 36} {
+				clear(got)
+				clear(want)
+				MatVec(w, x, got, r0, 37)
+				matVecSlow(w, x, want, r0, 37)
+				for r := range got {
+					if got[r] != want[r] {
+						t.Fatalf("lut%d cols %d rows [%d,37): row %d = %v, matVecSlow %v", bits, cols, r0, r, got[r], want[r])
+					}
+				}
+			}
+			if cols <= raggedChunk {
+				if !matVecLUTRagged(w, x, got, 0, 37) {
+					t.Fatalf("lut%d cols %d: not served by the ragged path", bits, cols)
+				}
+				if a := testing.AllocsPerRun(20, func() { MatVec(w, x, got, 1, 37) }); a > 0.1 {
+					t.Errorf("lut%d cols %d: MatVec allocates %.1f times per call", bits, cols, a)
+				}
+			} else if matVecLUTRagged(w, x, got, 0, 37) {
+				t.Errorf("cols %d > raggedChunk served by the ragged path", cols)
+			}
+		}
+	}
+}

@@ -123,7 +123,7 @@
 // vector is quantized once per call to int8 in sub-blocks of 8 (as Q8_0
 // but with a scale per int32 lane of the kernels, not per 32 elements: d =
 // amax/127, VCVTPS2DQ rounding; qx explains the layout; it cost the kernels
-// nothing and took 10-25% off int8's KLD cost, docs/QUALITY.md session 8)
+// nothing and took 2-22% off int8's KLD cost, docs/QUALITY.md session 8)
 // and laid out in the order the index
 // decoder produces elements. Per 64 weights: one 32-byte load (two index
 // blocks), shift and mask into nibble/2-bit indices, VPSHUFB through the

@@ -372,11 +372,13 @@ func splitProbe(threads int) (one, split func() float64) {
 // takes the next of a ring of KV caches of at least ringBytes (at least
 // two). CalibrateHost passes 0 (two 1.5 MiB caches that stay in the last
 // level cache) and times steps one after another, so the rate is
-// attention's compute alone; the cost model
-// charges the KV cache's bytes to the memory term (a cold ring had
-// charged them twice: TinyLlama's decode attention predicted at 189 us
-// against 41 us measured, its 8:1 GQA rereading each KV head from cache).
-// Keep it in step with runtime.attention.
+// attention's compute alone; the cost model charges the KV cache's bytes
+// to the memory term. (Session 8: the probe, then the pre-kernel loop over
+// a cold ring sampled between the other probes, read 1.1-7 GFLOP/s, and
+// TinyLlama's decode attention was predicted at 189 us against 41 us
+// measured; most of the gap was the interleaving, which left the probe
+// 2-3x slower than the same steps run alone.) Keep it in step with
+// runtime.attention.
 func attentionProbe(ringBytes int64, threads int) (func() float64, float64) {
 	const heads, hd, ctx = 12, 64, 256
 	const kvd = heads * hd

@@ -386,24 +386,7 @@ func (r *Model) linear(name string, w *ir.Tensor, x, out []float32, n int, in *k
 			kernels.MatMul(w, x, out, n, r0, r1)
 		}
 	}
-	rows := w.Rows()
-	work := rows * w.Cols() * n
-	nt := r.threads
-	if work < 1<<16 {
-		nt = 1
-	}
-	if nt > 1 {
-		// chunks of whole 16-row groups, claimed dynamically (parallel)
-		nc := chunks(nt, work, (rows+15)/16)
-		chunk := ((rows+nc-1)/nc + 15) &^ 15
-		nc = (rows + chunk - 1) / chunk
-		parallel(nt, nc, func(c int) {
-			r0 := c * chunk
-			mul(r0, min(r0+chunk, rows))
-		})
-	} else {
-		mul(0, rows)
-	}
+	SplitRows(r.threads, w.Rows(), w.Rows()*w.Cols()*n, mul)
 	if a, ok := r.adapters[name]; ok {
 		applyAdapter(a, x, out, n)
 	}

@@ -36,6 +36,26 @@ func parallel(nt, n int, f func(chunk int)) {
 	wg.Wait()
 }
 
+// SplitRows runs f over the rows [0, rows) of a product of work
+// multiply-adds as the runtime's linears split one: on one thread when
+// work < 65536, else in chunks of whole 16-row groups claimed dynamically
+// by up to threads threads (parallel: the caller and the pool's helpers).
+// Talaria's host probes call it, so that they split work exactly as a
+// decode step does.
+func SplitRows(threads, rows, work int, f func(r0, r1 int)) {
+	if threads <= 1 || work < 1<<16 {
+		f(0, rows)
+		return
+	}
+	nc := chunks(threads, work, (rows+15)/16)
+	chunk := ((rows+nc-1)/nc + 15) &^ 15
+	nc = (rows + chunk - 1) / chunk
+	parallel(threads, nc, func(c int) {
+		r0 := c * chunk
+		f(r0, min(r0+chunk, rows))
+	})
+}
+
 // chunks returns how many chunks to cut work (multiply-adds) into for nt
 // threads: a few per thread so a slow thread's share is taken over, but
 // none below minChunkWork, and at most maxChunks.

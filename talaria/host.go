@@ -18,13 +18,14 @@ import (
 
 	"github.com/squeeze-ml/squeeze/formats/fileio"
 	"github.com/squeeze-ml/squeeze/ir"
+	sqzrt "github.com/squeeze-ml/squeeze/runtime"
 	"github.com/squeeze-ml/squeeze/runtime/kernels"
 )
 
 // ProbeVersion names the calibration probes; a cached host profile made by
 // other probes is recalibrated. Bump it when the probes or the runtime
 // kernels they call change.
-const ProbeVersion = "probe-v11:kernels.MatVec(f32 ring>LLC,f32,lut),kernels.MatMul(64 tokens),attention kernels(LLC),runtime.linear split"
+const ProbeVersion = "probe-v12:kernels.MatVec(f32 ring>LLC,f32,lut),kernels.MatMul(64 tokens),attention kernels(LLC),runtime.SplitRows"
 
 // HostOptions control the host calibration.
 type HostOptions struct {
@@ -277,7 +278,7 @@ func CalibrateHost(opt HostOptions) (*Device, error) {
 		"op_overhead_us":          fmt.Sprintf("measured%s: median time to fan a 1x16 MatVec out to %d goroutines and wait", q, T),
 		"attention_gflops":        fmt.Sprintf("measured%s: ir FLOPs of a decode attention step (12 heads x 64, context 256) / median time of the runtime's attention (its kernels over a head-major cache, as in attentionProbe) over two KV caches that stay in the LLC (the memory term charges the cache's bytes), %d threads", q, T),
 		"matmul_gflops":           fmt.Sprintf("measured%s: 2 x rows x 768 x %d FLOPs / median time of kernels.MatMul of %d tokens on a cache-resident %dx768 tensor per encoding (palettized: random indices, LUT groups of 16 rows), rows split as runtime.linear splits them over %d threads, in the %s arithmetic", q, mmTok, mmTok, mmRows, T, kernels.CurrentMode()),
-		"parallel_op_overhead_us": fmt.Sprintf("measured%s: median time of a cache-resident 256x768 float32 MatVec split over %d goroutines as runtime.linear splits it, less 1/%d of its median single-goroutine time and op_overhead_us (runs alternate)", q, T, T),
+		"parallel_op_overhead_us": fmt.Sprintf("measured%s: median time of a cache-resident 256x768 float32 MatVec split over %d threads as runtime.linear splits it (runtime.SplitRows), less 1/%d of its median single-goroutine time and op_overhead_us (runs alternate)", q, T, T),
 		"dram_pj_per_byte":        "ASSUMPTION: 5 pJ/bit DRAM access (not measured; see docs/TALARIA.md)",
 		"onchip_pj_per_byte":      "Horowitz, ISSCC 2014: 8 KB SRAM 64-bit read 10 pJ = 1.25 pJ/byte (45 nm)",
 		"pj_per_flop":             "Horowitz, ISSCC 2014 (45 nm): fp32 FMA 4.6 pJ = 2.3 pJ/FLOP",
@@ -472,9 +473,9 @@ func attentionProbe(ringBytes int64, threads int) (func() float64, float64) {
 }
 
 // linearSplit runs one decode-step linear op (n = 1) the way
-// runtime.linear does: with one thread when rows*cols < 65536, else one
-// goroutine per chunk of ceil(rows/threads) rows rounded up to 16, the
-// caller waiting for all of them. Keep it in step with runtime.linear.
+// runtime.linear does (runtime.SplitRows: one thread when rows*cols <
+// 65536, else chunks of whole 16-row groups claimed by the caller and the
+// runtime's helper threads).
 func linearSplit(threads int, t *ir.Tensor, x, out []float32) {
 	linearSplitN(threads, t, x, out, 1)
 }
@@ -482,31 +483,13 @@ func linearSplit(threads int, t *ir.Tensor, x, out []float32) {
 // linearSplitN is linearSplit for n tokens (kernels.MatMul when n > 1;
 // x holds n rows of cols, out n rows of rows).
 func linearSplitN(threads int, t *ir.Tensor, x, out []float32, n int) {
-	rows := t.Rows()
-	mul := func(r0, r1 int) {
+	sqzrt.SplitRows(threads, t.Rows(), t.Rows()*t.Cols()*n, func(r0, r1 int) {
 		if n == 1 {
 			kernels.MatVec(t, x, out, r0, r1)
 		} else {
 			kernels.MatMul(t, x, out, n, r0, r1)
 		}
-	}
-	nt := threads
-	if rows*t.Cols()*n < 1<<16 {
-		nt = 1
-	}
-	if nt <= 1 {
-		mul(0, rows)
-		return
-	}
-	chunk := (rows + nt - 1) / nt
-	chunk = (chunk + 15) &^ 15
-	var wg sync.WaitGroup
-	for r0 := 0; r0 < rows; r0 += chunk {
-		r1 := min(r0+chunk, rows)
-		wg.Add(1)
-		go func() { defer wg.Done(); mul(r0, r1) }()
-	}
-	wg.Wait()
+	})
 }
 
 // matMulRate returns the achieved FLOP rate (ir's count, 2 x rows x cols

@@ -248,9 +248,7 @@ func (r *Model) Forward(s *State, tokens []int, logits []float32, all bool) erro
 	for l := range r.layers {
 		ly := &r.layers[l]
 		xb := b.xb[:n*dim]
-		for i := 0; i < n; i++ {
-			rmsnorm(xb[i*dim:(i+1)*dim], x[i*dim:(i+1)*dim], ly.attnNorm, float32(c.NormEps))
-		}
+		rmsnormRows(xb, x, ly.attnNorm, float32(c.NormEps), n, dim)
 		lap(ly.names[nAttnNorm])
 		q, k, v := b.q[:n*qd], b.k[:n*kvd], b.v[:n*kvd]
 		in := b.input(&b.inXB, xb, n)
@@ -310,9 +308,7 @@ func (r *Model) Forward(s *State, tokens []int, logits []float32, all bool) erro
 			x[i] += tmp[i]
 		}
 		lap(ly.names[nAttnResidual])
-		for i := 0; i < n; i++ {
-			rmsnorm(xb[i*dim:(i+1)*dim], x[i*dim:(i+1)*dim], ly.ffnNorm, float32(c.NormEps))
-		}
+		rmsnormRows(xb, x, ly.ffnNorm, float32(c.NormEps), n, dim)
 		lap(ly.names[nFFNNorm])
 		hb, hb2 := b.hb[:n*c.FFN], b.hb2[:n*c.FFN]
 		in = b.input(&b.inXB, xb, n)
@@ -478,17 +474,49 @@ func addBias(x, b []float32, n int) {
 }
 
 // rmsnorm: o = w * x / sqrt(mean(x^2) + eps), in llama2.c's order.
-func rmsnorm(o, x, w []float32, eps float32) {
-	var ss float32
-	for _, v := range x {
-		ss += v * v
+// rmsnormRows is rmsnorm over the n rows of dim of x into o: four rows at
+// a time with their sums of squares interleaved (each still summed in
+// order, so every row's bits are rmsnorm's), which runs the four add
+// chains in parallel where one row's chain is latency-bound.
+func rmsnormRows(o, x, w []float32, eps float32, n, dim int) {
+	i := 0
+	for ; i+4 <= n; i += 4 {
+		x0, x1, x2, x3 := x[i*dim:(i+1)*dim], x[(i+1)*dim:(i+2)*dim], x[(i+2)*dim:(i+3)*dim], x[(i+3)*dim:(i+4)*dim]
+		x1, x2, x3 = x1[:len(x0)], x2[:len(x0)], x3[:len(x0)]
+		var s0, s1, s2, s3 float32
+		for j, v := range x0 {
+			s0 += v * v
+			v1, v2, v3 := x1[j], x2[j], x3[j]
+			s1 += v1 * v1
+			s2 += v2 * v2
+			s3 += v3 * v3
+		}
+		for k, ss := range [4]float32{s0, s1, s2, s3} {
+			r := i + k
+			rmsnormScale(o[r*dim:(r+1)*dim], x[r*dim:(r+1)*dim], w, ss, eps)
+		}
 	}
+	for ; i < n; i++ {
+		rmsnorm(o[i*dim:(i+1)*dim], x[i*dim:(i+1)*dim], w, eps)
+	}
+}
+
+// rmsnormScale finishes rmsnorm from the row's sum of squares ss.
+func rmsnormScale(o, x, w []float32, ss, eps float32) {
 	ss /= float32(len(x))
 	ss += eps
 	ss = 1 / float32(math.Sqrt(float64(ss)))
 	for j := range o {
 		o[j] = w[j] * (ss * x[j])
 	}
+}
+
+func rmsnorm(o, x, w []float32, eps float32) {
+	var ss float32
+	for _, v := range x {
+		ss += v * v
+	}
+	rmsnormScale(o, x, w, ss, eps)
 }
 
 // rope rotates each head of vec at position pos. Interleaved: pairs
@@ -519,16 +547,24 @@ func ropeTable(cr, ci []float32, headDim, pos int, theta float64) {
 // ropeApply rotates each head of vec by the table of ropeTable.
 func ropeApply(vec []float32, headDim int, cr, ci []float32, neox bool) {
 	half := headDim / 2
+	cr, ci = cr[:half], ci[:half]
 	for h := 0; h+headDim <= len(vec); h += headDim {
-		for i := 0; i < half; i++ {
-			fcr, fci := cr[i], ci[i]
-			a, b := h+2*i, h+2*i+1
-			if neox {
-				a, b = h+i, h+i+half
+		head := vec[h : h+headDim]
+		if neox {
+			lo, hi := head[:half], head[half:]
+			for i, fcr := range cr {
+				fci := ci[i]
+				v0, v1 := lo[i], hi[i]
+				lo[i] = v0*fcr - v1*fci
+				hi[i] = v0*fci + v1*fcr
 			}
-			v0, v1 := vec[a], vec[b]
-			vec[a] = v0*fcr - v1*fci
-			vec[b] = v0*fci + v1*fcr
+			continue
+		}
+		for i, fcr := range cr {
+			fci := ci[i]
+			v0, v1 := head[2*i], head[2*i+1]
+			head[2*i] = v0*fcr - v1*fci
+			head[2*i+1] = v0*fci + v1*fcr
 		}
 	}
 }

@@ -239,7 +239,7 @@ func UnpackIndexRange(bits int, data []byte, n, e0 int, dst []uint8) {
 		for blk := e0 / per; blk*per < e1; blk++ {
 			b := (*[16]byte)(data[base+int64(blk)*16 : base+int64(blk)*16+16])
 			if lo := blk * per; lo >= e0 && lo+per <= e1 {
-				unpackBlock(p, b, dst[lo-e0:lo-e0+per], off) // a whole block
+				UnpackBlock(p, b, dst[lo-e0:lo-e0+per], off) // a whole block
 				continue
 			}
 			for f := 0; f < per/16; f++ {
@@ -260,9 +260,10 @@ func UnpackIndexRange(bits int, data []byte, n, e0 int, dst []uint8) {
 	}
 }
 
-// unpackBlock ORs one whole 16-byte block of a plane of width p (128/p
-// elements) into d, shifted left by off, with constant shifts.
-func unpackBlock(p int, b *[16]byte, d []uint8, off uint) {
+// UnpackBlock ORs the 128/p indices of one whole 16-byte block of a plane
+// of width p (1, 2, 4 or 8) into d, shifted left by off (the plane's bit
+// offset in the index), with constant shifts.
+func UnpackBlock(p int, b *[16]byte, d []uint8, off uint) {
 	switch p {
 	case 4:
 		d := (*[32]uint8)(d)

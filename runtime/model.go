@@ -544,7 +544,10 @@ func ropeTable(cr, ci []float32, headDim, pos int, theta float64) {
 	}
 }
 
-// ropeApply rotates each head of vec by the table of ropeTable.
+// ropeApply rotates each head of vec by the table of ropeTable. Every
+// product is rounded on its own (the float32 conversions forbid fused
+// multiply-adds, which the arm64 compiler would otherwise choose per
+// expression), so the bits are the same on every architecture.
 func ropeApply(vec []float32, headDim int, cr, ci []float32, neox bool) {
 	half := headDim / 2
 	cr, ci = cr[:half], ci[:half]
@@ -555,16 +558,16 @@ func ropeApply(vec []float32, headDim int, cr, ci []float32, neox bool) {
 			for i, fcr := range cr {
 				fci := ci[i]
 				v0, v1 := lo[i], hi[i]
-				lo[i] = v0*fcr - v1*fci
-				hi[i] = v0*fci + v1*fcr
+				lo[i] = float32(v0*fcr) - float32(v1*fci)
+				hi[i] = float32(v0*fci) + float32(v1*fcr)
 			}
 			continue
 		}
 		for i, fcr := range cr {
 			fci := ci[i]
 			v0, v1 := head[2*i], head[2*i+1]
-			head[2*i] = v0*fcr - v1*fci
-			head[2*i+1] = v0*fci + v1*fcr
+			head[2*i] = float32(v0*fcr) - float32(v1*fci)
+			head[2*i+1] = float32(v0*fci) + float32(v1*fcr)
 		}
 	}
 }

@@ -66,3 +66,5 @@ func i8Tile(bits int, p0a, p0b, p1a, p1b, ta, tb []byte, qb *qxBatch, t, c0, c1 
 func i8TileBits(bits int) bool { return false }
 
 func fitSums(gq []int32, cs *fitCands, lv int32, su, suu, sug *[fitNC]int32) bool { return false }
+
+func gather8(idx []byte, tab *[256]float32, dst []float32) bool { return false }

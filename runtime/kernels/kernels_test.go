@@ -296,3 +296,27 @@ func TestMatVecLUTRaggedSameBits(t *testing.T) {
 		}
 	}
 }
+
+// TestGather8: the AVX2 table gather gives tab[idx[i]] for every index
+// value and ragged lengths (tails in Go).
+func TestGather8(t *testing.T) {
+	var tab [256]float32
+	for i := range tab {
+		tab[i] = float32(i)*0.5 - 7
+	}
+	idx := make([]byte, 300)
+	for i := range idx {
+		idx[i] = byte(255 - i%256)
+	}
+	for _, n := range []int{8, 13, 256, 300} {
+		dst := make([]float32, n)
+		if !gather8(idx, &tab, dst) {
+			t.Skip("no assembly")
+		}
+		for i, v := range dst {
+			if v != tab[idx[i]] {
+				t.Fatalf("n %d element %d: %v, want %v", n, i, v, tab[idx[i]])
+			}
+		}
+	}
+}

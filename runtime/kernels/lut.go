@@ -155,14 +155,16 @@ func lutRowDotGo(L *lutLayout, p0, p1 []byte, x []float32, tab *lutTable) float3
 	for c := 0; c < len(x); c += 128 {
 		m := min(128, len(x)-c)
 		b := buf[:m]
+		var ix []uint8
 		if L.bits == 8 { // one byte per index, in order
-			for i, v := range p0[c : c+m] {
-				b[i] = tab.f[v]
-			}
+			ix = p0[c : c+m]
 		} else {
 			unpackChunk(L, p0, p1, c, m, &idx)
-			for i := range b {
-				b[i] = tab.f[idx[i]]
+			ix = idx[:m]
+		}
+		if !gather8(ix, &tab.f, b) {
+			for i, v := range ix {
+				b[i] = tab.f[v]
 			}
 		}
 		s += dotF32(b, x[c:c+m])

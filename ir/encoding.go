@@ -262,34 +262,20 @@ func UnpackIndexRange(bits int, data []byte, n, e0 int, dst []uint8) {
 
 // UnpackBlock ORs the 128/p indices of one whole 16-byte block of a plane
 // of width p (1, 2, 4 or 8) into d, shifted left by off (the plane's bit
-// offset in the index), with constant shifts.
+// offset in the index; p + off <= 8), eight bytes at a time: field f
+// (elements 16f..16f+15) is each byte shifted right by p*f and masked to
+// p bits, which a 64-bit shift and a per-byte mask do for 8 bytes at once
+// (bits shifted in from the next byte fall outside the mask, and the
+// shifted value stays within its byte).
 func UnpackBlock(p int, b *[16]byte, d []uint8, off uint) {
-	switch p {
-	case 4:
-		d := (*[32]uint8)(d)
-		for j, v := range b {
-			d[j] |= (v & 15) << off
-			d[16+j] |= (v >> 4) << off
-		}
-	case 2:
-		d := (*[64]uint8)(d)
-		for j, v := range b {
-			d[j] |= (v & 3) << off
-			d[16+j] |= (v >> 2 & 3) << off
-			d[32+j] |= (v >> 4 & 3) << off
-			d[48+j] |= (v >> 6) << off
-		}
-	case 1:
-		d := (*[128]uint8)(d)
-		for j, v := range b {
-			for f := 0; f < 8; f++ {
-				d[16*f+j] |= (v >> f & 1) << off
-			}
-		}
-	default: // 8
-		d := (*[16]uint8)(d)
-		for j, v := range b {
-			d[j] |= v << off
-		}
+	w0 := binary.LittleEndian.Uint64(b[0:8])
+	w1 := binary.LittleEndian.Uint64(b[8:16])
+	mask := uint64(1<<p-1) * 0x0101010101010101
+	d = d[:128/p]
+	for f := 0; f < 8/p; f++ {
+		sh := uint(p * f)
+		o := d[16*f : 16*f+16]
+		binary.LittleEndian.PutUint64(o[0:8], binary.LittleEndian.Uint64(o[0:8])|(w0>>sh&mask)<<off)
+		binary.LittleEndian.PutUint64(o[8:16], binary.LittleEndian.Uint64(o[8:16])|(w1>>sh&mask)<<off)
 	}
 }

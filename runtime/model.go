@@ -79,13 +79,22 @@ func New(m *ir.Model, opt Options) (*Model, error) {
 	// one tensor at a time inside it: the 1.1B bundle's first token took
 	// 276-355 ms against 130-147 ms with the float kernels (docs/PERF.md).
 	if kernels.EffectiveMode() == kernels.ModeInt8 {
-		ws := make([]*ir.Tensor, 0, len(m.Tensors))
-		for _, t := range m.Tensors {
-			ws = append(ws, t)
-		}
-		go kernels.WarmI8(ws)
+		go r.WarmI8()
 	}
 	return r, nil
+}
+
+// WarmI8 fits, on every CPU, the int8 tables of the model's palettized
+// weights that the int8 kernels will run, and returns when they are all
+// built (kernels.WarmI8; a no-op outside ModeInt8). runtime.New already
+// starts it in the background; a caller that times forward passes calls it
+// to wait for the fitting first.
+func (r *Model) WarmI8() {
+	ws := make([]*ir.Tensor, 0, len(r.IR.Tensors))
+	for _, t := range r.IR.Tensors {
+		ws = append(ws, t)
+	}
+	kernels.WarmI8(ws)
 }
 
 // SetAdapters swaps the adapter set (nil removes adapters) without

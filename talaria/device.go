@@ -152,28 +152,38 @@ type Calibration struct {
 // width, interpolating linearly between the listed widths for fractional
 // widths (a uniform --bpw plan) and clamping outside them.
 func (d *Device) LUTThroughput(bits float64) float64 {
+	if v, ok := interpWidths(d.LUTDecodeGElemS, bits); ok {
+		return v
+	}
+	return math.Inf(1)
+}
+
+// interpWidths reads a per-index-width rate table (keys "1".."8", values in
+// units of 1e9) at a possibly fractional width: linear between the listed
+// widths, the nearest listed width outside them; false when no key is a
+// width. The result is in units of 1.
+func interpWidths(m map[string]float64, bits float64) (float64, bool) {
 	type pt struct{ b, v float64 }
 	var pts []pt
-	for k, v := range d.LUTDecodeGElemS {
-		b, err := strconv.Atoi(k)
-		if err == nil {
+	for k, v := range m {
+		if b, err := strconv.Atoi(k); err == nil {
 			pts = append(pts, pt{float64(b), v * 1e9})
 		}
 	}
 	if len(pts) == 0 {
-		return math.Inf(1)
+		return 0, false
 	}
 	sort.Slice(pts, func(i, j int) bool { return pts[i].b < pts[j].b })
 	if bits <= pts[0].b {
-		return pts[0].v
+		return pts[0].v, true
 	}
 	for i := 1; i < len(pts); i++ {
 		if bits <= pts[i].b {
 			f := (bits - pts[i-1].b) / (pts[i].b - pts[i-1].b)
-			return pts[i-1].v + f*(pts[i].v-pts[i-1].v)
+			return pts[i-1].v + f*(pts[i].v-pts[i-1].v), true
 		}
 	}
-	return pts[len(pts)-1].v
+	return pts[len(pts)-1].v, true
 }
 
 // MatMulRate returns the measured FLOP rate (FLOP/s) of a product with
@@ -192,28 +202,7 @@ func (d *Device) MatMulRate(w *resolved) (float64, bool) {
 		v, ok := d.MatMulGFLOPs[k]
 		return v * 1e9, ok
 	}
-	type pt struct{ b, v float64 }
-	var pts []pt
-	for k, v := range d.MatMulGFLOPs {
-		if b, err := strconv.Atoi(k); err == nil {
-			pts = append(pts, pt{float64(b), v * 1e9})
-		}
-	}
-	if len(pts) == 0 {
-		return 0, false
-	}
-	sort.Slice(pts, func(i, j int) bool { return pts[i].b < pts[j].b })
-	bits := w.LUTBits
-	if bits <= pts[0].b {
-		return pts[0].v, true
-	}
-	for i := 1; i < len(pts); i++ {
-		if bits <= pts[i].b {
-			f := (bits - pts[i-1].b) / (pts[i].b - pts[i-1].b)
-			return pts[i-1].v + f*(pts[i].v-pts[i-1].v), true
-		}
-	}
-	return pts[len(pts)-1].v, true
+	return interpWidths(d.MatMulGFLOPs, w.LUTBits)
 }
 
 // Validate checks a profile; errors name the field, what was expected and

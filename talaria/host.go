@@ -221,13 +221,7 @@ func CalibrateHost(opt HostOptions) (*Device, error) {
 	}
 	ft := ir.NewF32("probe.mm.f32", fw, mmRows, 768)
 	mm["f32"] = matMulRate(ft, T, mmTok, mmDur) / 1e9
-	hb := make([]byte, 2*len(fw))
-	for i, v := range fw {
-		h := ir.F32ToF16(v)
-		hb[2*i], hb[2*i+1] = byte(h), byte(h>>8)
-	}
-	ht := &ir.Tensor{Name: "probe.mm.f16", Shape: []int{mmRows, 768}, Type: ir.F16, Data: hb}
-	mm["f16"] = matMulRate(ht, T, mmTok, mmDur) / 1e9
+	mm["f16"] = matMulRate(f16Tensor("probe.mm.f16", fw, mmRows, 768), T, mmTok, mmDur) / 1e9
 	for _, b := range ir.PaletteBits {
 		mm[strconv.Itoa(b)] = matMulRate(lutTensor(rng, b, mmRows, 768, 16), T, mmTok, mmDur) / 1e9
 	}

@@ -217,11 +217,7 @@ func Measure(opts MeasureOptions) (*MeasureResult, error) {
 	// before anything is timed, or the first layers' prefill ops are
 	// measured beside the fitting (session 8: blk.0.attn_v 23.6 ms against
 	// 3-5 ms in the other layers)
-	ws := make([]*ir.Tensor, 0, len(m.Tensors))
-	for _, t := range m.Tensors {
-		ws = append(ws, t)
-	}
-	kernels.WarmI8(ws)
+	rt.WarmI8()
 	st := rt.NewState(N + W + K)
 	logits := make([]float32, c.Vocab)
 	rng := rand.New(rand.NewPCG(opts.Seed, 0x6d656173))

@@ -45,12 +45,7 @@ func EncodeForPlan(m *ir.Model, p Plan, seed uint64) (*ir.Model, error) {
 			if f == nil {
 				return nil, fmt.Errorf("encode for plan: tensor %q is %v, expected float32 to convert to float16", name, t.Type)
 			}
-			b := make([]byte, 2*len(f))
-			for i, v := range f {
-				h := ir.F32ToF16(v)
-				b[2*i], b[2*i+1] = byte(h), byte(h>>8)
-			}
-			out.Tensors[name] = &ir.Tensor{Name: name, Shape: []int{rows, cols}, Type: ir.F16, Data: b}
+			out.Tensors[name] = f16Tensor(name, f, rows, cols)
 		case isPaletteBits(e.Bits):
 			if e.GroupSize < 0 {
 				return nil, fmt.Errorf("encode for plan: tensor %q: group_size %d, expected >= 0", name, e.GroupSize)
@@ -79,4 +74,14 @@ func EncodeForPlan(m *ir.Model, p Plan, seed uint64) (*ir.Model, error) {
 	}
 	out.Source = m.Source + "+plan"
 	return &out, nil
+}
+
+// f16Tensor is an F16 tensor holding f (rows x cols) rounded to float16.
+func f16Tensor(name string, f []float32, rows, cols int) *ir.Tensor {
+	b := make([]byte, 2*len(f))
+	for i, v := range f {
+		h := ir.F32ToF16(v)
+		b[2*i], b[2*i+1] = byte(h), byte(h>>8)
+	}
+	return &ir.Tensor{Name: name, Shape: []int{rows, cols}, Type: ir.F16, Data: b}
 }

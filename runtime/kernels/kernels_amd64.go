@@ -24,6 +24,12 @@ func dotAVX2(a, b *float32, n int) float32
 func dotF16AVX2(w *uint16, x *float32, n int) float32
 
 //go:noescape
+func rows2F32AVX2(w0, w1, x *float32, n, npairs int, out0, out1 *float32)
+
+//go:noescape
+func rows2F16AVX2(w0, w1 *uint16, x *float32, n, npairs int, out0, out1 *float32)
+
+//go:noescape
 func f16ToF32AVX2(src *uint16, dst *float32, n int)
 
 //go:noescape
@@ -78,6 +84,41 @@ func dotF16(w []uint16, x []float32) float32 {
 		s += f16(w[i]) * x[i]
 	}
 	return s
+}
+
+// rowsF32 sets out[r] = dotF32(w[r*cols:(r+1)*cols], x) for r < len(out),
+// with the same bits: the first and second half of the rows are read side
+// by side, two streams in one loop (rows2F32AVX2), and an odd last row on
+// its own. false: not served here (cols not a multiple of 8).
+func rowsF32(w []float32, x []float32, cols int, out []float32) bool {
+	n := len(out)
+	if !useAVX2 || cols < 8 || cols%8 != 0 || n == 0 {
+		return false
+	}
+	_, _ = w[n*cols-1], x[cols-1]
+	if h := n / 2; h > 0 {
+		rows2F32AVX2(&w[0], &w[h*cols], &x[0], cols, h, &out[0], &out[h])
+	}
+	if n%2 == 1 {
+		out[n-1] = dotAVX2(&w[(n-1)*cols], &x[0], cols)
+	}
+	return true
+}
+
+// rowsF16 is rowsF32 for float16 rows (dotF16's bits).
+func rowsF16(w []uint16, x []float32, cols int, out []float32) bool {
+	n := len(out)
+	if !useAVX2 || cols < 8 || cols%8 != 0 || n == 0 {
+		return false
+	}
+	_, _ = w[n*cols-1], x[cols-1]
+	if h := n / 2; h > 0 {
+		rows2F16AVX2(&w[0], &w[h*cols], &x[0], cols, h, &out[0], &out[h])
+	}
+	if n%2 == 1 {
+		out[n-1] = dotF16AVX2(&w[(n-1)*cols], &x[0], cols)
+	}
+	return true
 }
 
 func f16ToF32(src []uint16, dst []float32) {

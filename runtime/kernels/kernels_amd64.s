@@ -1108,3 +1108,172 @@ axpy8:
 axpydone:
 	VZEROUPPER
 	RET
+
+// ---- float32 / float16 matrix-vector rows ----
+// rows2F32AVX2 and rows2F16AVX2 compute npairs pairs of row dot products
+// with x (n elements, a multiple of 8): row i of stream 0 (w0 + i*n) into
+// out0[i] and row i of stream 1 (w1 + i*n) into out1[i], both in one loop.
+// Each row is summed exactly as dotAVX2 / dotF16AVX2 sum it (the same four
+// accumulators, 32-element steps, 8-element tail into the first and
+// horizontal sum; the FMA operands commuted): the same bits.
+//
+// Two streams because one thread reading one stream of weights kept DRAM
+// less busy than the streaming probe does: 5632x2048 rows on one thread,
+// medians of 7 alternating rounds, f16 9.6 GB/s (0.79 of Sum's 12.1) and
+// f32 9.9 (0.82) with one row after another, 11.4 (0.94) and 12.2 (1.00)
+// with MatVec's rows split in two halves read side by side. Software
+// prefetch did less: PREFETCHNTA 1 KiB ahead in a single stream gave f16
+// ~+6%, and slowed f32 (docs/PERF.md, session 9).
+
+#define R2ZERO \
+	VXORPS Y2, Y2, Y2; \
+	VXORPS Y3, Y3, Y3; \
+	VXORPS Y4, Y4, Y4; \
+	VXORPS Y5, Y5, Y5; \
+	VXORPS Y10, Y10, Y10; \
+	VXORPS Y11, Y11, Y11; \
+	VXORPS Y12, Y12, Y12; \
+	VXORPS Y13, Y13, Y13
+
+// horizontal sum of a, b, c, d (HSUM4's order) stored to (out)
+#define R2HSUM(a, b, c, d, xa, out) \
+	VADDPS b, a, a; \
+	VADDPS d, c, c; \
+	VADDPS c, a, a; \
+	VEXTRACTF128 $1, a, X3; \
+	VADDPS X3, xa, xa; \
+	VHADDPS xa, xa, xa; \
+	VHADDPS xa, xa, xa; \
+	VMOVSS xa, (out)
+
+// func rows2F32AVX2(w0, w1, x *float32, n, npairs int, out0, out1 *float32)
+TEXT ·rows2F32AVX2(SB), NOSPLIT, $0-56
+	MOVQ w0+0(FP), SI
+	MOVQ w1+8(FP), R8
+	MOVQ n+24(FP), R9
+	MOVQ npairs+32(FP), R10
+	MOVQ out0+40(FP), DX
+	MOVQ out1+48(FP), R11
+	TESTQ R10, R10
+	JZ   p32end
+p32row:
+	MOVQ x+16(FP), DI
+	MOVQ R9, CX
+	R2ZERO
+p32x32:
+	CMPQ CX, $32
+	JL   p32x8
+	VMOVUPS (DI), Y0
+	VMOVUPS 32(DI), Y1
+	VMOVUPS (SI), Y6
+	VMOVUPS 32(SI), Y7
+	VMOVUPS (R8), Y8
+	VMOVUPS 32(R8), Y9
+	VFMADD231PS Y0, Y6, Y2
+	VFMADD231PS Y1, Y7, Y3
+	VFMADD231PS Y0, Y8, Y10
+	VFMADD231PS Y1, Y9, Y11
+	VMOVUPS 64(DI), Y0
+	VMOVUPS 96(DI), Y1
+	VMOVUPS 64(SI), Y6
+	VMOVUPS 96(SI), Y7
+	VMOVUPS 64(R8), Y8
+	VMOVUPS 96(R8), Y9
+	VFMADD231PS Y0, Y6, Y4
+	VFMADD231PS Y1, Y7, Y5
+	VFMADD231PS Y0, Y8, Y12
+	VFMADD231PS Y1, Y9, Y13
+	ADDQ $128, SI
+	ADDQ $128, R8
+	ADDQ $128, DI
+	SUBQ $32, CX
+	JMP  p32x32
+p32x8:
+	CMPQ CX, $8
+	JL   p32done
+	VMOVUPS (DI), Y0
+	VMOVUPS (SI), Y6
+	VMOVUPS (R8), Y8
+	VFMADD231PS Y0, Y6, Y2
+	VFMADD231PS Y0, Y8, Y10
+	ADDQ $32, SI
+	ADDQ $32, R8
+	ADDQ $32, DI
+	SUBQ $8, CX
+	JMP  p32x8
+p32done:
+	R2HSUM(Y2, Y3, Y4, Y5, X2, DX)
+	R2HSUM(Y10, Y11, Y12, Y13, X10, R11)
+	ADDQ $4, DX
+	ADDQ $4, R11
+	DECQ R10
+	JNZ  p32row
+p32end:
+	VZEROUPPER
+	RET
+
+// func rows2F16AVX2(w0, w1 *uint16, x *float32, n, npairs int, out0, out1 *float32)
+TEXT ·rows2F16AVX2(SB), NOSPLIT, $0-56
+	MOVQ w0+0(FP), SI
+	MOVQ w1+8(FP), R8
+	MOVQ n+24(FP), R9
+	MOVQ npairs+32(FP), R10
+	MOVQ out0+40(FP), DX
+	MOVQ out1+48(FP), R11
+	TESTQ R10, R10
+	JZ   p16end
+p16row:
+	MOVQ x+16(FP), DI
+	MOVQ R9, CX
+	R2ZERO
+p16x32:
+	CMPQ CX, $32
+	JL   p16x8
+	VMOVUPS (DI), Y0
+	VMOVUPS 32(DI), Y1
+	VCVTPH2PS (SI), Y6
+	VCVTPH2PS 16(SI), Y7
+	VCVTPH2PS (R8), Y8
+	VCVTPH2PS 16(R8), Y9
+	VFMADD231PS Y0, Y6, Y2
+	VFMADD231PS Y1, Y7, Y3
+	VFMADD231PS Y0, Y8, Y10
+	VFMADD231PS Y1, Y9, Y11
+	VMOVUPS 64(DI), Y0
+	VMOVUPS 96(DI), Y1
+	VCVTPH2PS 32(SI), Y6
+	VCVTPH2PS 48(SI), Y7
+	VCVTPH2PS 32(R8), Y8
+	VCVTPH2PS 48(R8), Y9
+	VFMADD231PS Y0, Y6, Y4
+	VFMADD231PS Y1, Y7, Y5
+	VFMADD231PS Y0, Y8, Y12
+	VFMADD231PS Y1, Y9, Y13
+	ADDQ $64, SI
+	ADDQ $64, R8
+	ADDQ $128, DI
+	SUBQ $32, CX
+	JMP  p16x32
+p16x8:
+	CMPQ CX, $8
+	JL   p16done
+	VMOVUPS (DI), Y0
+	VCVTPH2PS (SI), Y6
+	VCVTPH2PS (R8), Y8
+	VFMADD231PS Y0, Y6, Y2
+	VFMADD231PS Y0, Y8, Y10
+	ADDQ $16, SI
+	ADDQ $16, R8
+	ADDQ $32, DI
+	SUBQ $8, CX
+	JMP  p16x8
+p16done:
+	R2HSUM(Y2, Y3, Y4, Y5, X2, DX)
+	R2HSUM(Y10, Y11, Y12, Y13, X10, R11)
+	ADDQ $4, DX
+	ADDQ $4, R11
+	DECQ R10
+	JNZ  p16row
+p16end:
+	VZEROUPPER
+	RET

@@ -77,6 +77,12 @@ func dotF16(w []uint16, x []float32) float32 {
 	return s
 }
 
+// rowsF32 and rowsF16 (one call for many rows) are amd64 assembly only:
+// here MatVec calls dotF32 / dotF16 per row.
+func rowsF32(w []float32, x []float32, cols int, out []float32) bool { return false }
+
+func rowsF16(w []uint16, x []float32, cols int, out []float32) bool { return false }
+
 func f16ToF32(src []uint16, dst []float32) {
 	n := len(dst)
 	src = src[:n]

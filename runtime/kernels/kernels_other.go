@@ -12,6 +12,12 @@ func dotF32(a, b []float32) float32 { return dotF32Go(a, b) }
 
 func dotF16(w []uint16, x []float32) float32 { return dotF16Go(w[:len(x)], x) }
 
+// rowsF32 and rowsF16 (one call for many rows) are amd64 assembly only:
+// here MatVec calls dotF32 / dotF16 per row.
+func rowsF32(w []float32, x []float32, cols int, out []float32) bool { return false }
+
+func rowsF16(w []uint16, x []float32, cols int, out []float32) bool { return false }
+
 func f16ToF32(src []uint16, dst []float32) { f16ToF32Go(src, dst) }
 
 func sum(a []float32) float32 { return sumGo(a) }

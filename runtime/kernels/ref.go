@@ -23,6 +23,9 @@ func MatVec(w *ir.Tensor, x, out []float32, r0, r1 int) {
 		if wf, ok := f32View(w); ok {
 			cols := w.Cols()
 			x = x[:cols]
+			if rowsF32(wf[r0*cols:r1*cols], x, cols, out[r0:r1]) {
+				return
+			}
 			for r := r0; r < r1; r++ {
 				out[r] = dotF32(wf[r*cols:(r+1)*cols], x)
 			}
@@ -32,6 +35,9 @@ func MatVec(w *ir.Tensor, x, out []float32, r0, r1 int) {
 		if wh, ok := f16View(w); ok {
 			cols := w.Cols()
 			x = x[:cols]
+			if rowsF16(wh[r0*cols:r1*cols], x, cols, out[r0:r1]) {
+				return
+			}
 			for r := r0; r < r1; r++ {
 				out[r] = dotF16(wh[r*cols:(r+1)*cols], x)
 			}

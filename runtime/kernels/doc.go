@@ -171,6 +171,18 @@
 // it runs on across row boundaries (past a tensor's end it is a no-op).
 // This raised lut4 to ~0.9 of the probe on the microbenchmark.
 //
+// Since session 9 the lut4 and lut2 row kernels (and the float32/float16
+// rows, rowsF32/rowsF16) read two row streams at once: the first and the
+// second half of the call's rows, side by side in one loop
+// (i8Lut4Rows2/i8Lut2Rows2 in i8rows2_amd64.s, split into segments that
+// stay in one LUT group per stream by i8RowPairs), each row with the
+// one-stream kernel's bits. Unlike the adjacent rows tried before (above),
+// two streams half a row range apart keep more DRAM requests in flight
+// than one: BenchmarkI8Threads, DRAM, medians of 3 alternating runs, lut4
+// one thread 11.6 -> 13.5 GB/s, lut2 one thread 8.2 -> 9.3, two threads
+// 13.4 -> 16.4 (docs/PERF.md, session 9). lut3 (two planes, four streams
+// in pairs, and no spare vector registers in I3DEC) still reads one.
+//
 // Decode reads each activation vector with several tensors (q, k, v;
 // gate, up) and, on several threads, with several row ranges of each.
 // MatVec quantizes x on every call (2.2 us for 2048 elements, several

@@ -3,6 +3,8 @@
 package kernels
 
 import (
+	"unsafe"
+
 	"golang.org/x/sys/cpu"
 )
 
@@ -279,15 +281,76 @@ func i8Rows(bits int, p0, p1 []byte, rowB [2]int, nrows int, q *qx, tab *i8Tab, 
 	switch bits {
 	case 4:
 		u := tab.u[16*g0 : 16*gl+16]
+		if i8Pairs && nrows >= 2 {
+			i8RowPairs(p0, rowB[0], nrows, gs, first, 16, u, out,
+				func(a, b *byte, rowB, np int, ta, tb *byte, oa, ob *float32) {
+					i8Lut4Rows2(a, b, rowB, np, n/64, &q.perm[0], &q.sc[0], ta, tb, oa, ob)
+				},
+				func(r *byte, rowB, nr int, t *byte, gs, first int, o *float32) {
+					i8Lut4Rows(r, rowB, nr, n/64, &q.perm[0], &q.sc[0], t, gs, first, o)
+				})
+			return
+		}
 		i8Lut4Rows(&p0[0], rowB[0], nrows, n/64, &q.perm[0], &q.sc[0], &u[0], gs, first, &out[0])
 	case 2:
 		u := tab.u2[32*g0 : 32*gl+32]
+		if i8Pairs && nrows >= 2 {
+			i8RowPairs(p0, rowB[0], nrows, gs, first, 32, u, out,
+				func(a, b *byte, rowB, np int, ta, tb *byte, oa, ob *float32) {
+					i8Lut2Rows2(a, b, rowB, np, n/128, &q.perm[0], &q.sc[0], ta, tb, oa, ob)
+				},
+				func(r *byte, rowB, nr int, t *byte, gs, first int, o *float32) {
+					i8Lut2Rows(r, rowB, nr, n/128, &q.perm[0], &q.sc[0], t, gs, first, o)
+				})
+			return
+		}
 		i8Lut2Rows(&p0[0], rowB[0], nrows, n/128, &q.perm[0], &q.sc[0], &u[0], gs, first, &out[0])
 	case 3:
 		u := tab.u3[32*g0 : 32*gl+32]
 		i8Lut3Rows(&p0[0], rowB[0], &p1[0], rowB[1], nrows, n/128, &q.perm[0], &q.sc[0], &u[0], gs, first, &out[0])
 	default:
 		panic("kernels: no int8 kernel for this width")
+	}
+}
+
+// i8Pairs selects the two-stream lut4 and lut2 row kernels (i8RowPairs;
+// tests compare them with the one-stream kernels).
+var i8Pairs = true
+
+// groupAt returns the group (counted from the first row's) of row i of a
+// run whose first row has first rows left in its group, and how many rows
+// of that group are left from row i.
+func groupAt(i, gs, first int) (g, left int) {
+	if i < first {
+		return 0, first - i
+	}
+	k := i - first
+	return 1 + k/gs, gs - k%gs
+}
+
+// i8RowPairs runs an int8 row kernel over nrows rows (row i at p0 + i*rowB,
+// the first with first rows left in its group of gs, tb table bytes per
+// group in u) as two streams: rows [0, h) beside rows [h, 2h) (h =
+// nrows/2) through pair(a, b, rowB, npairs, tabA, tabB, outA, outB), in
+// segments whose rows stay in one group per stream, and an odd last row
+// through one(row, rowB, 1, table, gs, first, out). The kernels give each
+// row the one-stream kernel's bits (TestI8PairsSameBits).
+func i8RowPairs(p0 []byte, rowB, nrows, gs, first, tb int, u []byte, out []float32,
+	pair func(a, b *byte, rowB, npairs int, ta, tb *byte, oa, ob *float32),
+	one func(r *byte, rowB, nrows int, t *byte, gs, first int, o *float32)) {
+	base := unsafe.Pointer(&p0[0])
+	row := func(i int) *byte { return (*byte)(unsafe.Add(base, i*rowB)) }
+	h := nrows / 2
+	for a := 0; a < h; {
+		ga, la := groupAt(a, gs, first)
+		gb, lb := groupAt(h+a, gs, first)
+		seg := min(la, lb, h-a)
+		pair(row(a), row(h+a), rowB, seg, &u[tb*ga], &u[tb*gb], &out[a], &out[h+a])
+		a += seg
+	}
+	if nrows%2 == 1 {
+		g, left := groupAt(nrows-1, gs, first)
+		one(row(nrows-1), rowB, 1, &u[tb*g], gs, left, &out[nrows-1])
 	}
 }
 

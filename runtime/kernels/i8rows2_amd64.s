@@ -1,0 +1,184 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// ---- int8 decode row kernels, two row streams at once ----
+// i8Lut4Rows2 computes npairs rows of stream A (idxA, one table tabA) and
+// npairs rows of stream B (idxB, table tabB) in one loop, each row with
+// i8Lut4Rows's arithmetic: the same units, accumulators (units 0, 2, ...
+// into the first, 1, 3, ... into the second, a lone last unit into the
+// first) and horizontal sum, so the same bits. Both streams' rows lie in
+// one LUT group each (i8RowPairs, kernels_amd64.go, cuts them into such
+// segments).
+// Why two streams: see rows2F16AVX2 in kernels_amd64.s.
+
+#define MAC2(a, b, xa, xb, sa, acc) \
+	VPMADDUBSW xa, a, a; \
+	VPMADDUBSW xb, b, b; \
+	VPMADDWD Y14, a, a; \
+	VPMADDWD Y14, b, b; \
+	VPADDD b, a, a; \
+	VCVTDQ2PS a, a; \
+	VFMADD231PS sa, a, acc
+
+// one 64-element lut4 unit of the stream at base (index bytes io(base)(BX*1)),
+// table tab, temps a, b, into acc
+#define U4(base, tab, io, xo1, xo2, acc, a, b) \
+	VMOVDQU io(base)(BX*1), a; \
+	VPSRLW $4, a, b; \
+	VPAND Y15, a, a; \
+	VPAND Y15, b, b; \
+	VPSHUFB a, tab, a; \
+	VPSHUFB b, tab, b; \
+	MAC2(a, b, xo1(DI)(BX*2), xo2(DI)(BX*2), io(R8)(BX*1), acc)
+
+// horizontal sum of acc0+acc1 stored to (out) (I8STORE's order)
+#define HST(acc0, acc1, x0, out) \
+	VADDPS acc1, acc0, acc0; \
+	VEXTRACTF128 $1, acc0, X3; \
+	VADDPS X3, x0, x0; \
+	VHADDPS x0, x0, x0; \
+	VHADDPS x0, x0, x0; \
+	VMOVSS x0, (out)
+
+// software prefetch distance: PFD of kernels_amd64.s
+#define PFD2 3072
+
+// func i8Lut4Rows2(idxA, idxB *byte, rowBytes, npairs, n64 int, xq *int8, sc *float32, tabA, tabB *byte, outA, outB *float32)
+TEXT ·i8Lut4Rows2(SB), NOSPLIT, $0-88
+	MOVQ idxA+0(FP), SI
+	MOVQ idxB+8(FP), R11
+	MOVQ rowBytes+16(FP), R9
+	MOVQ npairs+24(FP), CX
+	MOVQ n64+32(FP), R10
+	MOVQ xq+40(FP), DI
+	MOVQ sc+48(FP), R8
+	MOVQ tabA+56(FP), AX
+	VBROADCASTI128 (AX), Y13
+	MOVQ tabB+64(FP), AX
+	VBROADCASTI128 (AX), Y12
+	MOVQ outA+72(FP), DX
+	MOVQ outB+80(FP), R13
+	SHLQ $5, R10
+	MOVL $0x0f0f0f0f, AX
+	VMOVD AX, X15
+	VPBROADCASTD X15, Y15
+	MOVL $0x00010001, AX
+	VMOVD AX, X14
+	VPBROADCASTD X14, Y14
+	TESTQ CX, CX
+	JZ   w4done
+w4row:
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	XORQ BX, BX
+w4pair:
+	LEAQ 64(BX), R12
+	CMPQ R12, R10
+	JG   w4single
+	PREFETCHT0 PFD2(SI)(BX*1)
+	PREFETCHT0 PFD2(R11)(BX*1)
+	U4(SI, Y13, 0, 0, 32, Y2, Y4, Y5)
+	U4(R11, Y12, 0, 0, 32, Y8, Y6, Y7)
+	U4(SI, Y13, 32, 64, 96, Y3, Y10, Y11)
+	U4(R11, Y12, 32, 64, 96, Y9, Y0, Y1)
+	ADDQ $64, BX
+	JMP  w4pair
+w4single:
+	CMPQ BX, R10
+	JGE  w4rowdone
+	U4(SI, Y13, 0, 0, 32, Y2, Y4, Y5)
+	U4(R11, Y12, 0, 0, 32, Y8, Y6, Y7)
+w4rowdone:
+	HST(Y2, Y3, X2, DX)
+	HST(Y8, Y9, X8, R13)
+	ADDQ R9, SI
+	ADDQ R9, R11
+	ADDQ $4, DX
+	ADDQ $4, R13
+	DECQ CX
+	JNZ  w4row
+w4done:
+	VZEROUPPER
+	RET
+
+// lut2 unit of one stream (i8Lut2Rows's r2loop body): 128 elements, index
+// bytes at (base)(BX*1), nibble tables lo/hi, into acc0 (fields 0, 1) and
+// acc1 (fields 2, 3); temps Y0, Y1, Y4..Y7.
+#define MAC2W(a, b, xa, xb, sa, acc) \
+	VPMADDUBSW xa, a, a; \
+	VPMADDUBSW xb, b, b; \
+	VPADDW b, a, a; \
+	VPMADDWD Y14, a, a; \
+	VCVTDQ2PS a, a; \
+	VFMADD231PS sa, a, acc
+
+#define U2(base, lo, hi, acc0, acc1) \
+	VMOVDQU (base)(BX*1), Y0; \
+	VPSRLW $4, Y0, Y1; \
+	VPAND Y15, Y0, Y0; \
+	VPAND Y15, Y1, Y1; \
+	VPSHUFB Y0, lo, Y4; \
+	VPSHUFB Y0, hi, Y5; \
+	VPSHUFB Y1, lo, Y6; \
+	VPSHUFB Y1, hi, Y7; \
+	MAC2W(Y4, Y5, (DI)(BX*4), 32(DI)(BX*4), (R8)(BX*2), acc0); \
+	MAC2W(Y6, Y7, 64(DI)(BX*4), 96(DI)(BX*4), 32(R8)(BX*2), acc1)
+
+// func i8Lut2Rows2(idxA, idxB *byte, rowBytes, npairs, n128 int, xq *int8, sc *float32, tabA, tabB *byte, outA, outB *float32)
+// i8Lut2Rows (i8rows_amd64.s) over two streams, as i8Lut4Rows2.
+TEXT ·i8Lut2Rows2(SB), NOSPLIT, $0-88
+	MOVQ idxA+0(FP), SI
+	MOVQ idxB+8(FP), R11
+	MOVQ rowBytes+16(FP), R9
+	MOVQ npairs+24(FP), CX
+	MOVQ n128+32(FP), R10
+	MOVQ xq+40(FP), DI
+	MOVQ sc+48(FP), R8
+	MOVQ tabA+56(FP), AX
+	VBROADCASTI128 (AX), Y13
+	VBROADCASTI128 16(AX), Y12
+	MOVQ tabB+64(FP), AX
+	VBROADCASTI128 (AX), Y11
+	VBROADCASTI128 16(AX), Y10
+	MOVQ outA+72(FP), DX
+	MOVQ outB+80(FP), R13
+	SHLQ $5, R10
+	MOVL $0x0f0f0f0f, AX
+	VMOVD AX, X15
+	VPBROADCASTD X15, Y15
+	MOVL $0x00010001, AX
+	VMOVD AX, X14
+	VPBROADCASTD X14, Y14
+	TESTQ CX, CX
+	JZ   w2done
+w2row:
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	XORQ BX, BX
+	TESTQ R10, R10
+	JZ   w2rowdone
+w2loop:
+	PREFETCHT0 PFD2(SI)(BX*1)
+	PREFETCHT0 PFD2(R11)(BX*1)
+	U2(SI, Y13, Y12, Y2, Y3)
+	U2(R11, Y11, Y10, Y8, Y9)
+	ADDQ $32, BX
+	CMPQ BX, R10
+	JL   w2loop
+w2rowdone:
+	HST(Y2, Y3, X2, DX)
+	HST(Y8, Y9, X8, R13)
+	ADDQ R9, SI
+	ADDQ R9, R11
+	ADDQ $4, DX
+	ADDQ $4, R13
+	DECQ CX
+	JNZ  w2row
+w2done:
+	VZEROUPPER
+	RET

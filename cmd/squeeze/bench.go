@@ -278,7 +278,8 @@ func streamProbe(mib, threads int) float64 {
 
 // streamGBps is the streaming read bandwidth over a (GB/s, 1e9 bytes):
 // kernels.StreamSumBuf on one thread; on several, each thread sums its
-// contiguous share with kernels.Sum, best of 3 passes.
+// contiguous share, best of 3 passes of kernels.Sum (one stream per thread)
+// and 3 of kernels.Sum2 (two per thread, as the decode kernels read).
 func streamGBps(a []float32, threads int) float64 {
 	if threads <= 1 {
 		return kernels.StreamSumBuf(a, 0)
@@ -287,7 +288,11 @@ func streamGBps(a []float32, threads int) float64 {
 	best := 0.0
 	chunk := (len(a) + threads - 1) / threads
 	sums := make([]float32, threads)
-	for pass := 0; pass < 3; pass++ {
+	for pass := 0; pass < 6; pass++ {
+		sum := kernels.Sum
+		if pass%2 == 1 {
+			sum = kernels.Sum2
+		}
 		var wg sync.WaitGroup
 		t0 := time.Now()
 		for t := 0; t < threads; t++ {
@@ -295,7 +300,7 @@ func streamGBps(a []float32, threads int) float64 {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				sums[t] = kernels.Sum(a[lo:hi])
+				sums[t] = sum(a[lo:hi])
 			}()
 		}
 		wg.Wait()

@@ -63,8 +63,8 @@ func BenchmarkI8Stream(b *testing.B) {
 // BenchmarkI8Threads is BenchmarkI8Stream on one and two goroutines (each
 // half of the rows), beside the same kernels on an 8 MiB tensor that stays
 // in the last-level cache ("hot"), and the streaming probe on one and two
-// goroutines. Where the hot rate on two goroutines is no higher than the
-// DRAM rate, decode on that many threads is bound by the core, not by
+// goroutines (one stream per goroutine, "sum", and two, "sum2"). Where the
+// hot rate on two goroutines is no higher than the DRAM rate, decode on that many threads is bound by the core, not by
 // memory (on the 2-vCPU build machine the two vCPUs are one core:
 // docs/PERF.md, session 7). Gw/s counts weights.
 func BenchmarkI8Threads(b *testing.B) {
@@ -110,6 +110,13 @@ func BenchmarkI8Threads(b *testing.B) {
 		b.Run(fmt.Sprintf("sum/t%d", nt), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				split(nt, len(a), func(lo, hi int) { Sum(a[lo:hi]) })
+			}
+			b.ReportMetric(float64(4*len(a))*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+		})
+		// two streams per goroutine, as the decode kernels read since session 9
+		b.Run(fmt.Sprintf("sum2/t%d", nt), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				split(nt, len(a), func(lo, hi int) { Sum2(a[lo:hi]) })
 			}
 			b.ReportMetric(float64(4*len(a))*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
 		})

@@ -38,6 +38,9 @@ func f16ToF32AVX2(src *uint16, dst *float32, n int)
 func sumAVX2(a *float32, n int) float32
 
 //go:noescape
+func sum2AVX2(a, b *float32, n int) float32
+
+//go:noescape
 func dot4AVX2(w, x *float32, stride, n int, out *float32)
 
 //go:noescape
@@ -134,6 +137,15 @@ func f16ToF32(src []uint16, dst []float32) {
 	for i := m; i < n; i++ {
 		dst[i] = f16(src[i])
 	}
+}
+
+// sum2 sums a's two halves read side by side (two streams).
+func sum2(a []float32) float32 {
+	h := len(a) / 2 &^ 31
+	if !useAVX2 || h == 0 {
+		return sum(a)
+	}
+	return sum2AVX2(&a[0], &a[h], h) + sum(a[2*h:])
 }
 
 func sum(a []float32) float32 {

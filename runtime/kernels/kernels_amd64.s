@@ -135,6 +135,34 @@ sdone:
 	MOVSS X2, ret+16(FP)
 	RET
 
+// func sum2AVX2(a, b *float32, n int) float32
+// sum of a[:n] and b[:n] read side by side (two streams; n a multiple of
+// 32): the streaming probe's second pattern (StreamSumBuf).
+TEXT ·sum2AVX2(SB), NOSPLIT, $0-28
+	MOVQ a+0(FP), SI
+	MOVQ b+8(FP), R8
+	MOVQ n+16(FP), CX
+	ZERO4
+s2x32:
+	CMPQ CX, $32
+	JL   s2done
+	VADDPS (SI), Y2, Y2
+	VADDPS 32(SI), Y3, Y3
+	VADDPS 64(SI), Y4, Y4
+	VADDPS 96(SI), Y5, Y5
+	VADDPS (R8), Y2, Y2
+	VADDPS 32(R8), Y3, Y3
+	VADDPS 64(R8), Y4, Y4
+	VADDPS 96(R8), Y5, Y5
+	ADDQ $128, SI
+	ADDQ $128, R8
+	SUBQ $32, CX
+	JMP  s2x32
+s2done:
+	HSUM4
+	MOVSS X2, ret+24(FP)
+	RET
+
 // func dot4AVX2(w, x *float32, stride, n int, out *float32)
 // out[i] = dot(w[:n], x[i*stride:][:n]) for i < 4; n is a multiple of 8.
 TEXT ·dot4AVX2(SB), NOSPLIT, $0-40

@@ -94,6 +94,9 @@ func f16ToF32(src []uint16, dst []float32) {
 	f16ToF32Go(src[m:], dst[m:])
 }
 
+// sum2 is sum here: the two-stream probe pattern is amd64 assembly only.
+func sum2(a []float32) float32 { return sum(a) }
+
 func sum(a []float32) float32 {
 	n := len(a)
 	if !useNEON || n < 16 {

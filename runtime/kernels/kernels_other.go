@@ -20,6 +20,9 @@ func rowsF16(w []uint16, x []float32, cols int, out []float32) bool { return fal
 
 func f16ToF32(src []uint16, dst []float32) { f16ToF32Go(src, dst) }
 
+// sum2 is sum here: the two-stream probe pattern is amd64 assembly only.
+func sum2(a []float32) float32 { return sum(a) }
+
 func sum(a []float32) float32 { return sumGo(a) }
 
 func axpy(a float32, x, y []float32) { axpyGo(a, x, y) }

@@ -202,7 +202,7 @@ func TestMatMulParity(t *testing.T) {
 func TestDotAndSum(t *testing.T) {
 	withPaths(t, func(t *testing.T) {
 		rng := rand.New(rand.NewSource(5))
-		for _, n := range []int{0, 1, 7, 8, 15, 64, 65, 1000, 4099} {
+		for _, n := range []int{0, 1, 7, 8, 15, 64, 65, 1000, 4099, 4160} {
 			a, b := randVec(rng, n), randVec(rng, n)
 			var sc, s, sref float32
 			for i := range a {
@@ -215,6 +215,9 @@ func TestDotAndSum(t *testing.T) {
 			}
 			if got := Sum(a); !closeTo(got, sref, s) {
 				t.Fatalf("Sum n=%d: %v, reference %v", n, got, sref)
+			}
+			if got := Sum2(a); !closeTo(got, sref, s) {
+				t.Fatalf("Sum2 n=%d: %v, reference %v", n, got, sref)
 			}
 			var o4 [4]float32
 			if n > 0 {

@@ -47,6 +47,15 @@ func SplitRows(threads, rows, work int, f func(r0, r1 int)) {
 		f(0, rows)
 		return
 	}
+	if guidedPieces && work/rows <= guidedMaxPerRow {
+		// matrix-vector products: guided cut (see guided), decreasing
+		// pieces claimed in order
+		var buf [64][2]int
+		ps := buf[:0]
+		guidedRows(rows, work/rows, threads, func(r0, r1 int) { ps = append(ps, [2]int{r0, r1}) })
+		parallel(threads, len(ps), func(c int) { f(ps[c][0], ps[c][1]) })
+		return
+	}
 	nc := chunks(threads, work, (rows+15)/16)
 	chunk := ((rows+nc-1)/nc + 15) &^ 15
 	nc = (rows + chunk - 1) / chunk
@@ -59,8 +68,17 @@ func SplitRows(threads, rows, work int, f func(r0, r1 int)) {
 // chunks returns how many chunks to cut work (multiply-adds) into for nt
 // threads: a few per thread so a slow thread's share is taken over, but
 // none below minChunkWork, and at most maxChunks.
+// guidedMaxPerRow: SplitRows cuts products of at most this many
+// multiply-adds per row (decode: n = 1 with up to 65536 columns) into
+// guided pieces; larger ones (prefill) into equal chunks, which measured
+// as fast there (BenchmarkGuidedAB, docs/PERF.md, session 9).
+const guidedMaxPerRow = 1 << 16
+
+// minChunkWork is the least work (multiply-adds) chunks and guided cut a
+// product into.
+const minChunkWork = 1 << 18
+
 func chunks(nt, work, maxChunks int) int {
-	const minChunkWork = 1 << 18
 	c := min(4*nt, work/minChunkWork, maxChunks)
 	return max(c, min(nt, maxChunks), 1)
 }

@@ -202,3 +202,103 @@ func TestLinearsFused(t *testing.T) {
 		kernels.SetMode(prev)
 	}
 }
+
+// TestGuidedCut: guided pieces cover every row of every linear once, in
+// order, start on 16-row boundaries, never grow, respect the least work
+// per piece, fit the 64 pieces the callers keep on the stack for the
+// shapes of a 1.1B decode step, and depend on nothing but the shapes.
+func TestGuidedCut(t *testing.T) {
+	for _, c := range []struct {
+		rows []int
+		cols int
+	}{
+		{[]int{2048, 256, 256}, 2048}, {[]int{5632, 5632}, 2048}, {[]int{2048}, 5632},
+		{[]int{32000}, 2048}, {[]int{37, 5, 300}, 64}, {[]int{16}, 4096}, {[]int{100000}, 64},
+	} {
+		for _, nt := range []int{2, 3, 8} {
+			var got [][3]int
+			total := 0
+			for _, r := range c.rows {
+				total += r
+			}
+			left := total
+			for i, rows := range c.rows {
+				left = guidedCut(rows, left, c.cols, nt, func(r0, r1 int) { got = append(got, [3]int{i, r0, r1}) })
+			}
+			if left != 0 {
+				t.Fatalf("%v x %d, %d threads: %d rows left uncut", c.rows, c.cols, nt, left)
+			}
+			next := make([]int, len(c.rows))
+			prev := -1
+			for k, p := range got {
+				op, r0, r1 := p[0], p[1], p[2]
+				if r0 != next[op] || r1 <= r0 || r0%16 != 0 {
+					t.Fatalf("%v x %d, %d threads: piece %d = %v (op %d should start at %d)", c.rows, c.cols, nt, k, p, op, next[op])
+				}
+				size := r1 - r0
+				if r1 < c.rows[op] { // an op's last piece may be cut short
+					if prev >= 0 && size > prev && k > 0 && got[k-1][0] == op {
+						t.Fatalf("%v x %d, %d threads: piece %d grew: %d after %d", c.rows, c.cols, nt, k, size, prev)
+					}
+					if size*c.cols < minChunkWork && size > 16 {
+						t.Fatalf("%v x %d: piece %d of %d rows below the least work", c.rows, c.cols, k, size)
+					}
+				}
+				prev = size
+				next[op] = r1
+			}
+			for i, r := range c.rows {
+				if next[i] != r {
+					t.Fatalf("%v: op %d cut to %d of %d rows", c.rows, i, next[i], r)
+				}
+			}
+			if c.cols == 2048 && nt == 2 && len(got) > 64 {
+				t.Fatalf("%v x %d: %d pieces, more than the 64 kept on the stack", c.rows, c.cols, len(got))
+			}
+		}
+	}
+}
+
+// BenchmarkGuidedAB compares decode and prefill on the synthetic
+// TinyLlama-1.1B shape (3.7 bpw, int8, 2 threads) with guided pieces and
+// with equal chunks per linear, alternating round by round (medians of
+// the per-round ratios: "speedup"):
+// go test -run '^$' -bench GuidedAB -benchtime 31x ./runtime/
+func BenchmarkGuidedAB(b *testing.B) {
+	m := benchDecodeModel(b)
+	logits := make([]float32, m.Config.Vocab)
+	rt, err := New(m, Options{Threads: 2})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func(v bool) { guidedPieces = v }(guidedPieces)
+	s := rt.NewState(160)
+	prompt := make([]int, 128)
+	for i := range prompt {
+		prompt[i] = 1 + i
+	}
+	b.Run("decode", func(b *testing.B) {
+		reportAB(b, func(legacy bool) float64 {
+			guidedPieces = !legacy
+			s.Reset()
+			t0 := time.Now()
+			for i := 0; i < 8; i++ {
+				if err := rt.Forward(s, []int{1 + i}, logits, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+			return float64(time.Since(t0).Microseconds()) / 8e3
+		})
+	})
+	b.Run("prefill", func(b *testing.B) {
+		reportAB(b, func(legacy bool) float64 {
+			guidedPieces = !legacy
+			s.Reset()
+			t0 := time.Now()
+			if err := rt.Forward(s, prompt, logits, false); err != nil {
+				b.Fatal(err)
+			}
+			return float64(time.Since(t0).Microseconds()) / 1e3
+		})
+	})
+}

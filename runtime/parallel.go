@@ -49,11 +49,21 @@ func SplitRows(threads, rows, work int, f func(r0, r1 int)) {
 	}
 	if guidedPieces && work/rows <= guidedMaxPerRow {
 		// matrix-vector products: guided cut (see guided), decreasing
-		// pieces claimed in order
-		var buf [64][2]int
-		ps := buf[:0]
-		guidedRows(rows, work/rows, threads, func(r0, r1 int) { ps = append(ps, [2]int{r0, r1}) })
-		parallel(threads, len(ps), func(c int) { f(ps[c][0], ps[c][1]) })
+		// pieces claimed in order; piece c is found by walking the cut
+		// (a few dozen steps at most) rather than kept in a list that
+		// would escape with the closure
+		perRow := work / rows
+		n := 0
+		guidedRows(rows, perRow, threads, func(int, int) { n++ })
+		parallel(threads, n, func(c int) {
+			k := 0
+			guidedRows(rows, perRow, threads, func(r0, r1 int) {
+				if k == c {
+					f(r0, r1)
+				}
+				k++
+			})
+		})
 		return
 	}
 	nc := chunks(threads, work, (rows+15)/16)

@@ -248,16 +248,26 @@ func TestFastPathSelected(t *testing.T) {
 	}
 }
 
+// TestMatVecNoAllocs: MatVec allocates nothing in steady state, on the
+// float and the int8 path (two-stream row pairs included), for LUT widths
+// and f32/f16 rows.
 func TestMatVecNoAllocs(t *testing.T) {
 	rng := rand.New(rand.NewSource(6))
-	for _, bits := range []int{4, 3, 8} {
-		w := lutTensor(rng, bits, 64, 256, 16, true)
-		x := randVec(rng, 256)
-		out := make([]float32, 64)
-		MatVec(w, x, out, 0, 64)
-		if a := testing.AllocsPerRun(50, func() { MatVec(w, x, out, 16, 64) }); a > 0.1 {
-			t.Errorf("lut%d MatVec allocates %.1f times per call", bits, a)
+	ws := []*ir.Tensor{benchTensor(rng, ir.F32, 64, 256), benchTensor(rng, ir.F16, 64, 256)}
+	for _, bits := range []int{4, 3, 2, 8} {
+		ws = append(ws, lutTensor(rng, bits, 64, 256, 16, true))
+	}
+	for _, mode := range []Mode{ModeFloat, ModeInt8} {
+		prev := SetMode(mode)
+		for _, w := range ws {
+			x := randVec(rng, 256)
+			out := make([]float32, 64)
+			MatVec(w, x, out, 0, 64)
+			if a := testing.AllocsPerRun(50, func() { MatVec(w, x, out, 16, 64) }); a > 0.1 {
+				t.Errorf("%v %v MatVec allocates %.1f times per call", mode, w.Type, a)
+			}
 		}
+		SetMode(prev)
 	}
 }
 

@@ -180,8 +180,9 @@
 // two streams half a row range apart keep more DRAM requests in flight
 // than one: BenchmarkI8Threads, DRAM, medians of 3 alternating runs, lut4
 // one thread 11.6 -> 13.5 GB/s, lut2 one thread 8.2 -> 9.3, two threads
-// 13.4 -> 16.4 (docs/PERF.md, session 9). lut3 (two planes, four streams
-// in pairs, and no spare vector registers in I3DEC) still reads one.
+// 13.4 -> 16.4 (docs/PERF.md, session 9). lut3 still reads one: a
+// two-stream lut3 kernel (four index streams, constants as memory
+// operands for want of registers) measured 3-7% slower.
 //
 // Decode reads each activation vector with several tensors (q, k, v;
 // gate, up) and, on several threads, with several row ranges of each.

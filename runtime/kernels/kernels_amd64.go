@@ -290,36 +290,43 @@ func i8Rows(bits int, p0, p1 []byte, rowB [2]int, nrows int, q *qx, tab *i8Tab, 
 	_ = out[nrows-1]
 	gl := g0 + (nrows-first+gs-1)/gs // last group the rows reach
 	n := q.n
+	xq, sc := &q.perm[0], &q.sc[0]
+	// row i of plane 0 (rows follow at rowB strides, checked by layoutOf)
+	r0 := unsafe.Pointer(&p0[0])
+	row0 := func(i int) *byte { return (*byte)(unsafe.Add(r0, i*rowB[0])) }
 	switch bits {
 	case 4:
 		u := tab.u[16*g0 : 16*gl+16]
 		if i8Pairs && nrows >= 2 {
-			i8RowPairs(p0, rowB[0], nrows, gs, first, 16, u, out,
-				func(a, b *byte, rowB, np int, ta, tb *byte, oa, ob *float32) {
-					i8Lut4Rows2(a, b, rowB, np, n/64, &q.perm[0], &q.sc[0], ta, tb, oa, ob)
+			i8RowPairs(nrows, gs, first,
+				func(a, b, np, ga, gb int) {
+					i8Lut4Rows2(row0(a), row0(b), rowB[0], np, n/64, xq, sc, &u[16*ga], &u[16*gb], &out[a], &out[b])
 				},
-				func(r *byte, rowB, nr int, t *byte, gs, first int, o *float32) {
-					i8Lut4Rows(r, rowB, nr, n/64, &q.perm[0], &q.sc[0], t, gs, first, o)
+				func(i, g, left int) {
+					i8Lut4Rows(row0(i), rowB[0], 1, n/64, xq, sc, &u[16*g], gs, left, &out[i])
 				})
 			return
 		}
-		i8Lut4Rows(&p0[0], rowB[0], nrows, n/64, &q.perm[0], &q.sc[0], &u[0], gs, first, &out[0])
+		i8Lut4Rows(&p0[0], rowB[0], nrows, n/64, xq, sc, &u[0], gs, first, &out[0])
 	case 2:
 		u := tab.u2[32*g0 : 32*gl+32]
 		if i8Pairs && nrows >= 2 {
-			i8RowPairs(p0, rowB[0], nrows, gs, first, 32, u, out,
-				func(a, b *byte, rowB, np int, ta, tb *byte, oa, ob *float32) {
-					i8Lut2Rows2(a, b, rowB, np, n/128, &q.perm[0], &q.sc[0], ta, tb, oa, ob)
+			i8RowPairs(nrows, gs, first,
+				func(a, b, np, ga, gb int) {
+					i8Lut2Rows2(row0(a), row0(b), rowB[0], np, n/128, xq, sc, &u[32*ga], &u[32*gb], &out[a], &out[b])
 				},
-				func(r *byte, rowB, nr int, t *byte, gs, first int, o *float32) {
-					i8Lut2Rows(r, rowB, nr, n/128, &q.perm[0], &q.sc[0], t, gs, first, o)
+				func(i, g, left int) {
+					i8Lut2Rows(row0(i), rowB[0], 1, n/128, xq, sc, &u[32*g], gs, left, &out[i])
 				})
 			return
 		}
-		i8Lut2Rows(&p0[0], rowB[0], nrows, n/128, &q.perm[0], &q.sc[0], &u[0], gs, first, &out[0])
+		i8Lut2Rows(&p0[0], rowB[0], nrows, n/128, xq, sc, &u[0], gs, first, &out[0])
 	case 3:
 		u := tab.u3[32*g0 : 32*gl+32]
-		i8Lut3Rows(&p0[0], rowB[0], &p1[0], rowB[1], nrows, n/128, &q.perm[0], &q.sc[0], &u[0], gs, first, &out[0])
+		// one stream: a two-stream lut3 kernel (four index streams, its
+		// constants as memory operands for want of registers) measured
+		// 3-7% slower than this one (docs/PERF.md, session 9)
+		i8Lut3Rows(&p0[0], rowB[0], &p1[0], rowB[1], nrows, n/128, xq, sc, &u[0], gs, first, &out[0])
 	default:
 		panic("kernels: no int8 kernel for this width")
 	}
@@ -340,29 +347,25 @@ func groupAt(i, gs, first int) (g, left int) {
 	return 1 + k/gs, gs - k%gs
 }
 
-// i8RowPairs runs an int8 row kernel over nrows rows (row i at p0 + i*rowB,
-// the first with first rows left in its group of gs, tb table bytes per
-// group in u) as two streams: rows [0, h) beside rows [h, 2h) (h =
-// nrows/2) through pair(a, b, rowB, npairs, tabA, tabB, outA, outB), in
-// segments whose rows stay in one group per stream, and an odd last row
-// through one(row, rowB, 1, table, gs, first, out). The kernels give each
-// row the one-stream kernel's bits (TestI8PairsSameBits).
-func i8RowPairs(p0 []byte, rowB, nrows, gs, first, tb int, u []byte, out []float32,
-	pair func(a, b *byte, rowB, npairs int, ta, tb *byte, oa, ob *float32),
-	one func(r *byte, rowB, nrows int, t *byte, gs, first int, o *float32)) {
-	base := unsafe.Pointer(&p0[0])
-	row := func(i int) *byte { return (*byte)(unsafe.Add(base, i*rowB)) }
+// i8RowPairs runs an int8 row kernel over nrows rows (the first with
+// first rows left in its group of gs) as two streams: rows [0, h) beside
+// rows [h, 2h) (h = nrows/2) through pair(a, b, npairs, ga, gb) (rows a..
+// and b.., groups ga and gb counted from the first row's), in segments
+// whose rows stay in one group per stream, and an odd last row through
+// one(i, g, left). The pair kernels give each row the one-stream kernel's
+// bits (TestI8PairsSameBits).
+func i8RowPairs(nrows, gs, first int, pair func(a, b, npairs, ga, gb int), one func(i, g, left int)) {
 	h := nrows / 2
 	for a := 0; a < h; {
 		ga, la := groupAt(a, gs, first)
 		gb, lb := groupAt(h+a, gs, first)
 		seg := min(la, lb, h-a)
-		pair(row(a), row(h+a), rowB, seg, &u[tb*ga], &u[tb*gb], &out[a], &out[h+a])
+		pair(a, h+a, seg, ga, gb)
 		a += seg
 	}
 	if nrows%2 == 1 {
 		g, left := groupAt(nrows-1, gs, first)
-		one(row(nrows-1), rowB, 1, &u[tb*g], gs, left, &out[nrows-1])
+		one(nrows-1, g, left)
 	}
 }
 

@@ -102,6 +102,11 @@ type benchResult struct {
 	PrefillRuns  []float64 `json:"prefill_runs"`
 	DecodeRuns   []float64 `json:"decode_runs"`
 	StreamRuns   []float64 `json:"stream_runs"`
+	// FractionRuns is each repetition's decode bandwidth over the probe
+	// taken just before it: on a shared machine the probe drifts between
+	// repetitions, and a ratio of adjacent measurements drifts less than
+	// bandwidth_fraction (the ratio of the medians).
+	FractionRuns []float64 `json:"bandwidth_fraction_runs"`
 }
 
 func (o *benchOptions) load(args []string) (*ir.Model, error) {
@@ -221,6 +226,11 @@ func runBench(o *benchOptions, args []string, stdout, stderr io.Writer) error {
 		res.DecodeRuns = append(res.DecodeRuns, float64(o.GenTokens)/time.Since(t0).Seconds())
 	}
 	res.PrefillTokensPerS = median(res.PrefillRuns)
+	for i, d := range res.DecodeRuns {
+		if g := res.StreamRuns[i]; g > 0 {
+			res.FractionRuns = append(res.FractionRuns, d*float64(wb)/1e9/g)
+		}
+	}
 	res.DecodeTokensPerS = median(res.DecodeRuns)
 	res.StreamBandwidthGBps = median(res.StreamRuns)
 	res.BandwidthGBps = res.DecodeTokensPerS * float64(wb) / 1e9
@@ -243,10 +253,19 @@ func runBench(o *benchOptions, args []string, stdout, stderr io.Writer) error {
 		res.Model, res.BitsPerWeight, res.Impl, res.Kernels, res.Threads, res.Reps)
 	fmt.Fprintf(w, "prefill %d tokens: %10.1f tokens/s\n", o.PromptTokens, res.PrefillTokensPerS)
 	fmt.Fprintf(w, "decode  %d tokens: %10.1f tokens/s (bound at stream bandwidth: %.1f)\n", o.GenTokens, res.DecodeTokensPerS, res.DecodeBoundTokPerS)
-	fmt.Fprintf(w, "weights per token: %s; weight bandwidth %.2f GB/s of %.2f GB/s streaming = %.2f\n",
-		humanBytes(wb), res.BandwidthGBps, res.StreamBandwidthGBps, res.BandwidthFraction)
+	fmt.Fprintf(w, "weights per token: %s; weight bandwidth %.2f GB/s of %.2f GB/s streaming = %.2f (per repetition: %s)\n",
+		humanBytes(wb), res.BandwidthGBps, res.StreamBandwidthGBps, res.BandwidthFraction, fmtRuns(res.FractionRuns))
 	fmt.Fprintf(w, "peak resident memory: %s; load average %s\n", humanBytes(res.PeakRSSBytes), res.LoadAvg)
 	return nil
+}
+
+// fmtRuns prints per-repetition ratios as "0.71 0.74 0.69".
+func fmtRuns(v []float64) string {
+	parts := make([]string, len(v))
+	for i, x := range v {
+		parts[i] = strconv.FormatFloat(x, 'f', 2, 64)
+	}
+	return strings.Join(parts, " ")
 }
 
 func median(v []float64) float64 {

@@ -45,6 +45,14 @@ func TestBenchSyntheticJSON(t *testing.T) {
 		if math.Abs(r.BandwidthFraction-r.BandwidthGBps/r.StreamBandwidthGBps) > 1e-12 {
 			t.Errorf("bandwidth_fraction %v inconsistent", r.BandwidthFraction)
 		}
+		if len(r.FractionRuns) != len(r.DecodeRuns) || len(r.StreamRuns) != len(r.DecodeRuns) {
+			t.Fatalf("%d per-repetition fractions for %d decode and %d probe runs", len(r.FractionRuns), len(r.DecodeRuns), len(r.StreamRuns))
+		}
+		for i, f := range r.FractionRuns {
+			if want := r.DecodeRuns[i] * float64(wb) / 1e9 / r.StreamRuns[i]; math.Abs(f-want) > 1e-12*want {
+				t.Errorf("bandwidth_fraction_runs[%d] = %v, want decode run x bytes / probe run = %v", i, f, want)
+			}
+		}
 		if r.PeakRSSBytes < 0 || r.BitsPerWeight < 4 || r.BitsPerWeight > 4.5 {
 			t.Errorf("peak rss %d, bits per weight %v", r.PeakRSSBytes, r.BitsPerWeight)
 		}

@@ -38,8 +38,10 @@ func parallel(nt, n int, f func(chunk int)) {
 
 // SplitRows runs f over the rows [0, rows) of a product of work
 // multiply-adds as the runtime's linears split one: on one thread when
-// work < 65536, else in chunks of whole 16-row groups claimed dynamically
-// by up to threads threads (parallel: the caller and the pool's helpers).
+// work < 65536, else in pieces of whole 16-row groups claimed dynamically
+// by up to threads threads (parallel: the caller and the pool's helpers):
+// guided pieces (guidedCut) for matrix-vector products, equal chunks for
+// larger batches.
 // Talaria's host probes call it, so that they split work exactly as a
 // decode step does.
 func SplitRows(threads, rows, work int, f func(r0, r1 int)) {
@@ -75,9 +77,6 @@ func SplitRows(threads, rows, work int, f func(r0, r1 int)) {
 	})
 }
 
-// chunks returns how many chunks to cut work (multiply-adds) into for nt
-// threads: a few per thread so a slow thread's share is taken over, but
-// none below minChunkWork, and at most maxChunks.
 // guidedMaxPerRow: SplitRows cuts products of at most this many
 // multiply-adds per row (decode: n = 1 with up to 65536 columns) into
 // guided pieces; larger ones (prefill) into equal chunks, which measured
@@ -88,6 +87,9 @@ const guidedMaxPerRow = 1 << 16
 // product into.
 const minChunkWork = 1 << 18
 
+// chunks returns how many chunks to cut work (multiply-adds) into for nt
+// threads: a few per thread so a slow thread's share is taken over, but
+// none below minChunkWork, and at most maxChunks.
 func chunks(nt, work, maxChunks int) int {
 	c := min(4*nt, work/minChunkWork, maxChunks)
 	return max(c, min(nt, maxChunks), 1)

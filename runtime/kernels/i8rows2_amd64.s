@@ -1,6 +1,7 @@
 //go:build amd64 && !purego
 
 #include "textflag.h"
+#include "i8mac_amd64.h"
 
 // ---- int8 decode row kernels, two row streams at once ----
 // i8Lut4Rows2 computes npairs rows of stream A (idxA, one table tabA) and
@@ -12,15 +13,6 @@
 // segments).
 // Why two streams: see rows2F16AVX2 in kernels_amd64.s.
 
-#define MAC2(a, b, xa, xb, sa, acc) \
-	VPMADDUBSW xa, a, a; \
-	VPMADDUBSW xb, b, b; \
-	VPMADDWD Y14, a, a; \
-	VPMADDWD Y14, b, b; \
-	VPADDD b, a, a; \
-	VCVTDQ2PS a, a; \
-	VFMADD231PS sa, a, acc
-
 // one 64-element lut4 unit of the stream at base (index bytes io(base)(BX*1)),
 // table tab, temps a, b, into acc
 #define U4(base, tab, io, xo1, xo2, acc, a, b) \
@@ -30,16 +22,7 @@
 	VPAND Y15, b, b; \
 	VPSHUFB a, tab, a; \
 	VPSHUFB b, tab, b; \
-	MAC2(a, b, xo1(DI)(BX*2), xo2(DI)(BX*2), io(R8)(BX*1), acc)
-
-// horizontal sum of acc0+acc1 stored to (out) (I8STORE's order)
-#define HST(acc0, acc1, x0, out) \
-	VADDPS acc1, acc0, acc0; \
-	VEXTRACTF128 $1, acc0, X3; \
-	VADDPS X3, x0, x0; \
-	VHADDPS x0, x0, x0; \
-	VHADDPS x0, x0, x0; \
-	VMOVSS x0, (out)
+	I8MAC(a, b, xo1(DI)(BX*2), xo2(DI)(BX*2), io(R8)(BX*1), acc)
 
 // software prefetch distance: PFD of kernels_amd64.s
 #define PFD2 3072
@@ -92,8 +75,8 @@ w4single:
 	U4(SI, Y13, 0, 0, 32, Y2, Y4, Y5)
 	U4(R11, Y12, 0, 0, 32, Y8, Y6, Y7)
 w4rowdone:
-	HST(Y2, Y3, X2, DX)
-	HST(Y8, Y9, X8, R13)
+	I8HSUM(Y2, Y3, X2, DX)
+	I8HSUM(Y8, Y9, X8, R13)
 	ADDQ R9, SI
 	ADDQ R9, R11
 	ADDQ $4, DX
@@ -107,14 +90,6 @@ w4done:
 // lut2 unit of one stream (i8Lut2Rows's r2loop body): 128 elements, index
 // bytes at (base)(BX*1), nibble tables lo/hi, into acc0 (fields 0, 1) and
 // acc1 (fields 2, 3); temps Y0, Y1, Y4..Y7.
-#define MAC2W(a, b, xa, xb, sa, acc) \
-	VPMADDUBSW xa, a, a; \
-	VPMADDUBSW xb, b, b; \
-	VPADDW b, a, a; \
-	VPMADDWD Y14, a, a; \
-	VCVTDQ2PS a, a; \
-	VFMADD231PS sa, a, acc
-
 #define U2(base, lo, hi, acc0, acc1) \
 	VMOVDQU (base)(BX*1), Y0; \
 	VPSRLW $4, Y0, Y1; \
@@ -124,8 +99,8 @@ w4done:
 	VPSHUFB Y0, hi, Y5; \
 	VPSHUFB Y1, lo, Y6; \
 	VPSHUFB Y1, hi, Y7; \
-	MAC2W(Y4, Y5, (DI)(BX*4), 32(DI)(BX*4), (R8)(BX*2), acc0); \
-	MAC2W(Y6, Y7, 64(DI)(BX*4), 96(DI)(BX*4), 32(R8)(BX*2), acc1)
+	I2MAC(Y4, Y5, (DI)(BX*4), 32(DI)(BX*4), (R8)(BX*2), acc0); \
+	I2MAC(Y6, Y7, 64(DI)(BX*4), 96(DI)(BX*4), 32(R8)(BX*2), acc1)
 
 // func i8Lut2Rows2(idxA, idxB *byte, rowBytes, npairs, n128 int, xq *int8, sc *float32, tabA, tabB *byte, outA, outB *float32)
 // i8Lut2Rows (i8rows_amd64.s) over two streams, as i8Lut4Rows2.
@@ -171,8 +146,8 @@ w2loop:
 	CMPQ BX, R10
 	JL   w2loop
 w2rowdone:
-	HST(Y2, Y3, X2, DX)
-	HST(Y8, Y9, X8, R13)
+	I8HSUM(Y2, Y3, X2, DX)
+	I8HSUM(Y8, Y9, X8, R13)
 	ADDQ R9, SI
 	ADDQ R9, R11
 	ADDQ $4, DX

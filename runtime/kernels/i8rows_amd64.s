@@ -1,46 +1,13 @@
 //go:build amd64 && !purego
 
 #include "textflag.h"
+#include "i8mac_amd64.h"
 
 // ---- int8 decode (matrix-vector) row kernels for lut2 and lut3 ----
 // Arguments, registers and the activation layout are those of
 // i8Lut4Rows (kernels_amd64.s): rows loop here, the table advances every
 // gs rows (first rows for the first group), each row's block-scaled sum
 // goes to out and Go applies the group's s, m and the row scale.
-
-// I2MAC(a, b, xa, xb, sa, acc), lut2 (6-bit table bytes, u <= 63): a, b
-// hold the 32 table bytes of the two vectors of one pair of activation
-// blocks (lane 0 one block, lane 1 another); VPMADDUBSW pair sums are at
-// most 2*63*127 = 16002, so the two add in int16 without overflow
-// (<= 32004) and one VPMADDWD with ones (Y14) widens both: 6 uops per 64
-// weights where the 7-bit MAC (I3MAC) takes 7, and 3 multiplies, not 4.
-#define I2MAC(a, b, xa, xb, sa, acc) \
-	VPMADDUBSW xa, a, a; \
-	VPMADDUBSW xb, b, b; \
-	VPADDW b, a, a; \
-	VPMADDWD Y14, a, a; \
-	VCVTDQ2PS a, a; \
-	VFMADD231PS sa, a, acc
-
-// I3MAC(a, b, xa, xb, sa, acc), lut3 (7-bit table bytes, u <= 127): pair
-// sums reach 2*127*127, so each vector is widened on its own.
-#define I3MAC(a, b, xa, xb, sa, acc) \
-	VPMADDUBSW xa, a, a; \
-	VPMADDUBSW xb, b, b; \
-	VPMADDWD Y14, a, a; \
-	VPMADDWD Y14, b, b; \
-	VPADDD b, a, a; \
-	VCVTDQ2PS a, a; \
-	VFMADD231PS sa, a, acc
-
-// horizontal sum of Y2+Y3 stored to (DX) as float32
-#define IRSTORE \
-	VADDPS Y3, Y2, Y2; \
-	VEXTRACTF128 $1, Y2, X3; \
-	VADDPS X3, X2, X2; \
-	VHADDPS X2, X2, X2; \
-	VHADDPS X2, X2, X2; \
-	VMOVSS X2, (DX)
 
 // next row: out, table (every gs rows; 32 bytes per group)
 #define IRNEXT(lbl) \
@@ -107,7 +74,7 @@ r2loop:
 	CMPQ BX, R10
 	JL   r2loop
 r2rowdone:
-	IRSTORE
+	I8HSUM(Y2, Y3, X2, DX)
 	ADDQ R9, SI
 	IRNEXT(r2next)
 	DECQ CX
@@ -195,13 +162,13 @@ r3loop:
 	VMOVDQU (SI)(BX*2), Y8
 	VBROADCASTI128 (R9)(BX*1), Y9
 	I3DEC
-	I3MAC(Y4, Y5, (DI)(BX*8), 32(DI)(BX*8), (R8)(BX*4), Y2)
-	I3MAC(Y6, Y7, 64(DI)(BX*8), 96(DI)(BX*8), 32(R8)(BX*4), Y3)
+	I8MAC(Y4, Y5, (DI)(BX*8), 32(DI)(BX*8), (R8)(BX*4), Y2)
+	I8MAC(Y6, Y7, 64(DI)(BX*8), 96(DI)(BX*8), 32(R8)(BX*4), Y3)
 	ADDQ $16, BX
 	CMPQ BX, R10
 	JL   r3loop
 r3rowdone:
-	IRSTORE
+	I8HSUM(Y2, Y3, X2, DX)
 	ADDQ rowBytes0+8(FP), SI
 	ADDQ rowBytes1+24(FP), R9
 	IRNEXT(r3next)

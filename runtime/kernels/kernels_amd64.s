@@ -1,6 +1,7 @@
 //go:build amd64 && !purego
 
 #include "textflag.h"
+#include "i8mac_amd64.h"
 
 // Horizontal sum of Y2..Y5 into X2 (clobbers X3, Y4).
 #define HSUM4 \
@@ -623,26 +624,6 @@ bpdone:
 // Rows loop here; the table advances every gs rows (first rows for the
 // first group). Each row's float sum goes to out; Go applies s, m, scale.
 
-// I8MAC(a, b, xo, so, acc): a, b hold 32 table bytes each, meeting the
-// activations at xo(DI)(BX*xs) ... (macro users spell the addresses).
-#define I8MAC(a, b, xa, xb, sa, acc) \
-	VPMADDUBSW xa, a, a; \
-	VPMADDUBSW xb, b, b; \
-	VPMADDWD Y14, a, a; \
-	VPMADDWD Y14, b, b; \
-	VPADDD b, a, a; \
-	VCVTDQ2PS a, a; \
-	VFMADD231PS sa, a, acc
-
-// horizontal sum of Y2+Y3 stored to (DX) as float32
-#define I8STORE \
-	VADDPS Y3, Y2, Y2; \
-	VEXTRACTF128 $1, Y2, X3; \
-	VADDPS X3, X2, X2; \
-	VHADDPS X2, X2, X2; \
-	VHADDPS X2, X2, X2; \
-	VMOVSS X2, (DX)
-
 // next row: out, table (every gs rows; tstride bytes per group)
 #define I8NEXTS(lbl, tstride) \
 	ADDQ $4, DX; \
@@ -714,7 +695,7 @@ i4single:
 	JGE  i4rowdone
 	I8U4(0, 0, 32, Y2, Y4, Y5)
 i4rowdone:
-	I8STORE
+	I8HSUM(Y2, Y3, X2, DX)
 	ADDQ R9, SI
 	I8NEXT(i4next)
 	DECQ CX
@@ -1096,7 +1077,6 @@ t3done:
 	VZEROUPPER
 	RET
 
-
 // func axpyAVX2(a float32, x, y *float32, n int)
 // y[i] += a * x[i] (FMA), n a multiple of 8.
 TEXT ·axpyAVX2(SB), NOSPLIT, $0-32
@@ -1174,6 +1154,40 @@ axpydone:
 	VHADDPS xa, xa, xa; \
 	VMOVSS xa, (out)
 
+// R2STEP32(LD, o1, o2, o3): 32 elements of both rows: x (DI) in Y0, Y1
+// (16 at a time); weights loaded to float32 by LD (VMOVUPS, VCVTPH2PS) at
+// offsets 0, o1, o2, o3 of SI (row A) and R8 (row B); dotAVX2's four
+// accumulators per row (Y2..Y5 for A, Y10..Y13 for B).
+#define R2STEP32(LD, o1, o2, o3) \
+	VMOVUPS (DI), Y0; \
+	VMOVUPS 32(DI), Y1; \
+	LD (SI), Y6; \
+	LD o1(SI), Y7; \
+	LD (R8), Y8; \
+	LD o1(R8), Y9; \
+	VFMADD231PS Y0, Y6, Y2; \
+	VFMADD231PS Y1, Y7, Y3; \
+	VFMADD231PS Y0, Y8, Y10; \
+	VFMADD231PS Y1, Y9, Y11; \
+	VMOVUPS 64(DI), Y0; \
+	VMOVUPS 96(DI), Y1; \
+	LD o2(SI), Y6; \
+	LD o3(SI), Y7; \
+	LD o2(R8), Y8; \
+	LD o3(R8), Y9; \
+	VFMADD231PS Y0, Y6, Y4; \
+	VFMADD231PS Y1, Y7, Y5; \
+	VFMADD231PS Y0, Y8, Y12; \
+	VFMADD231PS Y1, Y9, Y13
+
+// R2STEP8(LD): the 8-element tail step, into the first accumulators.
+#define R2STEP8(LD) \
+	VMOVUPS (DI), Y0; \
+	LD (SI), Y6; \
+	LD (R8), Y8; \
+	VFMADD231PS Y0, Y6, Y2; \
+	VFMADD231PS Y0, Y8, Y10
+
 // func rows2F32AVX2(w0, w1, x *float32, n, npairs int, out0, out1 *float32)
 TEXT ·rows2F32AVX2(SB), NOSPLIT, $0-56
 	MOVQ w0+0(FP), SI
@@ -1191,26 +1205,7 @@ p32row:
 p32x32:
 	CMPQ CX, $32
 	JL   p32x8
-	VMOVUPS (DI), Y0
-	VMOVUPS 32(DI), Y1
-	VMOVUPS (SI), Y6
-	VMOVUPS 32(SI), Y7
-	VMOVUPS (R8), Y8
-	VMOVUPS 32(R8), Y9
-	VFMADD231PS Y0, Y6, Y2
-	VFMADD231PS Y1, Y7, Y3
-	VFMADD231PS Y0, Y8, Y10
-	VFMADD231PS Y1, Y9, Y11
-	VMOVUPS 64(DI), Y0
-	VMOVUPS 96(DI), Y1
-	VMOVUPS 64(SI), Y6
-	VMOVUPS 96(SI), Y7
-	VMOVUPS 64(R8), Y8
-	VMOVUPS 96(R8), Y9
-	VFMADD231PS Y0, Y6, Y4
-	VFMADD231PS Y1, Y7, Y5
-	VFMADD231PS Y0, Y8, Y12
-	VFMADD231PS Y1, Y9, Y13
+	R2STEP32(VMOVUPS, 32, 64, 96)
 	ADDQ $128, SI
 	ADDQ $128, R8
 	ADDQ $128, DI
@@ -1219,11 +1214,7 @@ p32x32:
 p32x8:
 	CMPQ CX, $8
 	JL   p32done
-	VMOVUPS (DI), Y0
-	VMOVUPS (SI), Y6
-	VMOVUPS (R8), Y8
-	VFMADD231PS Y0, Y6, Y2
-	VFMADD231PS Y0, Y8, Y10
+	R2STEP8(VMOVUPS)
 	ADDQ $32, SI
 	ADDQ $32, R8
 	ADDQ $32, DI
@@ -1257,26 +1248,7 @@ p16row:
 p16x32:
 	CMPQ CX, $32
 	JL   p16x8
-	VMOVUPS (DI), Y0
-	VMOVUPS 32(DI), Y1
-	VCVTPH2PS (SI), Y6
-	VCVTPH2PS 16(SI), Y7
-	VCVTPH2PS (R8), Y8
-	VCVTPH2PS 16(R8), Y9
-	VFMADD231PS Y0, Y6, Y2
-	VFMADD231PS Y1, Y7, Y3
-	VFMADD231PS Y0, Y8, Y10
-	VFMADD231PS Y1, Y9, Y11
-	VMOVUPS 64(DI), Y0
-	VMOVUPS 96(DI), Y1
-	VCVTPH2PS 32(SI), Y6
-	VCVTPH2PS 48(SI), Y7
-	VCVTPH2PS 32(R8), Y8
-	VCVTPH2PS 48(R8), Y9
-	VFMADD231PS Y0, Y6, Y4
-	VFMADD231PS Y1, Y7, Y5
-	VFMADD231PS Y0, Y8, Y12
-	VFMADD231PS Y1, Y9, Y13
+	R2STEP32(VCVTPH2PS, 16, 32, 48)
 	ADDQ $64, SI
 	ADDQ $64, R8
 	ADDQ $128, DI
@@ -1285,11 +1257,7 @@ p16x32:
 p16x8:
 	CMPQ CX, $8
 	JL   p16done
-	VMOVUPS (DI), Y0
-	VCVTPH2PS (SI), Y6
-	VCVTPH2PS (R8), Y8
-	VFMADD231PS Y0, Y6, Y2
-	VFMADD231PS Y0, Y8, Y10
+	R2STEP8(VCVTPH2PS)
 	ADDQ $16, SI
 	ADDQ $16, R8
 	ADDQ $32, DI

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/squeeze-ml/squeeze/ir"
 )
@@ -67,34 +68,44 @@ func f32Tensor(rng *rand.Rand, rows, cols int) *ir.Tensor {
 
 // TestI8FastCache: the address-keyed front of the int8 table cache returns
 // the same tables as the weak-keyed cache, does not serve another width,
-// and its entry goes when the palette is collected.
+// and its entry goes when the palette is collected. It looks at its own
+// palette's entry only: other tests' palettes are collected (and their
+// entries removed) at times of the garbage collector's choosing, so a
+// count of all entries is not stable.
 func TestI8FastCache(t *testing.T) {
 	rng := rand.New(rand.NewSource(21))
-	count := func() int {
-		n := 0
-		i8Fast.Range(func(_, _ any) bool { n++; return true })
-		return n
-	}
-	before := count()
+	var addr uintptr
+	var entry *i8Entry
 	func() {
 		w := lutTensor(rng, 4, 32, 128, 8, false)
+		addr = uintptr(unsafe.Pointer(w.Pal))
 		a := i8TableOf(w, 4)
 		if b := i8TableOf(w, 4); a != b {
 			t.Fatal("fast lookup returned other tables")
 		}
+		v, ok := i8Fast.Load(addr)
+		if !ok || v.(*i8Entry).get() != a {
+			t.Fatal("the fast cache has no entry for the palette's 4-bit tables")
+		}
 		if c := i8TableOf(w, 2); c == a {
 			t.Fatal("a lookup for another width got the 4-bit tables")
 		}
-		if count() != before+1 {
-			t.Fatalf("fast cache holds %d entries, want %d", count(), before+1)
+		v, ok = i8Fast.Load(addr)
+		if !ok || v.(*i8Entry).bits != 2 {
+			t.Fatal("the fast cache does not hold the palette's latest (2-bit) entry")
 		}
+		entry = v.(*i8Entry)
 	}()
+	gone := func() bool {
+		v, ok := i8Fast.Load(addr)
+		return !ok || v.(*i8Entry) != entry // removed, or the address reused by a new palette
+	}
 	deadline := time.Now().Add(2 * time.Second)
-	for count() > before && time.Now().Before(deadline) {
+	for !gone() && time.Now().Before(deadline) {
 		runtime.GC()
 		time.Sleep(time.Millisecond)
 	}
-	if count() > before {
+	if !gone() {
 		t.Fatal("the fast cache kept the entry of a collected palette")
 	}
 }

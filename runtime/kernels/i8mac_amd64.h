@@ -37,3 +37,29 @@
 	VHADDPS x0, x0, x0; \
 	VHADDPS x0, x0, x0; \
 	VMOVSS x0, (out)
+
+// PFD is the software prefetch distance of the int8 row kernels, in bytes
+// of the (plane-0) index stream. At ~1 byte of indices per 2 weights the
+// kernels spend about as long computing on a cache line as DRAM needs to
+// deliver one, and the hardware prefetcher alone did not run far enough
+// ahead to overlap the two (BenchmarkI8Stream: lut4 at 0.59 of the
+// streaming probe without, ~0.9 with PREFETCHT0 3 KiB ahead; 256 B..1 KiB
+// helped less, 6 KiB no more; for lut2/lut3 1.5 and 6 KiB no better, and
+// for the two-stream kernels 1.5 / 3 / 6 KiB within noise). Rows are
+// contiguous, so the prefetch runs on into the next rows; past a tensor's
+// end it is a harmless no-op.
+#define PFD 3072
+
+// I8U4(base, tab, io, xo1, xo2, acc, a, b): one 64-element lut4 unit of
+// the row at base (32 index bytes at io(base)(BX*1)): shift and mask into
+// nibbles (Y15 = 0x0f), look them up in the 16-byte table tab, and I8MAC
+// with the activations at xo1/xo2(DI)(BX*2) and the scales at
+// io(R8)(BX*1) into acc; temps a, b.
+#define I8U4(base, tab, io, xo1, xo2, acc, a, b) \
+	VMOVDQU io(base)(BX*1), a; \
+	VPSRLW $4, a, b; \
+	VPAND Y15, a, a; \
+	VPAND Y15, b, b; \
+	VPSHUFB a, tab, a; \
+	VPSHUFB b, tab, b; \
+	I8MAC(a, b, xo1(DI)(BX*2), xo2(DI)(BX*2), io(R8)(BX*1), acc)

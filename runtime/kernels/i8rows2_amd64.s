@@ -13,20 +13,6 @@
 // segments).
 // Why two streams: see rows2F16AVX2 in kernels_amd64.s.
 
-// one 64-element lut4 unit of the stream at base (index bytes io(base)(BX*1)),
-// table tab, temps a, b, into acc
-#define U4(base, tab, io, xo1, xo2, acc, a, b) \
-	VMOVDQU io(base)(BX*1), a; \
-	VPSRLW $4, a, b; \
-	VPAND Y15, a, a; \
-	VPAND Y15, b, b; \
-	VPSHUFB a, tab, a; \
-	VPSHUFB b, tab, b; \
-	I8MAC(a, b, xo1(DI)(BX*2), xo2(DI)(BX*2), io(R8)(BX*1), acc)
-
-// software prefetch distance: PFD of kernels_amd64.s
-#define PFD2 3072
-
 // func i8Lut4Rows2(idxA, idxB *byte, rowBytes, npairs, n64 int, xq *int8, sc *float32, tabA, tabB *byte, outA, outB *float32)
 TEXT ·i8Lut4Rows2(SB), NOSPLIT, $0-88
 	MOVQ idxA+0(FP), SI
@@ -61,19 +47,19 @@ w4pair:
 	LEAQ 64(BX), R12
 	CMPQ R12, R10
 	JG   w4single
-	PREFETCHT0 PFD2(SI)(BX*1)
-	PREFETCHT0 PFD2(R11)(BX*1)
-	U4(SI, Y13, 0, 0, 32, Y2, Y4, Y5)
-	U4(R11, Y12, 0, 0, 32, Y8, Y6, Y7)
-	U4(SI, Y13, 32, 64, 96, Y3, Y10, Y11)
-	U4(R11, Y12, 32, 64, 96, Y9, Y0, Y1)
+	PREFETCHT0 PFD(SI)(BX*1)
+	PREFETCHT0 PFD(R11)(BX*1)
+	I8U4(SI, Y13, 0, 0, 32, Y2, Y4, Y5)
+	I8U4(R11, Y12, 0, 0, 32, Y8, Y6, Y7)
+	I8U4(SI, Y13, 32, 64, 96, Y3, Y10, Y11)
+	I8U4(R11, Y12, 32, 64, 96, Y9, Y0, Y1)
 	ADDQ $64, BX
 	JMP  w4pair
 w4single:
 	CMPQ BX, R10
 	JGE  w4rowdone
-	U4(SI, Y13, 0, 0, 32, Y2, Y4, Y5)
-	U4(R11, Y12, 0, 0, 32, Y8, Y6, Y7)
+	I8U4(SI, Y13, 0, 0, 32, Y2, Y4, Y5)
+	I8U4(R11, Y12, 0, 0, 32, Y8, Y6, Y7)
 w4rowdone:
 	I8HSUM(Y2, Y3, X2, DX)
 	I8HSUM(Y8, Y9, X8, R13)
@@ -138,8 +124,8 @@ w2row:
 	TESTQ R10, R10
 	JZ   w2rowdone
 w2loop:
-	PREFETCHT0 PFD2(SI)(BX*1)
-	PREFETCHT0 PFD2(R11)(BX*1)
+	PREFETCHT0 PFD(SI)(BX*1)
+	PREFETCHT0 PFD(R11)(BX*1)
 	U2(SI, Y13, Y12, Y2, Y3)
 	U2(R11, Y11, Y10, Y8, Y9)
 	ADDQ $32, BX

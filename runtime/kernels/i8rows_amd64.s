@@ -23,10 +23,6 @@ lbl:
 	VMOVD R13, x; \
 	VPBROADCASTD x, reg
 
-// software prefetch distance in bytes of the plane-0 stream (see PFD in
-// kernels_amd64.s; 1.5 and 6 KiB measured no better for these kernels)
-#define IRPFD 3072
-
 // func i8Lut2Rows(idx *byte, rowBytes, nrows, n128 int, xq *int8, sc *float32, tab *byte, gs, first int, out *float32)
 // 2-bit unit (128 elements, 32 index bytes at (SI)(BX*1); activations at
 // (DI)(BX*4), 128 bytes; scales at (R8)(BX*2), 64 bytes). tab holds per
@@ -59,7 +55,7 @@ r2row:
 	TESTQ R10, R10
 	JZ   r2rowdone
 r2loop:
-	PREFETCHT0 IRPFD(SI)(BX*1)
+	PREFETCHT0 PFD(SI)(BX*1)
 	VMOVDQU (SI)(BX*1), Y8
 	VPSRLW $4, Y8, Y9
 	VPAND Y15, Y8, Y8
@@ -157,8 +153,8 @@ r3row:
 	TESTQ R10, R10
 	JZ   r3rowdone
 r3loop:
-	PREFETCHT0 IRPFD(SI)(BX*2)
-	PREFETCHT0 IRPFD/2(R9)(BX*1)
+	PREFETCHT0 PFD(SI)(BX*2)
+	PREFETCHT0 PFD/2(R9)(BX*1)
 	VMOVDQU (SI)(BX*2), Y8
 	VBROADCASTI128 (R9)(BX*1), Y9
 	I3DEC

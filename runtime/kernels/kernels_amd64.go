@@ -96,32 +96,29 @@ func dotF16(w []uint16, x []float32) float32 {
 // by side, two streams in one loop (rows2F32AVX2), and an odd last row on
 // its own. false: not served here (cols not a multiple of 8).
 func rowsF32(w []float32, x []float32, cols int, out []float32) bool {
-	n := len(out)
-	if !useAVX2 || cols < 8 || cols%8 != 0 || n == 0 {
-		return false
-	}
-	_, _ = w[n*cols-1], x[cols-1]
-	if h := n / 2; h > 0 {
-		rows2F32AVX2(&w[0], &w[h*cols], &x[0], cols, h, &out[0], &out[h])
-	}
-	if n%2 == 1 {
-		out[n-1] = dotAVX2(&w[(n-1)*cols], &x[0], cols)
-	}
-	return true
+	return rows2(w, x, cols, out, rows2F32AVX2, dotAVX2)
 }
 
 // rowsF16 is rowsF32 for float16 rows (dotF16's bits).
 func rowsF16(w []uint16, x []float32, cols int, out []float32) bool {
+	return rows2(w, x, cols, out, rows2F16AVX2, dotF16AVX2)
+}
+
+// rows2 is rowsF32/rowsF16 over the element type's pair kernel and its
+// one-row dot kernel.
+func rows2[T float32 | uint16](w []T, x []float32, cols int, out []float32,
+	pair func(w0, w1 *T, x *float32, n, npairs int, out0, out1 *float32),
+	one func(w *T, x *float32, n int) float32) bool {
 	n := len(out)
 	if !useAVX2 || cols < 8 || cols%8 != 0 || n == 0 {
 		return false
 	}
 	_, _ = w[n*cols-1], x[cols-1]
 	if h := n / 2; h > 0 {
-		rows2F16AVX2(&w[0], &w[h*cols], &x[0], cols, h, &out[0], &out[h])
+		pair(&w[0], &w[h*cols], &x[0], cols, h, &out[0], &out[h])
 	}
 	if n%2 == 1 {
-		out[n-1] = dotF16AVX2(&w[(n-1)*cols], &x[0], cols)
+		out[n-1] = one(&w[(n-1)*cols], &x[0], cols)
 	}
 	return true
 }

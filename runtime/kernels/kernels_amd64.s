@@ -640,25 +640,6 @@ lbl:
 	VMOVD R13, x; \
 	VPBROADCASTD x, reg
 
-// 4-bit unit (64 elements, 32 index bytes at off(SI)(BX*1)).
-#define I8U4(io, xo1, xo2, acc, a, b) \
-	VMOVDQU io(SI)(BX*1), a; \
-	VPSRLW $4, a, b; \
-	VPAND Y15, a, a; \
-	VPAND Y15, b, b; \
-	VPSHUFB a, Y13, a; \
-	VPSHUFB b, Y13, b; \
-	I8MAC(a, b, xo1(DI)(BX*2), xo2(DI)(BX*2), io(R8)(BX*1), acc)
-
-// PFD is the software prefetch distance of the int8 row kernels, in bytes
-// of the (plane-0) index stream. At ~1 byte of indices per 2 weights the
-// kernels spend about as long computing on a cache line as DRAM needs to
-// deliver one, and the hardware prefetcher alone did not run far enough
-// ahead to overlap the two (BenchmarkI8Stream: lut4 at 0.59 of the
-// streaming probe without, ~0.9 with PREFETCHT0 3 KiB ahead; 256 B..1 KiB
-// helped less, 6 KiB no more). Rows are contiguous, so the prefetch runs
-// on into the next rows; past a tensor's end it is a harmless no-op.
-#define PFD 3072
 // func i8Lut4Rows(idx *byte, rowBytes, nrows, n64 int, xq *int8, sc *float32, tab *byte, gs, first int, out *float32)
 TEXT ·i8Lut4Rows(SB), NOSPLIT, $0-80
 	MOVQ idx+0(FP), SI
@@ -686,14 +667,14 @@ i4pair:
 	CMPQ R13, R10
 	JG   i4single
 	PREFETCHT0 PFD(SI)(BX*1)
-	I8U4(0, 0, 32, Y2, Y4, Y5)
-	I8U4(32, 64, 96, Y3, Y6, Y7)
+	I8U4(SI, Y13, 0, 0, 32, Y2, Y4, Y5)
+	I8U4(SI, Y13, 32, 64, 96, Y3, Y6, Y7)
 	ADDQ $64, BX
 	JMP  i4pair
 i4single:
 	CMPQ BX, R10
 	JGE  i4rowdone
-	I8U4(0, 0, 32, Y2, Y4, Y5)
+	I8U4(SI, Y13, 0, 0, 32, Y2, Y4, Y5)
 i4rowdone:
 	I8HSUM(Y2, Y3, X2, DX)
 	ADDQ R9, SI

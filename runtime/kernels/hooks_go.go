@@ -57,7 +57,13 @@ func i8Rows(bits int, p0, p1 []byte, rowB [2]int, nrows int, q *qx, tab *i8Tab, 
 	panic("kernels: int8 kernels need the amd64 assembly")
 }
 
-func quantQ8(x []float32, qn []int8, d []float32, isum []int32) bool { return false }
+func amaxQ8(x []float32, a []float32) bool { return false }
+
+func q8ScalesRun(d []float32, D float32, is []int32, inv []float32) int32 {
+	return q8ScalesGo(d, D, is, inv)
+}
+
+func quantQ8(x []float32, inv []float32, qn []int8, isum []int32) bool { return false }
 
 func i8Tile(bits int, p0a, p0b, p1a, p1b, ta, tb []byte, qb *qxBatch, t, c0, c1 int, out *[8]float32) bool {
 	return false

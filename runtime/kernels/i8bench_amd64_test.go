@@ -3,6 +3,7 @@
 package kernels
 
 import (
+	"fmt"
 	"math/rand"
 	"testing"
 )
@@ -16,12 +17,14 @@ func BenchmarkI8Parts(b *testing.B) {
 	x := randVec(rng, 2048)
 	L, _ := layoutOf(w)
 	q := new(qx)
-	b.Run("quantize", func(b *testing.B) {
-		for i := 0; i < b.N; i++ {
-			q.quantize(x)
-			q.permute(4)
-		}
-	})
+	for _, bits := range []int{4, 2} {
+		b.Run(fmt.Sprintf("quantize/lut%d", bits), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				q.quantize(x)
+				q.permute(bits)
+			}
+		})
+	}
 	b.Run("table", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			i8TableOf(w, 4)

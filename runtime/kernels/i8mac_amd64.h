@@ -28,6 +28,29 @@
 	VCVTDQ2PS a, a; \
 	VFMADD231PS sa, a, acc
 
+// I2MACI(a, b, xa, xb, si, acc), lut2 with integer activation scales
+// (qx.isc): as I2MAC, but the VPMADDWD that widens the int16 sums
+// multiplies them by the lanes' integer sub-block scales si (s in both
+// halves of each int32 lane) and the int32 products add into the int32
+// accumulator acc (q8Budget keeps every sum of a super-block within
+// int32): 5 uops per 64 weights, no conversion and no float multiply.
+#define I2MACI(a, b, xa, xb, si, acc) \
+	VPMADDUBSW xa, a, a; \
+	VPMADDUBSW xb, b, b; \
+	VPADDW b, a, a; \
+	VPMADDWD si, a, a; \
+	VPADDD a, acc, acc
+
+// I8ISUM(acc0, acc1, x0, xt): the int32 sum of every lane of acc0 + acc1
+// (x0 is acc0's low half) into x0's lane 0; clobbers xt. Exact: the
+// lanes of a super-block sum within int32 (q8Budget).
+#define I8ISUM(acc0, acc1, x0, xt) \
+	VPADDD acc1, acc0, acc0; \
+	VEXTRACTI128 $1, acc0, xt; \
+	VPADDD xt, x0, x0; \
+	VPHADDD x0, x0, x0; \
+	VPHADDD x0, x0, x0
+
 // I8HSUM(acc0, acc1, x0, out): the horizontal sum of acc0 + acc1 (x0 is
 // acc0's low half) stored to (out) as float32; clobbers X3.
 #define I8HSUM(acc0, acc1, x0, out) \

@@ -21,7 +21,7 @@ func TestI8PairsSameBits(t *testing.T) {
 	defer SetMode(SetMode(ModeInt8))
 	defer func(v bool) { i8Pairs = v }(i8Pairs)
 	rng := rand.New(rand.NewSource(23))
-	for _, c := range [][2]int{{4, 64}, {4, 192}, {4, 2048}, {2, 128}, {2, 384}, {2, 2048}} {
+	for _, c := range [][2]int{{4, 64}, {4, 192}, {4, 2048}, {2, 128}, {2, 384}, {2, 2048}, {2, 2176}, {2, 5632}} {
 		bits, cols := c[0], c[1]
 		for _, rows := range []int{2, 3, 16, 37} {
 			for _, gs := range []int{1, 7, 16, rows} {

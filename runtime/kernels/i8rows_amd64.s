@@ -23,37 +23,45 @@ lbl:
 	VMOVD R13, x; \
 	VPBROADCASTD x, reg
 
-// func i8Lut2Rows(idx *byte, rowBytes, nrows, n128 int, xq *int8, sc *float32, tab *byte, gs, first int, out *float32)
+// func i8Lut2Rows(idx *byte, rowBytes, nrows, n128 int, xq *int8, isc *int32, sd *float32, tab *byte, gs, first int, out *float32)
 // 2-bit unit (128 elements, 32 index bytes at (SI)(BX*1); activations at
-// (DI)(BX*4), 128 bytes; scales at (R8)(BX*2), 64 bytes). tab holds per
-// group the two nibble tables of i8Tab.u2 (32 bytes): the low and high
+// (DI)(BX*4), 128 bytes; integer scales at (R8)(BX*2), 64 bytes). tab holds
+// per group the two nibble tables of i8Tab.u2 (32 bytes): the low and high
 // nibble of each index byte are looked up in both ([i] = u[i&3] gives
 // fields 0 and 2, [16+i] = u[i>>2] fields 1 and 3), one shift and two
-// masks instead of three shifts and four masks.
-TEXT ·i8Lut2Rows(SB), NOSPLIT, $0-80
+// masks instead of three shifts and four masks. The units of a
+// super-block (q8Super sub-blocks: 16 units, 512 index bytes) add in
+// int32 (I2MACI); at its end the lanes are summed exactly, converted, and
+// row += D * sum in float (VMULSS, VADDSS: i8RowRefInt's order).
+TEXT ·i8Lut2Rows(SB), NOSPLIT, $0-88
 	MOVQ idx+0(FP), SI
 	MOVQ rowBytes+8(FP), R9
 	MOVQ nrows+16(FP), CX
 	MOVQ n128+24(FP), R10
 	MOVQ xq+32(FP), DI
-	MOVQ sc+40(FP), R8
-	MOVQ tab+48(FP), AX
-	MOVQ gs+56(FP), R11
-	MOVQ first+64(FP), R12
-	MOVQ out+72(FP), DX
+	MOVQ isc+40(FP), R8
+	MOVQ sd+48(FP), R14
+	MOVQ tab+56(FP), AX
+	MOVQ gs+64(FP), R11
+	MOVQ first+72(FP), R12
+	MOVQ out+80(FP), DX
 	SHLQ $5, R10
 	IRBCAST($0x0f0f0f0f, Y15, X15)
-	IRBCAST($0x00010001, Y14, X14)
 	TESTQ CX, CX
 	JZ   r2done
 r2row:
 	VBROADCASTI128 (AX), Y13
 	VBROADCASTI128 16(AX), Y12
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
+	VXORPS X10, X10, X10
 	XORQ BX, BX
 	TESTQ R10, R10
 	JZ   r2rowdone
+r2sb:
+	LEAQ 512(BX), R13
+	CMPQ R13, R10
+	CMOVQGT R10, R13
+	VPXOR Y2, Y2, Y2
+	VPXOR Y3, Y3, Y3
 r2loop:
 	PREFETCHT0 PFD(SI)(BX*1)
 	VMOVDQU (SI)(BX*1), Y8
@@ -64,13 +72,21 @@ r2loop:
 	VPSHUFB Y8, Y12, Y5
 	VPSHUFB Y9, Y13, Y6
 	VPSHUFB Y9, Y12, Y7
-	I2MAC(Y4, Y5, (DI)(BX*4), 32(DI)(BX*4), (R8)(BX*2), Y2)
-	I2MAC(Y6, Y7, 64(DI)(BX*4), 96(DI)(BX*4), 32(R8)(BX*2), Y3)
+	I2MACI(Y4, Y5, (DI)(BX*4), 32(DI)(BX*4), (R8)(BX*2), Y2)
+	I2MACI(Y6, Y7, 64(DI)(BX*4), 96(DI)(BX*4), 32(R8)(BX*2), Y3)
 	ADDQ $32, BX
-	CMPQ BX, R10
+	CMPQ BX, R13
 	JL   r2loop
+	I8ISUM(Y2, Y3, X2, X3)
+	VCVTDQ2PS X2, X2
+	LEAQ -1(BX), R13
+	SHRQ $9, R13
+	VMULSS (R14)(R13*4), X2, X2
+	VADDSS X2, X10, X10
+	CMPQ BX, R10
+	JL   r2sb
 r2rowdone:
-	I8HSUM(Y2, Y3, X2, DX)
+	VMOVSS X10, (DX)
 	ADDQ R9, SI
 	IRNEXT(r2next)
 	DECQ CX

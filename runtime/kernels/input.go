@@ -47,16 +47,43 @@ func (in *Input) quantized(bits, cols int) *qx {
 	}
 	if o := &in.q[1-k]; in.ok[1-k] && o.n == cols {
 		// same quantization, other layout: copy instead of recomputing
-		q.n, q.xsum = o.n, o.xsum
-		q.qn = append(grow8(q.qn, 0), o.qn...)
-		q.d = append(growF(q.d, 0), o.d...)
-		q.isum = append(q.isum[:0], o.isum...)
+		q.copyQuant(o)
 	} else {
 		q.quantize(in.x[:cols])
 	}
 	q.permute(bits)
 	in.ok[k] = true
 	return q
+}
+
+// Prepare quantizes in's vector now for the int8 layouts that
+// MatVecInput will want for the tensors ws (LUTMIX parts included), so
+// that the threads of a parallel section find it ready instead of one
+// quantizing while the others block on its lock (and pay a wake-up).
+// Outside ModeInt8, or for tensors the int8 kernels do not run, it does
+// nothing; results are the same bits either way.
+func (in *Input) Prepare(ws ...*ir.Tensor) {
+	if CurrentMode() != ModeInt8 || !i8Asm() {
+		return
+	}
+	for _, w := range ws {
+		if w.Type == ir.LUTMIX {
+			for _, p := range w.Parts {
+				in.prepare(p)
+			}
+			continue
+		}
+		in.prepare(w)
+	}
+}
+
+func (in *Input) prepare(w *ir.Tensor) {
+	switch w.Type {
+	case ir.LUT2, ir.LUT3, ir.LUT4:
+		if L, ok := layoutOf(w); ok && i8Aligned(L.bits, w.Cols()) {
+			in.quantized(L.bits, w.Cols())
+		}
+	}
 }
 
 // MatVecInput is MatVec(w, in.X(), out, r0, r1), reusing in's quantized

@@ -16,7 +16,7 @@ import (
 // several widths (lut4, lut2, lut3, f32; the second width copies the first
 // width's quantization) and by concurrent row ranges gives exactly
 // MatVec's bits, in both modes, on ragged row counts and cols that do and
-// do not suit the int8 kernels.
+// do not suit the int8 kernels, with and without Input.Prepare.
 func TestMatVecInputParity(t *testing.T) {
 	rng := rand.New(rand.NewSource(5))
 	for _, mode := range []Mode{ModeInt8, ModeFloat} {
@@ -31,6 +31,16 @@ func TestMatVecInputParity(t *testing.T) {
 			for rep := 0; rep < 2; rep++ {
 				x := randVec(rng, cols)
 				in.Reset(x)
+				if rep == 1 {
+					// Prepare quantizes up front, for exactly the layouts the
+					// int8 kernels will run, and changes no bits
+					in.Prepare(ws...)
+					int8 := mode == ModeInt8 && i8Asm()
+					want := [2]bool{int8 && cols%64 == 0, int8 && cols%128 == 0}
+					if in.ok != want {
+						t.Fatalf("%v cols %d: after Prepare layouts ready %v, want %v", mode, cols, in.ok, want)
+					}
+				}
 				for _, w := range ws {
 					rows := w.Rows()
 					want := make([]float32, rows)

@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"fmt"
 	"math"
 	"os"
 	"runtime"
@@ -391,12 +392,31 @@ func buildI8Tab(lut []uint16, bits int) *i8Tab {
 type qx struct {
 	n    int
 	qn   []int8    // natural order
-	d    []float32 // per sub-block of 8 (q8Sub)
+	d    []float32 // per sub-block of 8 (q8Sub): sd[super-block] * is
+	is   []int32   // per sub-block: its integer scale s (see quantize)
+	sd   []float32 // per super-block of q8Super sub-blocks: the float step D
+	inv  []float32 // per sub-block: 1/d (0 where d is 0)
 	perm []int8
-	sc   []float32
-	isum []int32 // per sub-block: sum of qn
-	xsum float32 // sum of the dequantized x: sum_b d_b * isum_b
+	sc   []float32 // d in the kernels' lane order (permute)
+	isc  []int32   // is in the same order, s in both 16-bit halves
+	isum []int32   // per sub-block: sum of qn
+	xsum float32   // sum of the dequantized x: sum_b d_b * isum_b
 }
+
+// Integer sub-block scales. A sub-block's step is d = D*s: D a float per
+// super-block of q8Super sub-blocks (2048 elements), s a small integer per
+// sub-block. The lut2 row kernels multiply each lane's int16 sums by s in
+// the VPMADDWD that widens them and add the lanes in int32 over a whole
+// super-block, converting and scaling by D once per super-block instead of
+// once per 64 weights (docs/PERF.md, session 10). q8Budget bounds the sum
+// of s over a super-block so that no int32 sum can overflow: every product
+// is at most 127*128 in magnitude (table bytes <= 127, activations >= -128)
+// and a lane sums 8 per sub-block, so any partial sum is at most
+// q8Budget * 8 * 127*128 = 2,147,432,624 < 2^31.
+const (
+	q8Super  = 256
+	q8Budget = 16513
+)
 
 // q8Sub is the sub-block of element i: in each aligned block of 32, sub-block
 // l (0..3) holds elements 4l..4l+3 and 16+4l..16+4l+3.
@@ -418,21 +438,39 @@ func growF(b []float32, n int) []float32 {
 	return b[:n]
 }
 
-// quantize fills q from x (len a multiple of 32): per sub-block of 8
-// (q8Sub), d = amax/127 and qn = round-half-even(x * 127/amax) (the
-// assembly's VCVTPS2DQ rounding; 0 for an all-zero sub-block).
+func growI(b []int32, n int) []int32 {
+	if cap(b) < n {
+		return make([]int32, n)
+	}
+	return b[:n]
+}
+
+// quantize fills q from x (len a multiple of 32) in three steps:
+//  1. a = amax/127 per sub-block of 8 (q8Sub);
+//  2. q8Scales: per super-block, D = sum(a) / (q8Budget - 2*nsub) and per
+//     sub-block s = ceil(a/D), d = D*s >= a (so |qn| <= 127), and the sum
+//     of s within q8Budget. An outlier raises D for its super-block by its
+//     share of sum(a), not the grid of every sub-block to its own amax.
+//     d exceeds a by 0.8% on average on N(0,1) activations and by 3% on
+//     heavy-tailed ones (TestQuantQ8Grid);
+//  3. qn = round-half-even(x * (1/d)) (the assembly's VCVTPS2DQ rounding;
+//     0 for an all-zero sub-block).
 func (q *qx) quantize(x []float32) {
 	n := len(x)
 	nb := n / 8
 	q.n = n
 	q.qn = grow8(q.qn, n)
 	q.d = growF(q.d, nb)
-	if cap(q.isum) < nb {
-		q.isum = make([]int32, nb)
+	q.is = growI(q.is, nb)
+	q.sd = growF(q.sd, (nb+q8Super-1)/q8Super)
+	q.inv = growF(q.inv, nb)
+	q.isum = growI(q.isum, nb)
+	if !amaxQ8(x, q.d) {
+		amaxQ8Go(x, q.d)
 	}
-	q.isum = q.isum[:nb]
-	if !quantQ8(x, q.qn, q.d, q.isum) {
-		quantQ8Go(x, q.qn, q.d, q.isum)
+	q8Scales(q.d, q.is, q.sd, q.inv)
+	if !quantQ8(x, q.inv, q.qn, q.isum) {
+		quantQ8Go(x, q.inv, q.qn, q.isum)
 	}
 	var xs float32
 	for b, d := range q.d {
@@ -441,8 +479,19 @@ func (q *qx) quantize(x []float32) {
 	q.xsum = xs
 }
 
-// quantQ8Go is the reference of quantQ8AVX2: len(x)/8 sub-blocks (q8Sub).
-func quantQ8Go(x []float32, qn []int8, d []float32, isum []int32) {
+// copyQuant makes q's quantization (not its layout) that of o.
+func (q *qx) copyQuant(o *qx) {
+	q.n, q.xsum = o.n, o.xsum
+	q.qn = append(q.qn[:0], o.qn...)
+	q.d = append(q.d[:0], o.d...)
+	q.is = append(q.is[:0], o.is...)
+	q.sd = append(q.sd[:0], o.sd...)
+	q.inv = append(q.inv[:0], o.inv...)
+	q.isum = append(q.isum[:0], o.isum...)
+}
+
+// amaxQ8Go is the reference of amaxQ8AVX2: a[b] = amax/127 of sub-block b.
+func amaxQ8Go(x []float32, a []float32) {
 	for b := 0; b < len(x)/8; b++ {
 		// sub-block b: elements o..o+3 and o+16..o+19
 		o := 32*(b/4) + 4*(b%4)
@@ -452,14 +501,90 @@ func quantQ8Go(x []float32, qn []int8, d []float32, isum []int32) {
 				amax = a
 			}
 		}
-		d[b] = amax / 127
-		id := float32(0)
-		if amax != 0 {
-			id = 127 / amax
+		a[b] = amax / 127
+	}
+}
+
+// q8Scales turns the sub-blocks' a = amax/127 (in d) into the integer
+// scales is, the super-block steps sd, the steps d = sd*is and their
+// inverses inv (see quantize). A super-block whose a sum is not finite
+// (NaN or infinite activations) gets s = 1 and D = its sum, so the NaN or
+// infinity reaches the output instead of being hidden.
+func q8Scales(d []float32, is []int32, sd []float32, inv []float32) {
+	nb := len(d)
+	for k := 0; k*q8Super < nb; k++ {
+		b0, b1 := k*q8Super, min(nb, (k+1)*q8Super)
+		A := sum8(d[b0:b1])
+		D := A / float32(q8Budget-2*(b1-b0))
+		sd[k] = D
+		if A == 0 || math.IsNaN(float64(A)) || math.IsInf(float64(A), 0) {
+			for b := b0; b < b1; b++ {
+				is[b], d[b], inv[b] = 0, 0, 0
+				if A != 0 {
+					is[b], d[b], inv[b] = 1, D, 1/D
+				}
+			}
+			continue
 		}
+		tot := q8ScalesRun(d[b0:b1], D, is[b0:b1], inv[b0:b1])
+		if tot > q8Budget {
+			// ceil adds at most 1 per sub-block and D leaves 2 per sub-block
+			// of room: unreachable unless the arithmetic above changes
+			panic(fmt.Sprintf("kernels: integer activation scales sum to %d > %d", tot, q8Budget))
+		}
+	}
+}
+
+// q8ScalesGo is the reference of q8ScalesAVX2 over the sub-blocks' a (in
+// d): s = ceil(a * (1/D)), d = D*s, inv = 1/d (0 where s is 0); it
+// returns the sum of s. s*D may fall short of a by a rounding, so that
+// x/d reaches 127 plus a few ulps: it still rounds to 127.
+func q8ScalesGo(d []float32, D float32, is []int32, inv []float32) int32 {
+	invD := 1 / D
+	var tot int32
+	for b, a := range d {
+		c := float32(math.Ceil(float64(a * invD)))
+		s := int32(c)
+		is[b] = s
+		tot += s
+		d[b] = D * c
+		inv[b] = 0
+		if s != 0 {
+			inv[b] = 1 / d[b]
+		}
+	}
+	return tot
+}
+
+// sum8 is the float32 sum of v in 8 interleaved partial sums (v[i] into
+// partial i%8; then ((p0+p4)+(p2+p6))+((p1+p5)+(p3+p7))): a fixed order
+// that does not wait on one long chain of adds.
+func sum8(v []float32) float32 {
+	var p [8]float32
+	i := 0
+	for ; i+8 <= len(v); i += 8 {
+		for j := range 8 {
+			p[j] += v[i+j]
+		}
+	}
+	for j := 0; i < len(v); i, j = i+1, j+1 {
+		p[j] += v[i]
+	}
+	return ((p[0] + p[4]) + (p[2] + p[6])) + ((p[1] + p[5]) + (p[3] + p[7]))
+}
+
+// quantQ8Go is the reference of quantQ8AVX2: qn = round-half-even(x *
+// inv[sub-block]) and isum, the sum of qn per sub-block (q8Sub).
+func quantQ8Go(x []float32, inv []float32, qn []int8, isum []int32) {
+	for b := 0; b < len(x)/8; b++ {
+		o := 32*(b/4) + 4*(b%4)
+		id := inv[b]
 		var is int32
 		for _, i := range [8]int{o, o + 1, o + 2, o + 3, o + 16, o + 17, o + 18, o + 19} {
 			qv := int32(math.RoundToEven(float64(x[i] * id)))
+			// the assembly's VPACKSSDW/VPACKSSWB saturate; d >= amax/127
+			// keeps |qv| <= 127 for finite x
+			qv = max(-128, min(127, qv))
 			qn[i] = int8(qv)
 			is += qv
 		}
@@ -473,35 +598,51 @@ func (q *qx) permute(bits int) {
 	n := q.n
 	q.perm = grow8(q.perm, n)
 	q.sc = growF(q.sc, n/8)
-	qn, p, d, sc := q.qn, q.perm, q.d, q.sc
+	q.isc = growI(q.isc, n/8)
+	qn, p, d, sc, is, isc := q.qn, q.perm, q.d, q.sc, q.is, q.isc
+	// isc: s in both halves of an int32 lane, the multiplier of
+	// VPMADDWD's two int16 sums (s <= q8Budget < 2^15)
 	if bits == 4 {
 		// 64 elements = blocks A, B of 32; vectors [A0-15|B0-15],
 		// [A16-31|B16-31] (B = elements 32..63); lanes scaled dA, dB.
+		type b16 = [16]int8
 		for u := 0; u < n/64; u++ {
 			s, o := qn[64*u:64*u+64], p[64*u:64*u+64]
-			copy(o[0:16], s[0:16])
-			copy(o[16:32], s[32:48])
-			copy(o[32:48], s[16:32])
-			copy(o[48:64], s[48:64])
-			// lane l of A's (B's) vectors: A's (B's) sub-block l
-			copy(sc[8*u:8*u+8], d[8*u:8*u+8])
+			*(*b16)(o[0:]) = *(*b16)(s[0:])
+			*(*b16)(o[16:]) = *(*b16)(s[32:])
+			*(*b16)(o[32:]) = *(*b16)(s[16:])
+			*(*b16)(o[48:]) = *(*b16)(s[48:])
+		}
+		// lane l of A's (B's) vectors: A's (B's) sub-block l
+		copy(sc, d)
+		for i, s := range is {
+			isc[i] = s | s<<16
 		}
 		return
 	}
 	// 128 elements = index blocks A (0..63), B (64..127); vector k holds
 	// [A 16k..16k+15 | B 16k..16k+15]; vectors 0,1 meet Q8 blocks 4u, 4u+2,
 	// vectors 2,3 blocks 4u+1, 4u+3; lane l of a block: its sub-block l.
+	// (Array copies: one 16-byte move each, not a copy call.)
+	type b16 = [16]int8
+	type f4 = [4]float32
+	type i4 = [4]int32
 	for u := 0; u < n/128; u++ {
 		s, o := qn[128*u:128*u+128], p[128*u:128*u+128]
 		for k := 0; k < 4; k++ {
-			copy(o[32*k:32*k+16], s[16*k:16*k+16])
-			copy(o[32*k+16:32*k+32], s[64+16*k:64+16*k+16])
+			*(*b16)(o[32*k:]) = *(*b16)(s[16*k:])
+			*(*b16)(o[32*k+16:]) = *(*b16)(s[64+16*k:])
 		}
-		f := sc[16*u : 16*u+16]
-		copy(f[0:4], d[16*u:16*u+4])
-		copy(f[4:8], d[16*u+8:16*u+12])
-		copy(f[8:12], d[16*u+4:16*u+8])
-		copy(f[12:16], d[16*u+12:16*u+16])
+		f, dd := sc[16*u:16*u+16], d[16*u:16*u+16]
+		*(*f4)(f[0:]) = *(*f4)(dd[0:])
+		*(*f4)(f[4:]) = *(*f4)(dd[8:])
+		*(*f4)(f[8:]) = *(*f4)(dd[4:])
+		*(*f4)(f[12:]) = *(*f4)(dd[12:])
+		g, ss := isc[16*u:16*u+16], is[16*u:16*u+16]
+		for j, src := range [4]int{0, 8, 4, 12} {
+			v := *(*i4)(ss[src:])
+			*(*i4)(g[4*j:]) = i4{v[0] | v[0]<<16, v[1] | v[1]<<16, v[2] | v[2]<<16, v[3] | v[3]<<16}
+		}
 	}
 }
 
@@ -577,6 +718,26 @@ func i8RowRef(idx []uint8, u []byte, q *qx) float32 {
 		s += q.d[b] * float32(a)
 	}
 	return s
+}
+
+// i8RowRefInt is the lut2 row kernels' arithmetic for one row, to the
+// bit: per super-block the exact integer sum over its sub-blocks b of
+// s_b * sum_{i in b} u[idx_i]*qn_i, converted to float32, multiplied by
+// the super-block's D and added to the row in order (no fused multiply-add).
+func i8RowRefInt(idx []uint8, u []byte, q *qx) float32 {
+	var row float32
+	const se = 8 * q8Super // elements per super-block
+	for k := range q.sd {
+		var tot int64
+		for i := k * se; i < min(len(idx), (k+1)*se); i++ {
+			tot += int64(q.is[q8Sub(i)]) * int64(u[idx[i]]) * int64(q.qn[i])
+		}
+		if tot != int64(int32(tot)) {
+			panic("kernels: a super-block's integer sum overflows int32")
+		}
+		row += float32(q.sd[k] * float32(int32(tot)))
+	}
+	return row
 }
 
 // qxBatch holds the n inputs of a MatMul quantized for the int8 tile

@@ -287,7 +287,7 @@ func i8Rows(bits int, p0, p1 []byte, rowB [2]int, nrows int, q *qx, tab *i8Tab, 
 	_ = out[nrows-1]
 	gl := g0 + (nrows-first+gs-1)/gs // last group the rows reach
 	n := q.n
-	xq, sc := &q.perm[0], &q.sc[0]
+	xq, sc, isc, sd := &q.perm[0], &q.sc[0], &q.isc[0], &q.sd[0]
 	// row i of plane 0 (rows follow at rowB strides, checked by layoutOf)
 	r0 := unsafe.Pointer(&p0[0])
 	row0 := func(i int) *byte { return (*byte)(unsafe.Add(r0, i*rowB[0])) }
@@ -310,14 +310,14 @@ func i8Rows(bits int, p0, p1 []byte, rowB [2]int, nrows int, q *qx, tab *i8Tab, 
 		if i8Pairs && nrows >= 2 {
 			i8RowPairs(nrows, gs, first,
 				func(a, b, np, ga, gb int) {
-					i8Lut2Rows2(row0(a), row0(b), rowB[0], np, n/128, xq, sc, &u[32*ga], &u[32*gb], &out[a], &out[b])
+					i8Lut2Rows2(row0(a), row0(b), rowB[0], np, n/128, xq, isc, sd, &u[32*ga], &u[32*gb], &out[a], &out[b])
 				},
 				func(i, g, left int) {
-					i8Lut2Rows(row0(i), rowB[0], 1, n/128, xq, sc, &u[32*g], gs, left, &out[i])
+					i8Lut2Rows(row0(i), rowB[0], 1, n/128, xq, isc, sd, &u[32*g], gs, left, &out[i])
 				})
 			return
 		}
-		i8Lut2Rows(&p0[0], rowB[0], nrows, n/128, xq, sc, &u[0], gs, first, &out[0])
+		i8Lut2Rows(&p0[0], rowB[0], nrows, n/128, xq, isc, sd, &u[0], gs, first, &out[0])
 	case 3:
 		u := tab.u3[32*g0 : 32*gl+32]
 		// one stream: a two-stream lut3 kernel (four index streams, its
@@ -367,17 +367,47 @@ func i8RowPairs(nrows, gs, first int, pair func(a, b, npairs, ga, gb int), one f
 }
 
 //go:noescape
-func quantQ8AVX2(x *float32, nb int, qn *int8, d *float32, isum *int32)
+func amaxQ8AVX2(x *float32, nb int, a *float32)
 
-// quantQ8 quantizes len(x)/32 blocks of 4 sub-blocks (see qx.quantize); ok is false
-// without the assembly.
-func quantQ8(x []float32, qn []int8, d []float32, isum []int32) bool {
+//go:noescape
+func quantQ8AVX2(x *float32, nb int, inv *float32, qn *int8, isum *int32)
+
+//go:noescape
+func q8ScalesAVX2(d *float32, n int, D, invD float32, is *int32, inv *float32) int32
+
+// q8ScalesRun is q8Scales' per-sub-block step (q8ScalesGo) with the
+// assembly for the multiples of 8.
+func q8ScalesRun(d []float32, D float32, is []int32, inv []float32) int32 {
+	n8 := len(d) &^ 7
+	if !useAVX2 || n8 == 0 {
+		return q8ScalesGo(d, D, is, inv)
+	}
+	_, _ = is[n8-1], inv[n8-1]
+	tot := q8ScalesAVX2(&d[0], n8, D, 1/D, &is[0], &inv[0])
+	return tot + q8ScalesGo(d[n8:], D, is[n8:], inv[n8:])
+}
+
+// amaxQ8 is step 1 of qx.quantize (amaxQ8Go) over len(x)/32 blocks of 4
+// sub-blocks; ok is false without the assembly.
+func amaxQ8(x []float32, a []float32) bool {
 	nb := len(x) / 32
 	if !useAVX2 || nb == 0 {
 		return false
 	}
-	_, _, _ = qn[32*nb-1], d[4*nb-1], isum[4*nb-1]
-	quantQ8AVX2(&x[0], nb, &qn[0], &d[0], &isum[0])
+	_ = a[4*nb-1]
+	amaxQ8AVX2(&x[0], nb, &a[0])
+	return true
+}
+
+// quantQ8 is step 3 of qx.quantize (quantQ8Go); ok is false without the
+// assembly.
+func quantQ8(x []float32, inv []float32, qn []int8, isum []int32) bool {
+	nb := len(x) / 32
+	if !useAVX2 || nb == 0 {
+		return false
+	}
+	_, _, _ = qn[32*nb-1], inv[4*nb-1], isum[4*nb-1]
+	quantQ8AVX2(&x[0], nb, &inv[0], &qn[0], &isum[0])
 	return true
 }
 

@@ -694,33 +694,24 @@ DATA q8perm<>+16(SB)/8, $0x0000000600000002
 DATA q8perm<>+24(SB)/8, $0x0000000700000003
 GLOBL q8perm<>(SB), RODATA|NOPTR, $32
 
-// func quantQ8AVX2(x *float32, nb int, qn *int8, d *float32, isum *int32)
-// Q8-style quantization of nb blocks of 32, each in 4 sub-blocks of 8
+// func amaxQ8AVX2(x *float32, nb int, a *float32)
+// Step 1 of qx.quantize over nb blocks of 32, each in 4 sub-blocks of 8
 // (q8Sub: sub-block l = elements 4l..4l+3 and 16+4l..16+4l+3, so Y0 and
 // Y2 hold sub-blocks 0 | 1 in their 128-bit halves, Y1 and Y3 2 | 3):
-// d = amax/127, q = round-to-even(x * (127/amax)) (0 when amax is 0),
-// isum = sum of q; 4 d and 4 isum per block.
-TEXT ·quantQ8AVX2(SB), NOSPLIT, $0-40
+// a = amax/127 per sub-block, 4 per block.
+TEXT ·amaxQ8AVX2(SB), NOSPLIT, $0-24
 	MOVQ x+0(FP), SI
 	MOVQ nb+8(FP), CX
-	MOVQ qn+16(FP), DI
-	MOVQ d+24(FP), R8
-	MOVQ isum+32(FP), R9
+	MOVQ a+16(FP), R8
 	BCAST8($0x7fffffff, Y15, X15)
 	BCAST8($0x42fe0000, Y14, X14)
-	VMOVDQU q8perm<>(SB), Y13
-	VXORPS Y12, Y12, Y12
 	TESTQ CX, CX
-	JZ   qdone
-qloop:
-	VMOVUPS (SI), Y0
-	VMOVUPS 32(SI), Y1
-	VMOVUPS 64(SI), Y2
-	VMOVUPS 96(SI), Y3
-	VANDPS Y15, Y0, Y4
-	VANDPS Y15, Y1, Y5
-	VANDPS Y15, Y2, Y6
-	VANDPS Y15, Y3, Y7
+	JZ   adone
+aloop:
+	VANDPS (SI), Y15, Y4
+	VANDPS 32(SI), Y15, Y5
+	VANDPS 64(SI), Y15, Y6
+	VANDPS 96(SI), Y15, Y7
 	VMAXPS Y6, Y4, Y4
 	VMAXPS Y7, Y5, Y5
 	VPERMILPS $0x4e, Y4, Y6
@@ -733,20 +724,96 @@ qloop:
 	VMAXPS Y7, Y5, Y5 // 2 | 3
 	VDIVPS Y14, Y4, Y6
 	VDIVPS Y14, Y5, Y7
-	VUNPCKLPS Y7, Y6, Y6 // [d0 d2 d0 d2 | d1 d3 d1 d3]
+	VUNPCKLPS Y7, Y6, Y6 // [a0 a2 a0 a2 | a1 a3 a1 a3]
 	VEXTRACTF128 $1, Y6, X7
-	VUNPCKLPS X7, X6, X6 // [d0 d1 d2 d3]
+	VUNPCKLPS X7, X6, X6 // [a0 a1 a2 a3]
 	VMOVUPS X6, (R8)
-	VDIVPS Y4, Y14, Y6
-	VDIVPS Y5, Y14, Y7
-	VCMPPS $0, Y12, Y4, Y4
-	VCMPPS $0, Y12, Y5, Y5
-	VANDNPS Y6, Y4, Y6 // 127/amax, 0 where amax is 0
-	VANDNPS Y7, Y5, Y7
-	VMULPS Y6, Y0, Y0
-	VMULPS Y7, Y1, Y1
-	VMULPS Y6, Y2, Y2
-	VMULPS Y7, Y3, Y3
+	ADDQ $128, SI
+	ADDQ $16, R8
+	DECQ CX
+	JNZ  aloop
+adone:
+	VZEROUPPER
+	RET
+
+// func q8ScalesAVX2(d *float32, n int, D, invD float32, is *int32, inv *float32) int32
+// q8Scales' per-sub-block step over n sub-blocks (n a multiple of 8):
+// s = ceil(a * invD) (a = d on entry), d = D*s, inv = 1/d (0 where s is
+// 0); returns the sum of s.
+TEXT ·q8ScalesAVX2(SB), NOSPLIT, $0-44
+	MOVQ d+0(FP), SI
+	MOVQ n+8(FP), CX
+	VBROADCASTSS D+16(FP), Y15
+	VBROADCASTSS invD+20(FP), Y14
+	MOVQ is+24(FP), DI
+	MOVQ inv+32(FP), R8
+	BCAST8($0x3f800000, Y13, X13)
+	VXORPS Y12, Y12, Y12
+	VPXOR Y11, Y11, Y11
+	SHRQ $3, CX
+	JZ   sdone
+sloop:
+	VMULPS (SI), Y14, Y0
+	VROUNDPS $2, Y0, Y0 // toward +inf
+	VCVTPS2DQ Y0, Y1
+	VMOVDQU Y1, (DI)
+	VPADDD Y1, Y11, Y11
+	VMULPS Y0, Y15, Y2 // d = D*s
+	VMOVUPS Y2, (SI)
+	VDIVPS Y2, Y13, Y3
+	VCMPPS $0, Y12, Y2, Y4
+	VANDNPS Y3, Y4, Y3 // 1/d, 0 where d is 0
+	VMOVUPS Y3, (R8)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	ADDQ $32, R8
+	DECQ CX
+	JNZ  sloop
+sdone:
+	VEXTRACTI128 $1, Y11, X0
+	VPADDD X0, X11, X11
+	VPHADDD X11, X11, X11
+	VPHADDD X11, X11, X11
+	VMOVD X11, AX
+	MOVL AX, ret+40(FP)
+	VZEROUPPER
+	RET
+
+// q8bc01/q8bc23 spread a block's 4 sub-block values over the halves of the
+// vectors that hold them: [v0 x4 | v1 x4] and [v2 x4 | v3 x4].
+DATA q8bc<>+0(SB)/8, $0x0000000000000000
+DATA q8bc<>+8(SB)/8, $0x0000000000000000
+DATA q8bc<>+16(SB)/8, $0x0000000100000001
+DATA q8bc<>+24(SB)/8, $0x0000000100000001
+DATA q8bc<>+32(SB)/8, $0x0000000200000002
+DATA q8bc<>+40(SB)/8, $0x0000000200000002
+DATA q8bc<>+48(SB)/8, $0x0000000300000003
+DATA q8bc<>+56(SB)/8, $0x0000000300000003
+GLOBL q8bc<>(SB), RODATA|NOPTR, $64
+
+// func quantQ8AVX2(x *float32, nb int, inv *float32, qn *int8, isum *int32)
+// Step 3 of qx.quantize over nb blocks of 32 (sub-blocks as amaxQ8AVX2):
+// q = round-to-even(x * inv[sub-block]), saturated to int8, and
+// isum = the sum of q per sub-block.
+TEXT ·quantQ8AVX2(SB), NOSPLIT, $0-40
+	MOVQ x+0(FP), SI
+	MOVQ nb+8(FP), CX
+	MOVQ inv+16(FP), R8
+	MOVQ qn+24(FP), DI
+	MOVQ isum+32(FP), R9
+	VMOVDQU q8perm<>(SB), Y13
+	VMOVDQU q8bc<>(SB), Y14
+	VMOVDQU q8bc<>+32(SB), Y15
+	TESTQ CX, CX
+	JZ   qdone
+qloop:
+	VMOVUPS (R8), X4
+	VPERMPS Y4, Y15, Y5 // [i2 x4 | i3 x4]
+	VPERMPS Y4, Y14, Y4 // [i0 x4 | i1 x4]
+	VMULPS (SI), Y4, Y0
+	VMULPS 32(SI), Y5, Y1
+	VMULPS 64(SI), Y4, Y2
+	VMULPS 96(SI), Y5, Y3
 	VCVTPS2DQ Y0, Y0
 	VCVTPS2DQ Y1, Y1
 	VCVTPS2DQ Y2, Y2

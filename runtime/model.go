@@ -391,6 +391,9 @@ func (r *Model) linear(name string, w *ir.Tensor, x, out []float32, n int, in *k
 			kernels.MatMul(w, x, out, n, r0, r1)
 		}
 	}
+	if in != nil {
+		in.Prepare(w) // before the threads, not under Input's lock
+	}
 	SplitRows(r.threads, w.Rows(), w.Rows()*w.Cols()*n, mul)
 	if a, ok := r.adapters[name]; ok {
 		applyAdapter(a, x, out, n)
@@ -440,6 +443,11 @@ func (r *Model) linears(x []float32, n int, in *kernels.Input, ops ...linOp) {
 			for r0 := 0; r0 < rows; r0 += chunk {
 				pieces = append(pieces, piece{i, r0, min(r0+chunk, rows)})
 			}
+		}
+	}
+	if in != nil {
+		for _, op := range ops {
+			in.Prepare(op.w) // before the threads, not under Input's lock
 		}
 	}
 	run := func(p piece) {

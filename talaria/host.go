@@ -25,7 +25,7 @@ import (
 // ProbeVersion names the calibration probes; a cached host profile made by
 // other probes is recalibrated. Bump it when the probes or the runtime
 // kernels they call change.
-const ProbeVersion = "probe-v13:kernels.MatVec(f32 ring>LLC two row streams,f32,lut),kernels.MatMul(64 tokens),attention kernels(LLC),runtime.SplitRows"
+const ProbeVersion = "probe-v14:kernels.MatVec(f32 ring>LLC two row streams,f32,lut; int8 lut2 integer activation scales),kernels.MatMul(64 tokens),attention kernels(LLC),runtime.SplitRows"
 
 // HostOptions control the host calibration.
 type HostOptions struct {

@@ -121,9 +121,11 @@
 // entries) to 3.4x (4 entries, 6-bit against plain 7-bit) smaller; ~2.6 us
 // per 16-entry group, once: the candidates' sums in int32 AVX2, 8 at a time). The activation
 // vector is quantized once per call to int8 in sub-blocks of 8 (as Q8_0
-// but with a scale per int32 lane of the kernels, not per 32 elements: d =
-// amax/127, VCVTPS2DQ rounding; qx explains the layout; it cost the kernels
-// nothing and took 2-22% off int8's KLD cost, docs/QUALITY.md session 8)
+// but with a scale per int32 lane of the kernels, not per 32 elements; it
+// cost the kernels nothing and took 2-22% off int8's KLD cost,
+// docs/QUALITY.md session 8). Since session 10 a sub-block's scale is
+// d = D*s, D a float per 2048 elements and s a small integer, at least
+// amax/127 (qx.quantize; VCVTPS2DQ rounding; qx explains the layout),
 // and laid out in the order the index
 // decoder produces elements. Per 64 weights: one 32-byte load (two index
 // blocks), shift and mask into nibble/2-bit indices, VPSHUFB through the
@@ -137,7 +139,12 @@
 // lut2 tables are 6-bit so that the two VPMADDUBSW results of a block
 // (pair sums <= 2*63*127 = 16002) add in int16 (VPADDW) before one
 // VPMADDWD: 20 instead of 22 vector uops per 128 weights (counted as in
-// the lut2 paragraph below) and 6 instead of 8 multiplies; with the
+// the lut2 paragraph below) and 6 instead of 8 multiplies. Since session
+// 10 that VPMADDWD multiplies by the lanes' integer scales s instead of
+// ones and the lanes add in int32 over 2048 elements (I2MACI; the sum of
+// s per 2048 elements is capped so nothing overflows), converted and
+// scaled by D once per 2048: 18 uops per 128 weights, decode steps 1.05-1.10x
+// faster at 2 bits (docs/PERF.md session 10); with the
 // fitted map the 6-bit tables are also more exact than the former plain
 // 7-bit ones. The prefill tile kernels read the same tables (i8Tab.u),
 // so MatMul keeps MatVec's integers. lut3 keeps 7-bit tables (6-bit ones

@@ -398,7 +398,7 @@ type qx struct {
 	inv  []float32 // per sub-block: 1/d (0 where d is 0)
 	perm []int8
 	sc   []float32 // d in the kernels' lane order (permute)
-	isc  []int32   // is in the same order, s in both 16-bit halves
+	isc  []int32   // is in the lut2/lut3 lane order, s in both 16-bit halves
 	isum []int32   // per sub-block: sum of qn
 	xsum float32   // sum of the dequantized x: sum_b d_b * isum_b
 }
@@ -508,8 +508,10 @@ func amaxQ8Go(x []float32, a []float32) {
 // q8Scales turns the sub-blocks' a = amax/127 (in d) into the integer
 // scales is, the super-block steps sd, the steps d = sd*is and their
 // inverses inv (see quantize). A super-block whose a sum is not finite
-// (NaN or infinite activations) gets s = 1 and D = its sum, so the NaN or
-// infinity reaches the output instead of being hidden.
+// (an infinite activation) gets s = 1 and D = that sum, so the infinity
+// reaches the output. A NaN activation is skipped by the amax and
+// quantizes to -128, as before integer scales: the int8 path does not
+// promise to carry NaN through.
 func q8Scales(d []float32, is []int32, sd []float32, inv []float32) {
 	nb := len(d)
 	for k := 0; k*q8Super < nb; k++ {
@@ -598,10 +600,7 @@ func (q *qx) permute(bits int) {
 	n := q.n
 	q.perm = grow8(q.perm, n)
 	q.sc = growF(q.sc, n/8)
-	q.isc = growI(q.isc, n/8)
-	qn, p, d, sc, is, isc := q.qn, q.perm, q.d, q.sc, q.is, q.isc
-	// isc: s in both halves of an int32 lane, the multiplier of
-	// VPMADDWD's two int16 sums (s <= q8Budget < 2^15)
+	qn, p, d, sc := q.qn, q.perm, q.d, q.sc
 	if bits == 4 {
 		// 64 elements = blocks A, B of 32; vectors [A0-15|B0-15],
 		// [A16-31|B16-31] (B = elements 32..63); lanes scaled dA, dB.
@@ -615,11 +614,13 @@ func (q *qx) permute(bits int) {
 		}
 		// lane l of A's (B's) vectors: A's (B's) sub-block l
 		copy(sc, d)
-		for i, s := range is {
-			isc[i] = s | s<<16
-		}
 		return
 	}
+	// isc (lut2 only; lut3 shares this layout): s in both halves of an
+	// int32 lane, the multiplier of VPMADDWD's two int16 sums (s <=
+	// q8Budget < 2^15)
+	q.isc = growI(q.isc, n/8)
+	is, isc := q.is, q.isc
 	// 128 elements = index blocks A (0..63), B (64..127); vector k holds
 	// [A 16k..16k+15 | B 16k..16k+15]; vectors 0,1 meet Q8 blocks 4u, 4u+2,
 	// vectors 2,3 blocks 4u+1, 4u+3; lane l of a block: its sub-block l.

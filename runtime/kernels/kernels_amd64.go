@@ -287,7 +287,7 @@ func i8Rows(bits int, p0, p1 []byte, rowB [2]int, nrows int, q *qx, tab *i8Tab, 
 	_ = out[nrows-1]
 	gl := g0 + (nrows-first+gs-1)/gs // last group the rows reach
 	n := q.n
-	xq, sc, isc, sd := &q.perm[0], &q.sc[0], &q.isc[0], &q.sd[0]
+	xq, sc := &q.perm[0], &q.sc[0]
 	// row i of plane 0 (rows follow at rowB strides, checked by layoutOf)
 	r0 := unsafe.Pointer(&p0[0])
 	row0 := func(i int) *byte { return (*byte)(unsafe.Add(r0, i*rowB[0])) }
@@ -307,6 +307,7 @@ func i8Rows(bits int, p0, p1 []byte, rowB [2]int, nrows int, q *qx, tab *i8Tab, 
 		i8Lut4Rows(&p0[0], rowB[0], nrows, n/64, xq, sc, &u[0], gs, first, &out[0])
 	case 2:
 		u := tab.u2[32*g0 : 32*gl+32]
+		isc, sd := &q.isc[0], &q.sd[0]
 		if i8Pairs && nrows >= 2 {
 			i8RowPairs(nrows, gs, first,
 				func(a, b, np, ga, gb int) {

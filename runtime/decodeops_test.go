@@ -130,11 +130,48 @@ func BenchmarkDecodeAB(b *testing.B) {
 	}
 }
 
+// BenchmarkPrefillAB compares a 128-token prefill with its batch quantized
+// per call (prefillPerCall, as before Input.PrepareBatch) and once per
+// input, in one process, alternating (reportAB; SQUEEZE_BPW: rate,
+// default 3.7):
+//
+//	go test -run '^$' -bench PrefillAB -benchtime 9x ./runtime/
+func BenchmarkPrefillAB(b *testing.B) {
+	m := benchDecodeModel(b)
+	logits := make([]float32, m.Config.Vocab)
+	toks := make([]int, 128)
+	for i := range toks {
+		toks[i] = 1 + i
+	}
+	for _, threads := range []int{1, 2} {
+		rt, err := New(m, Options{Threads: threads})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("t%d", threads), func(b *testing.B) {
+			s := rt.NewState(len(toks))
+			step := func(perCall bool) float64 {
+				prefillPerCall = perCall
+				defer func() { prefillPerCall = false }()
+				s.Reset()
+				t0 := time.Now()
+				if err := rt.Forward(s, toks, logits, false); err != nil {
+					b.Fatal(err)
+				}
+				return time.Since(t0).Seconds() * 1e3
+			}
+			step(false)
+			reportAB(b, step)
+		})
+	}
+}
+
 // TestDecodeSameBits: decode with the shared inputs, fused sections,
 // SwiGLU kernel and per-token RoPE table gives the logits of the previous
 // decode path (decodeLegacy) bit for bit, int8 and float kernels, 1 and 2
 // threads, on the synthetic stories110M shape at 3.7 bpw (lut4/lut2 mix,
-// every matrix on the int8 kernels), after an 8-token prefill.
+// every matrix on the int8 kernels), after an 8-token prefill (whose logits
+// are compared too: its linears read batch Inputs, legacy's MatMul).
 func TestDecodeSameBits(t *testing.T) {
 	if testing.Short() || kernels.Impl() != "avx2" {
 		t.Skip("builds and decodes a 110M synthetic model: only with the assembly kernels")
@@ -157,6 +194,7 @@ func TestDecodeSameBits(t *testing.T) {
 				if err := rt.Forward(s, []int{1, 5, 9, 13, 17, 21, 25, 29}, logits, false); err != nil {
 					t.Fatal(err)
 				}
+				all = append(all, logits...) // prefill: a batch Input (legacy: MatMul per chunk)
 				for i := 0; i < 3; i++ {
 					if err := rt.Forward(s, []int{100 + i}, logits, false); err != nil {
 						t.Fatal(err)

@@ -366,14 +366,32 @@ func (r *Model) Forward(s *State, tokens []int, logits []float32, all bool) erro
 // benchmarks set it to compare the two in one process (BenchmarkDecodeAB).
 var decodeLegacy bool
 
-// input prepares x as the shared input of the decode linears that read it
-// (nil for n > 1, where MatMul quantizes the batch itself).
+// prefillPerCall makes prefill's linears quantize their batch per call (per
+// row chunk and per linear, in MatMul) instead of once per input
+// (PrepareBatch); the same bits. BenchmarkPrefillAB compares the two.
+var prefillPerCall bool
+
+// input prepares x (n vectors) as the shared input of the linears that
+// read it: decode's MatVecInput quantizes a vector once for all of them
+// and all threads, prefill's MatMulInput a batch (prepare).
 func (b *buffers) input(in *kernels.Input, x []float32, n int) *kernels.Input {
-	if n != 1 || decodeLegacy {
+	if decodeLegacy || (n > 1 && prefillPerCall) {
 		return nil
 	}
-	in.Reset(x)
+	in.ResetBatch(x, n)
 	return in
+}
+
+// prepare quantizes in for the int8 kernels of ws before a parallel
+// section, not inside it: a vector (decode) on this thread, since the
+// other threads would wait for it on the Input's lock; a batch (prefill)
+// in chunks of tokens across the threads.
+func (r *Model) prepare(in *kernels.Input, n int, ws ...*ir.Tensor) {
+	if n == 1 {
+		in.Prepare(ws...)
+		return
+	}
+	in.PrepareBatch(func(k int, f func(c int)) { parallel(r.threads, k, f) }, ws...)
 }
 
 // linear computes out (n x rows) = x (n x cols) W^T (+ adapter), split by
@@ -386,13 +404,13 @@ func (r *Model) linear(name string, w *ir.Tensor, x, out []float32, n int, in *k
 	}
 	mul := func(r0, r1 int) {
 		if in != nil {
-			kernels.MatVecInput(w, in, out, r0, r1)
+			kernels.MatMulInput(w, in, out, r0, r1)
 		} else {
 			kernels.MatMul(w, x, out, n, r0, r1)
 		}
 	}
 	if in != nil {
-		in.Prepare(w) // before the threads, not under Input's lock
+		r.prepare(in, n, w)
 	}
 	SplitRows(r.threads, w.Rows(), w.Rows()*w.Cols()*n, mul)
 	if a, ok := r.adapters[name]; ok {
@@ -446,14 +464,17 @@ func (r *Model) linears(x []float32, n int, in *kernels.Input, ops ...linOp) {
 		}
 	}
 	if in != nil {
+		var wb [4]*ir.Tensor
+		ws := wb[:0]
 		for _, op := range ops {
-			in.Prepare(op.w) // before the threads, not under Input's lock
+			ws = append(ws, op.w)
 		}
+		r.prepare(in, n, ws...)
 	}
 	run := func(p piece) {
 		op := ops[p.op]
 		if in != nil {
-			kernels.MatVecInput(op.w, in, op.out, p.r0, p.r1)
+			kernels.MatMulInput(op.w, in, op.out, p.r0, p.r1)
 		} else {
 			kernels.MatMul(op.w, x, op.out, n, p.r0, p.r1)
 		}

@@ -10,6 +10,8 @@
 //	Input, MatVecInput(w, in, out, r0, r1)
 //	                              MatVec with x prepared once (Input) for
 //	                              every linear and thread that reads it
+//	Input.ResetBatch, PrepareBatch, MatMulInput(w, in, out, r0, r1)
+//	                              MatMul with the batch quantized once
 //	SwiGLU(g, h)                  g = SiLU(g) * h with the runtime's expf
 //	ExpShift(x, m)                x = expf(x - m) (the softmax's exponentials)
 //	AttnScores, AttnValues        one head's attention scores over the cached
@@ -208,9 +210,14 @@
 //
 // # int8 MatMul (prefill): the tile kernels
 //
-// MatMul in ModeInt8 quantizes the n inputs once (qxBatch: each token
-// exactly as MatVec quantizes it, padded with zero tokens to a multiple
-// of 4) and runs a register-tiled micro-kernel, llamafile's sgemm shape
+// MatMul in ModeInt8 quantizes the n inputs once per call (qxBatch: each
+// token exactly as MatVec quantizes it, padded with zero tokens to a
+// multiple of 4); a runtime linear calls it once per row chunk, so an
+// Input holding the batch (ResetBatch) does it once for every linear and
+// thread that reads it instead: PrepareBatch quantizes it in token chunks
+// across the threads, MatMulInput uses it (TestMatMulInputParity; +12% on
+// a 2-thread 1.1B prefill, docs/PERF.md session 11). The tile kernel
+// then runs a register-tiled micro-kernel, llamafile's sgemm shape
 // for Q4_0 x Q8_0: i8Lut{4,2,3}Tile take 2 rows x 4 tokens; each 64- (lut4)
 // or 128-element (lut2, lut3) unit of the two rows is decoded once into
 // ymm registers of 7-bit table bytes and meets the 4 tokens' activations

@@ -144,3 +144,67 @@ func TestF16ToF32Exact(t *testing.T) {
 		}
 	}
 }
+
+// TestMatMulInputParity: MatMulInput on a batch that PrepareBatch
+// quantized once (in token chunks on concurrent goroutines) gives exactly
+// MatMul's bits, for tensors of every width sharing the Input (a LUTMIX
+// among them), concurrent row ranges, batches that do and do not fill the
+// tile's 4 tokens, and cols that do and do not suit the int8 kernels;
+// PrepareBatch readies exactly the layouts the tile kernels run, and
+// without it MatMulInput falls back to MatMul's own quantization.
+func TestMatMulInputParity(t *testing.T) {
+	rng := rand.New(rand.NewSource(9))
+	par := func(n int, f func(c int)) {
+		var wg sync.WaitGroup
+		for c := 0; c < n; c++ {
+			wg.Add(1)
+			go func() { defer wg.Done(); f(c) }()
+		}
+		wg.Wait()
+	}
+	for _, mode := range []Mode{ModeInt8, ModeFloat} {
+		prev := SetMode(mode)
+		for _, cols := range []int{128, 384, 2048, 200} {
+			var ws []*ir.Tensor
+			for _, bits := range []int{4, 2, 3} {
+				ws = append(ws, lutTensor(rng, bits, 37, cols, 16, bits == 2))
+			}
+			ws = append(ws, mixedTensor(rng, cols), f32Tensor(rng, 5, cols))
+			var in Input
+			for _, n := range []int{2, 5, 8, 19} {
+				x := randVec(rng, n*cols)
+				in.ResetBatch(x, n)
+				prepared := n != 5 // n = 5: MatMulInput quantizes per call
+				if prepared {
+					in.PrepareBatch(par, ws...)
+				}
+				int8 := mode == ModeInt8 && i8Asm() && i8TileBits(4) && prepared
+				want := [2]bool{int8 && cols%64 == 0, int8 && cols%128 == 0}
+				if in.bok != want {
+					t.Fatalf("%v cols %d n %d: after PrepareBatch layouts ready %v, want %v", mode, cols, n, in.bok, want)
+				}
+				for _, w := range ws {
+					rows := w.Rows()
+					wantOut := make([]float32, n*rows)
+					MatMul(w, x, wantOut, n, 0, rows)
+					got := make([]float32, n*rows)
+					var wg sync.WaitGroup
+					for _, rr := range [][2]int{{0, 6}, {6, 17}, {17, rows}} {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							MatMulInput(w, &in, got, min(rr[0], rows), min(rr[1], rows))
+						}()
+					}
+					wg.Wait()
+					for i := range got {
+						if math.Float32bits(got[i]) != math.Float32bits(wantOut[i]) {
+							t.Fatalf("%v cols %d n %d %v: out[%d] MatMulInput %v, MatMul %v", mode, cols, n, w.Type, i, got[i], wantOut[i])
+						}
+					}
+				}
+			}
+		}
+		SetMode(prev)
+	}
+}

@@ -759,21 +759,35 @@ var qxbPool = sync.Pool{New: func() any { return new(qxBatch) }}
 // quantize fills b from the n inputs x[i*cols:(i+1)*cols], each quantized
 // exactly as MatVec quantizes it (qx.quantize, qx.permute).
 func (b *qxBatch) quantize(x []float32, n, cols, bits int) {
+	b.alloc(n, cols)
+	b.quantizeTokens(x, 0, n, bits, &b.q)
+}
+
+// alloc sizes b for n inputs of cols and zeroes the padding tokens (n up
+// to the next multiple of 4); quantizeTokens then fills the tokens, in
+// disjoint ranges that may run concurrently.
+func (b *qxBatch) alloc(n, cols int) {
 	np := (n + 3) &^ 3
 	b.cols, b.n = cols, n
 	b.perm = grow8(b.perm, np*cols)
 	b.sc = growF(b.sc, np*cols/8)
 	b.xsum = growF(b.xsum, np)
-	for i := 0; i < n; i++ {
-		b.q.quantize(x[i*cols : (i+1)*cols])
-		b.q.permute(bits)
-		copy(b.perm[i*cols:(i+1)*cols], b.q.perm)
-		copy(b.sc[i*cols/8:(i+1)*cols/8], b.q.sc)
-		b.xsum[i] = b.q.xsum
-	}
 	clear(b.perm[n*cols:])
 	clear(b.sc[n*cols/8:])
 	clear(b.xsum[n:])
+}
+
+// quantizeTokens quantizes the inputs t0..t1-1 of x into b (sized by
+// alloc), with q as scratch.
+func (b *qxBatch) quantizeTokens(x []float32, t0, t1, bits int, q *qx) {
+	cols := b.cols
+	for i := t0; i < t1; i++ {
+		q.quantize(x[i*cols : (i+1)*cols])
+		q.permute(bits)
+		copy(b.perm[i*cols:(i+1)*cols], q.perm)
+		copy(b.sc[i*cols/8:(i+1)*cols/8], q.sc)
+		b.xsum[i] = q.xsum
+	}
 }
 
 // i8TileRowBlock is the weight bytes (one plane) a row block of the int8

@@ -383,15 +383,23 @@ func (b *buffers) input(in *kernels.Input, x []float32, n int) *kernels.Input {
 }
 
 // prepare quantizes in for the int8 kernels of ws before a parallel
-// section, not inside it: a vector (decode) on this thread, since the
-// other threads would wait for it on the Input's lock; a batch (prefill)
-// in chunks of tokens across the threads.
+// section (PrepareInput).
 func (r *Model) prepare(in *kernels.Input, n int, ws ...*ir.Tensor) {
+	PrepareInput(r.threads, in, n, ws...)
+}
+
+// PrepareInput quantizes in (n vectors) for the int8 kernels of ws as the
+// runtime's linears do before their parallel section, not inside it: a
+// vector (decode) on this thread, since the other threads would wait for
+// it on the Input's lock; a batch (prefill) in chunks of tokens across
+// threads threads. Talaria's host probes call it, to run a linear as a
+// forward pass does.
+func PrepareInput(threads int, in *kernels.Input, n int, ws ...*ir.Tensor) {
 	if n == 1 {
 		in.Prepare(ws...)
 		return
 	}
-	in.PrepareBatch(func(k int, f func(c int)) { parallel(r.threads, k, f) }, ws...)
+	in.PrepareBatch(func(k int, f func(c int)) { parallel(threads, k, f) }, ws...)
 }
 
 // linear computes out (n x rows) = x (n x cols) W^T (+ adapter), split by

@@ -25,7 +25,7 @@ import (
 // ProbeVersion names the calibration probes; a cached host profile made by
 // other probes is recalibrated. Bump it when the probes or the runtime
 // kernels they call change.
-const ProbeVersion = "probe-v14:kernels.MatVec(f32 ring>LLC two row streams,f32,lut; int8 lut2 integer activation scales),kernels.MatMul(64 tokens),attention kernels(LLC),runtime.SplitRows"
+const ProbeVersion = "probe-v15:kernels.MatVecInput(f32 ring>LLC two row streams,f32,lut; int8 lut2 integer activation scales; input prepared once),kernels.MatMulInput(64 tokens, batch prepared once across threads),attention kernels(LLC),runtime.SplitRows"
 
 // HostOptions control the host calibration.
 type HostOptions struct {
@@ -474,15 +474,16 @@ func linearSplit(threads int, t *ir.Tensor, x, out []float32) {
 	linearSplitN(threads, t, x, out, 1)
 }
 
-// linearSplitN is linearSplit for n tokens (kernels.MatMul when n > 1;
-// x holds n rows of cols, out n rows of rows).
+// linearSplitN is linearSplit for n tokens (x holds n rows of cols, out n
+// rows of rows), with the input prepared as runtime.linear prepares it: a
+// kernels.Input quantized once before the split (runtime.PrepareInput),
+// then MatMulInput per piece.
 func linearSplitN(threads int, t *ir.Tensor, x, out []float32, n int) {
+	var in kernels.Input
+	in.ResetBatch(x, n)
+	sqzrt.PrepareInput(threads, &in, n, t)
 	sqzrt.SplitRows(threads, t.Rows(), t.Rows()*t.Cols()*n, func(r0, r1 int) {
-		if n == 1 {
-			kernels.MatVec(t, x, out, r0, r1)
-		} else {
-			kernels.MatMul(t, x, out, n, r0, r1)
-		}
+		kernels.MatMulInput(t, &in, out, r0, r1)
 	})
 }
 

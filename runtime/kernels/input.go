@@ -52,7 +52,7 @@ func layoutIndex(bits int) int {
 	return 1
 }
 
-// X returns the vector.
+// X returns the vector (a batch's n vectors, one after another).
 func (in *Input) X() []float32 { return in.x }
 
 // quantized returns x quantized for the int8 kernels of the given width

@@ -382,12 +382,6 @@ func (b *buffers) input(in *kernels.Input, x []float32, n int) *kernels.Input {
 	return in
 }
 
-// prepare quantizes in for the int8 kernels of ws before a parallel
-// section (PrepareInput).
-func (r *Model) prepare(in *kernels.Input, n int, ws ...*ir.Tensor) {
-	PrepareInput(r.threads, in, n, ws...)
-}
-
 // PrepareInput quantizes in (n vectors) for the int8 kernels of ws as the
 // runtime's linears do before their parallel section, not inside it: a
 // vector (decode) on this thread, since the other threads would wait for
@@ -418,7 +412,7 @@ func (r *Model) linear(name string, w *ir.Tensor, x, out []float32, n int, in *k
 		}
 	}
 	if in != nil {
-		r.prepare(in, n, w)
+		PrepareInput(r.threads, in, n, w)
 	}
 	SplitRows(r.threads, w.Rows(), w.Rows()*w.Cols()*n, mul)
 	if a, ok := r.adapters[name]; ok {
@@ -477,7 +471,7 @@ func (r *Model) linears(x []float32, n int, in *kernels.Input, ops ...linOp) {
 		for _, op := range ops {
 			ws = append(ws, op.w)
 		}
-		r.prepare(in, n, ws...)
+		PrepareInput(r.threads, in, n, ws...)
 	}
 	run := func(p piece) {
 		op := ops[p.op]

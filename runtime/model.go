@@ -373,7 +373,7 @@ var prefillPerCall bool
 
 // input prepares x (n vectors) as the shared input of the linears that
 // read it: decode's MatVecInput quantizes a vector once for all of them
-// and all threads, prefill's MatMulInput a batch (prepare).
+// and all threads, prefill's MatMulInput a batch (PrepareInput).
 func (b *buffers) input(in *kernels.Input, x []float32, n int) *kernels.Input {
 	if decodeLegacy || (n > 1 && prefillPerCall) {
 		return nil

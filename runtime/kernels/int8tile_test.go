@@ -110,6 +110,9 @@ func TestMatMulInt8TileAllocs(t *testing.T) {
 	if !i8Asm() {
 		t.Skip("no int8 kernels")
 	}
+	if raceEnabled {
+		t.Skip("-race: sync.Pool drops pooled buffers on purpose")
+	}
 	defer SetMode(SetMode(ModeInt8))
 	rng := rand.New(rand.NewSource(23))
 	const rows, cols, n = 64, 512, 9

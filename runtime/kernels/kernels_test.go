@@ -252,6 +252,9 @@ func TestFastPathSelected(t *testing.T) {
 // float and the int8 path (two-stream row pairs included), for LUT widths
 // and f32/f16 rows.
 func TestMatVecNoAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("-race: sync.Pool drops pooled buffers on purpose")
+	}
 	rng := rand.New(rand.NewSource(6))
 	ws := []*ir.Tensor{benchTensor(rng, ir.F32, 64, 256), benchTensor(rng, ir.F16, 64, 256)}
 	for _, bits := range []int{4, 3, 2, 8} {

@@ -172,7 +172,7 @@ func MatMulInput(w *ir.Tensor, in *Input, out []float32, r0, r1 int) {
 		case ir.LUT2, ir.LUT3, ir.LUT4:
 			if L, ok := layoutOf(w); ok && i8TileBits(L.bits) && i8Aligned(L.bits, w.Cols()) {
 				k := layoutIndex(L.bits)
-				if b := &in.b[k]; in.bok[k] && b.cols == w.Cols() && b.n == in.n {
+				if b := &in.b[k]; in.bok[k] && b.cols == w.Cols() {
 					matMulI8Tiles(w, &L, i8TableOf(w, L.bits), b, out, r0, r1)
 					return
 				}

@@ -46,15 +46,7 @@ func TestMatVecInputParity(t *testing.T) {
 					want := make([]float32, rows)
 					MatVec(w, x, want, 0, rows)
 					got := make([]float32, rows)
-					var wg sync.WaitGroup
-					for _, rr := range [][2]int{{0, 3}, {3, 17}, {17, rows}} {
-						wg.Add(1)
-						go func() {
-							defer wg.Done()
-							MatVecInput(w, &in, got, min(rr[0], rows), min(rr[1], rows))
-						}()
-					}
-					wg.Wait()
+					concurrentRanges(rows, 3, func(r0, r1 int) { MatVecInput(w, &in, got, r0, r1) })
 					for r := range got {
 						if math.Float32bits(got[r]) != math.Float32bits(want[r]) {
 							t.Fatalf("%v cols %d %v row %d: MatVecInput %v, MatVec %v", mode, cols, w.Type, r, got[r], want[r])
@@ -65,6 +57,20 @@ func TestMatVecInputParity(t *testing.T) {
 		}
 		SetMode(prev)
 	}
+}
+
+// concurrentRanges runs f over rows [0, cut), [cut, 17), [17, rows) (each
+// clipped to rows) on concurrent goroutines and waits for them.
+func concurrentRanges(rows, cut int, f func(r0, r1 int)) {
+	var wg sync.WaitGroup
+	for _, rr := range [][2]int{{0, cut}, {cut, 17}, {17, rows}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f(min(rr[0], rows), min(rr[1], rows))
+		}()
+	}
+	wg.Wait()
 }
 
 func f32Tensor(rng *rand.Rand, rows, cols int) *ir.Tensor {
@@ -188,15 +194,7 @@ func TestMatMulInputParity(t *testing.T) {
 					wantOut := make([]float32, n*rows)
 					MatMul(w, x, wantOut, n, 0, rows)
 					got := make([]float32, n*rows)
-					var wg sync.WaitGroup
-					for _, rr := range [][2]int{{0, 6}, {6, 17}, {17, rows}} {
-						wg.Add(1)
-						go func() {
-							defer wg.Done()
-							MatMulInput(w, &in, got, min(rr[0], rows), min(rr[1], rows))
-						}()
-					}
-					wg.Wait()
+					concurrentRanges(rows, 6, func(r0, r1 int) { MatMulInput(w, &in, got, r0, r1) })
 					for i := range got {
 						if math.Float32bits(got[i]) != math.Float32bits(wantOut[i]) {
 							t.Fatalf("%v cols %d n %d %v: out[%d] MatMulInput %v, MatMul %v", mode, cols, n, w.Type, i, got[i], wantOut[i])

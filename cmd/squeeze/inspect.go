@@ -15,7 +15,6 @@ import (
 type inspectOptions struct {
 	model        modelFlags
 	JSON         bool
-	Verify       bool
 	Original     string
 	PromptTokens int
 	Context      int
@@ -31,7 +30,6 @@ func newInspectCmd(stdout, stderr io.Writer) *cobra.Command {
 	}
 	o.model.bind(c)
 	c.Flags().BoolVar(&o.JSON, "json", false, "print JSON")
-	c.Flags().BoolVar(&o.Verify, "verify", false, "bundles: check every section's SHA-256")
 	c.Flags().StringVar(&o.Original, "original", "", "bundles: the original model, to show each tensor's relative error")
 	c.Flags().IntVar(&o.PromptTokens, "prompt-tokens", 128, "prefill length for the op costs")
 	c.Flags().IntVar(&o.Context, "context", 256, "decode context for the op costs")
@@ -84,12 +82,7 @@ type inspectReport struct {
 func runInspect(o *inspectOptions, args []string, stdout io.Writer) error {
 	var m *ir.Model
 	var err error
-	if o.Verify && len(args) == 1 {
-		m, err = formats.Load(args[0], formats.LoadOptions{Tokenizer: o.model.Tokenizer, VerifyBundle: true})
-	} else {
-		m, err = o.model.load(args)
-	}
-	if err != nil {
+	if m, err = o.model.load(args); err != nil {
 		return err
 	}
 	defer m.Close()

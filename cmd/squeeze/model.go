@@ -13,11 +13,14 @@ type modelFlags struct {
 	Tokenizer string
 	Synthetic string
 	Seed      uint64
+	// Verify checks every section's SHA-256 when MODEL is a bundle.
+	Verify bool
 }
 
 func (f *modelFlags) bind(c *cobra.Command) {
 	c.Flags().StringVar(&f.Tokenizer, "tokenizer", "", "tokenizer file for llama2.c checkpoints (default: the tokenizer.bin or tok*.bin beside the model)")
 	c.Flags().StringVar(&f.Synthetic, "synthetic", "", fmt.Sprintf("use a synthetic model of a named shape instead of MODEL (%v; random weights: speed only)", ir.SyntheticNames()))
+	c.Flags().BoolVar(&f.Verify, "verify", false, "when MODEL is a .sqz bundle, check every section's SHA-256 before using it (reads the whole file once; without it only the header and the manifest's SHA-256 are checked, and weights are paged in as they are used)")
 }
 
 // load opens the model named by args[0] or --synthetic.
@@ -30,7 +33,7 @@ func (f *modelFlags) load(args []string) (*ir.Model, error) {
 	case len(args) == 0:
 		return nil, fmt.Errorf("missing MODEL (a llama2.c .bin, a GGUF file, a Hugging Face directory or a .sqz bundle)")
 	}
-	return formats.Load(args[0], formats.LoadOptions{Tokenizer: f.Tokenizer})
+	return formats.Load(args[0], formats.LoadOptions{Tokenizer: f.Tokenizer, VerifyBundle: f.Verify})
 }
 
 func needTokenizer(m *ir.Model) error {

@@ -794,6 +794,9 @@ func runRecover(o *recoverOptions, args []string, stdout, stderr io.Writer) erro
 		if set = trep.AdapterSet; set != nil {
 			res.Rank, res.Targets, res.Steps = trep.AdapterRank, len(set.Adapters), trep.Steps
 			res.HeldOutKLBefore, res.HeldOutKLAfter = trep.BaseHeldOutKL, trep.BestHeldOutKL
+			if trep.QAT != nil { // joint implies --qat: its first evaluation has the initial adapters
+				res.HeldOutKLInit = trep.QAT.InitHeldOutKL
+			}
 			res.BestStep, res.TrainTokens = trep.BestStep, trep.TrainTokens
 		}
 		for _, s := range base.AdapterSets {

@@ -680,6 +680,10 @@ func TestRecoverJoint(t *testing.T) {
 	if j.AddedBytes > int64(0.1*float64(j.BaseBytes)) {
 		t.Errorf("the adapters add %d bytes to %d: over the 10%% budget", j.AddedBytes, j.BaseBytes)
 	}
+	// the held-out KL with the initial adapters is reported (it read 0 before)
+	if !(j.HeldOutKLInit > 0) || !(j.HeldOutKLAfter <= j.HeldOutKLInit) {
+		t.Errorf("joint held-out KL initialised %v, trained %v", j.HeldOutKLInit, j.HeldOutKLAfter)
+	}
 	if !(j.HeldOutKLAfter < alone.Tune.HeldOutKLAfter) || j.HeldOutKLAfter != j.Tune.HeldOutKLAfter {
 		t.Errorf("joint held-out KL %v (tune %v), QAT alone %v", j.HeldOutKLAfter, j.Tune.HeldOutKLAfter, alone.Tune.HeldOutKLAfter)
 	}

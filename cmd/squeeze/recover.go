@@ -764,10 +764,11 @@ func runRecover(o *recoverOptions, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	// The budget is relative to the bundle without the set being replaced
-	// or any other adapter set.
-	bb := st.Size()
-	for _, s := range base.AdapterSets {
-		bb -= s.Bytes()
+	// or any other adapter set (their matrices, manifest entries and
+	// padding).
+	bb, err := man.BaseBytes()
+	if err != nil {
+		return err
 	}
 	res.BaseBytes = bb
 	model := base

@@ -277,9 +277,23 @@ func TestRecoverReplacesInPlace(t *testing.T) {
 	aBefore := before.AdapterSets[0].Adapters["blk.0.attn_q"].B[0]
 	baseSHA := before.Meta["base_sha256"]
 	before.Close()
-	if _, _, err := squeeze(t, "recover", path, "--original", stories, "--calib", recoverCalib, "--steps", "2", "--batch", "2",
-		"--seq-len", "32", "--rank", "1", "--name", "a", "--seed", "9"); err != nil {
+	stdout, _, err := squeeze(t, "recover", path, "--original", stories, "--calib", recoverCalib, "--steps", "2", "--batch", "2",
+		"--seq-len", "32", "--rank", "1", "--name", "a", "--seed", "9", "--json")
+	if err != nil {
 		t.Fatal(err)
+	}
+	// the budget's base is the bundle without either set: their matrices,
+	// manifest entries and padding
+	var r recoverResult
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatal(err)
+	}
+	plain, err := os.Stat(recoverBundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.BaseBytes != plain.Size() {
+		t.Errorf("base bytes %d with two sets stored, want the set-less bundle's %d", r.BaseBytes, plain.Size())
 	}
 	m, man, err := bundle.Load(path, bundle.Options{Verify: true})
 	if err != nil {

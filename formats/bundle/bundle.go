@@ -442,6 +442,35 @@ func Write(path string, m *ir.Model, ex Extra) (Info, error) {
 	return info, err
 }
 
+// BaseBytes is the size of the file Write would give for this manifest's
+// model without its adapter sets: the header, the tensor sections (written
+// before any adapter section) and the manifest without the sets' entries.
+// It is what an adapter budget is relative to.
+func (man *Manifest) BaseBytes() (int64, error) {
+	isSet := map[int]bool{}
+	for _, se := range man.Adapters {
+		isSet[se.Section] = true
+	}
+	b := *man
+	b.Adapters, b.Sections = nil, nil
+	end := int64(headerSize)
+	for i, s := range man.Sections {
+		if isSet[i] {
+			continue
+		}
+		b.Sections = append(b.Sections, s)
+		end = max(end, s.Offset+s.Size)
+	}
+	if len(b.Sections)+len(isSet) != len(man.Sections) {
+		return 0, fmt.Errorf("bundle: manifest: adapter sets share or lack sections")
+	}
+	mj, err := json.Marshal(b)
+	if err != nil {
+		return 0, err
+	}
+	return (end+align-1)/align*align + int64(len(mj)), nil
+}
+
 // Sniff reports whether data starts with the bundle magic.
 func Sniff(head []byte) bool { return len(head) >= 4 && string(head[:4]) == Magic }
 

@@ -134,6 +134,26 @@ func TestRoundTripAndDeterminism(t *testing.T) {
 	if got.Meta["base_sha256"] != info.BaseSHA256 {
 		t.Fatal("base hash not reported")
 	}
+	// BaseBytes: the size of the same bundle written without its adapter
+	// sets, to the byte, from the manifest of the one with them
+	plain := *m
+	plain.AdapterSets = nil
+	p3 := filepath.Join(dir, "plain.sqz")
+	pinfo, err := Write(p3, &plain, Extra{SqueezeVersion: "test", Plan: map[string]int{"x": 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bb, err := man.BaseBytes()
+	if err != nil || bb != pinfo.Bytes || bb >= info.Bytes {
+		t.Fatalf("BaseBytes %d (%v), the bundle without sets is %d bytes, with them %d", bb, err, pinfo.Bytes, info.Bytes)
+	}
+	_, pman, err := Load(p3, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pb, err := pman.BaseBytes(); err != nil || pb != pinfo.Bytes {
+		t.Fatalf("BaseBytes of a bundle without sets %d (%v), its size %d", pb, err, pinfo.Bytes)
+	}
 }
 
 func TestCorruption(t *testing.T) {

@@ -86,6 +86,7 @@ type recoverOptions struct {
 	QATEMA       float64
 	QATWidth     bool
 	Joint        bool
+	JointCycles  int
 }
 
 func newRecoverCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -153,6 +154,7 @@ defaults to 600 steps on --calib plus 200k tokens sampled from --original, on 25
 	f.Float64Var(&o.QATFreeze, "qat-freeze", 0, "--qat: freeze the indices for this last fraction of the steps (LUTs, scales and norms keep training on a fixed assignment), in [0, 1); stories260K 3.7 bpw, 600 steps + 200k sampled tokens: 0.25 gave dev KLD 0.109 against 0.0996 without, so it is off by default")
 	f.Float64Var(&o.QATEMA, "qat-ema", qatEMA, "--qat: also keep a moving average (this decay, in [0, 1)) of the palettes and latent weights and return it when its held-out KL is lower; 0 = off")
 	f.BoolVar(&o.Joint, "joint", false, "train the adapters in a QAT run of the palettes (one run, --lr for the adapters, the rank as the budget allows) instead of after it on a frozen base; implies --tune-luts --tune-norms --qat and, unless given, --tune-steps 600 --sample-tokens 200000 --lr 0.005 (the best recipe after compile --qat on stories260K)")
+	f.IntVar(&o.JointCycles, "joint-cycles", 1, "--joint: run the joint recipe this many times in a row, each cycle on the previous one's palettes with adapters initialised afresh from their residual and a new learning-rate schedule (as running recover --joint again on its output, without re-sampling the text)")
 	f.BoolVar(&o.QATWidth, "qat-width-steps", false, "--qat: scale each n-bit tensor's (or part's) latent step by 2^(3-n), about its LUT's entry gap (--qat-lr is then the 3-bit step)")
 	f.Float64Var(&o.QATHyst, "qat-hysteresis", 0, "--qat: an index moves only when its latent weight is nearer the new entry by more than this fraction of the gap (0..1)")
 	f.StringVar(&o.QATLUTs, "qat-luts", "gradient", "how --qat LUT entries follow the indices: gradient (trained) or centroids (cluster means of the latent weights)")
@@ -576,10 +578,12 @@ type recoverResult struct {
 	HeldOutKLBefore float64        `json:"heldout_kl_before"`
 	HeldOutKLInit   float64        `json:"heldout_kl_init"`
 	HeldOutKLAfter  float64        `json:"heldout_kl_after"`
-	BestStep        int            `json:"best_step"`
-	TrainTokens     int64          `json:"train_tokens"`
-	Seconds         float64        `json:"seconds"`
-	BaseSHA256      string         `json:"base_sha256"`
+	// CycleHeldOutKL is each --joint-cycles cycle's best held-out KL.
+	CycleHeldOutKL []float64 `json:"cycle_heldout_kl,omitempty"`
+	BestStep       int       `json:"best_step"`
+	TrainTokens    int64     `json:"train_tokens"`
+	Seconds        float64   `json:"seconds"`
+	BaseSHA256     string    `json:"base_sha256"`
 	// Tune reports --tune-luts (nil without it). With --rank 0 the adapter
 	// fields above are zero.
 	Tune *tuneResult `json:"tune_luts,omitempty"`
@@ -688,6 +692,9 @@ func runRecover(o *recoverOptions, args []string, stdout, stderr io.Writer) erro
 	if o.Joint && (!o.QAT || o.Rank == 0) {
 		return fmt.Errorf("--joint trains the adapters in the QAT run: it needs --tune-luts --qat and --rank > 0")
 	}
+	if o.JointCycles < 1 || (o.JointCycles > 1 && !o.Joint) {
+		return fmt.Errorf("--joint-cycles %d: expected >= 1, and more than 1 only with --joint", o.JointCycles)
+	}
 	var qat *lorarecovery.QATOptions
 	if o.QAT {
 		if !o.TuneLUTs {
@@ -775,23 +782,50 @@ func runRecover(o *recoverOptions, args []string, stdout, stderr io.Writer) erro
 	acfg := recoverConfig{Rank: o.Rank, Steps: o.Steps, LR: o.LR, Batch: o.Batch,
 		SeqLen: o.SeqLen, CEWeight: o.CEWeight, Budget: o.Budget, Targets: targets, Ranks: ranks, Name: o.Name, Seed: o.Seed,
 		Threads: o.Threads, CalibCtx: o.CalibCtx, BundleBytes: bb, Log: stderr}
-	var joint *lorarecovery.JointAdapters
 	if o.Joint {
 		acfg.defaults()
-		ap, err := adapterSetup(orig, base, text, acfg)
-		if err != nil {
-			return err
-		}
-		joint = &lorarecovery.JointAdapters{Rank: ap.Rank, Ranks: ranks, Targets: targets, Importance: ap.Importance, LR: acfg.LR, Name: acfg.Name}
 	}
 	var set *ir.AdapterSet
 	if o.TuneLUTs {
 		t0 := time.Now()
-		tuned, trep, err := tuneBase(orig, base, text, tuneConfig{Steps: o.TuneSteps, LR: o.TuneLR, Batch: o.Batch,
-			SeqLen: o.SeqLen, Seed: o.Seed, Threads: o.Threads, Norms: o.TuneNorms, QAT: qat, Joint: joint, CE: o.CEWeight, Log: stderr})
-		if err != nil {
-			return err
+		cycles := 1
+		if o.Joint {
+			cycles = o.JointCycles
 		}
+		var (
+			trep      lorarecovery.TuneReport
+			before    float64 // the held-out KL of the bundle as given
+			trainToks int64
+		)
+		for c := 0; c < cycles; c++ {
+			// each cycle starts from the previous one's palettes, with
+			// adapters initialised from the residual against them
+			var joint *lorarecovery.JointAdapters
+			if o.Joint {
+				ap, err := adapterSetup(orig, model, text, acfg)
+				if err != nil {
+					return err
+				}
+				joint = &lorarecovery.JointAdapters{Rank: ap.Rank, Ranks: ranks, Targets: targets, Importance: ap.Importance, LR: acfg.LR, Name: acfg.Name}
+			}
+			if cycles > 1 {
+				fmt.Fprintf(stderr, "recover: joint cycle %d of %d\n", c+1, cycles)
+			}
+			tuned, r, err := tuneBase(orig, model, text, tuneConfig{Steps: o.TuneSteps, LR: o.TuneLR, Batch: o.Batch,
+				SeqLen: o.SeqLen, Seed: o.Seed, Threads: o.Threads, Norms: o.TuneNorms, QAT: qat, Joint: joint, CE: o.CEWeight, Log: stderr})
+			if err != nil {
+				return err
+			}
+			if cycles > 1 {
+				res.CycleHeldOutKL = append(res.CycleHeldOutKL, r.BestHeldOutKL)
+			}
+			if c == 0 {
+				before = r.BaseHeldOutKL
+			}
+			trainToks += r.TrainTokens
+			model, trep = tuned, r
+		}
+		trep.BaseHeldOutKL, trep.TrainTokens = before, trainToks
 		if set = trep.AdapterSet; set != nil {
 			res.Rank, res.Targets, res.Steps = trep.AdapterRank, len(set.Adapters), trep.Steps
 			res.HeldOutKLBefore, res.HeldOutKLAfter = trep.BaseHeldOutKL, trep.BestHeldOutKL
@@ -807,7 +841,6 @@ func runRecover(o *recoverOptions, args []string, stdout, stderr io.Writer) erro
 			fmt.Fprintf(stderr, "recover: dropping adapter sets %s: they were trained on the palettes --tune-luts replaced\n",
 				strings.Join(res.DroppedSets, ", "))
 		}
-		model = tuned
 		res.Tune = &tuneResult{Steps: trep.Steps, LR: o.TuneLR, Tensors: trep.Tensors, LUTEntries: trep.LUTEntries,
 			Scales: trep.Scales, NormWeights: trep.NormWeights, HeldOutKLBefore: trep.BaseHeldOutKL, HeldOutKLAfter: trep.BestHeldOutKL,
 			BestStep: trep.BestStep, TrainTokens: trep.TrainTokens, Seconds: time.Since(t0).Seconds(), QAT: trep.QAT}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
@@ -731,5 +732,44 @@ func TestJointDefaults(t *testing.T) {
 	o.jointDefaults(func(string) bool { return false })
 	if o.TuneLUTs || o.QAT || o.TuneSteps != 50 || o.LR != 0.02 {
 		t.Fatalf("without --joint: %+v", o)
+	}
+}
+
+// TestRecoverJointCycles: --joint-cycles 2 writes the bundle that running
+// recover --joint twice (the second on the first's output) writes, byte
+// for byte, and reports each cycle's held-out KL and the held-out KL of
+// the bundle as given.
+func TestRecoverJointCycles(t *testing.T) {
+	recoverFixtures(t)
+	dir := t.TempDir()
+	args := []string{"--original", stories, "--calib", recoverCalib, "--joint", "--qat-lr", "0.2", "--tune-steps", "4",
+		"--batch", "2", "--seq-len", "32", "--sample-tokens", "0", "--json"}
+	run := func(in, out string, extra ...string) recoverResult {
+		t.Helper()
+		stdout, _, err := squeeze(t, append(append([]string{"recover", in, "-o", out}, args...), extra...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r recoverResult
+		if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+			t.Fatalf("recover --json: %v\n%s", err, stdout)
+		}
+		return r
+	}
+	once, twice, cycles := filepath.Join(dir, "1.sqz"), filepath.Join(dir, "2.sqz"), filepath.Join(dir, "c.sqz")
+	r1 := run(recoverBundle, once)
+	r2 := run(once, twice)
+	rc := run(recoverBundle, cycles, "--joint-cycles", "2")
+	if !bytes.Equal(mustRead(t, twice), mustRead(t, cycles)) {
+		t.Fatal("--joint-cycles 2 wrote a different bundle from two recover --joint runs")
+	}
+	if len(rc.CycleHeldOutKL) != 2 || rc.CycleHeldOutKL[0] != r1.HeldOutKLAfter || rc.CycleHeldOutKL[1] != r2.HeldOutKLAfter ||
+		rc.HeldOutKLAfter != r2.HeldOutKLAfter || rc.HeldOutKLBefore != r1.HeldOutKLBefore {
+		t.Errorf("cycles %v, before %v after %v; the two runs: before %v, after %v then %v",
+			rc.CycleHeldOutKL, rc.HeldOutKLBefore, rc.HeldOutKLAfter, r1.HeldOutKLBefore, r1.HeldOutKLAfter, r2.HeldOutKLAfter)
+	}
+	if _, _, err := squeeze(t, "recover", recoverBundle, "--original", stories, "--calib", recoverCalib, "--rank", "1",
+		"--joint-cycles", "2", "-o", filepath.Join(dir, "x.sqz")); err == nil || !strings.Contains(err.Error(), "--joint-cycles") {
+		t.Errorf("--joint-cycles 2 without --joint: error %v", err)
 	}
 }

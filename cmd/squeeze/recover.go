@@ -153,8 +153,8 @@ defaults to 600 steps on --calib plus 200k tokens sampled from --original, on 25
 	f.StringVar(&o.QATAdam, "qat-adam", "element", "--qat latent step normalisation: element (plain Adam) or tensor (per-tensor second moment: larger gradients move first)")
 	f.Float64Var(&o.QATFreeze, "qat-freeze", 0, "--qat: freeze the indices for this last fraction of the steps (LUTs, scales and norms keep training on a fixed assignment), in [0, 1); stories260K 3.7 bpw, 600 steps + 200k sampled tokens: 0.25 gave dev KLD 0.109 against 0.0996 without, so it is off by default")
 	f.Float64Var(&o.QATEMA, "qat-ema", qatEMA, "--qat: also keep a moving average (this decay, in [0, 1)) of the palettes and latent weights and return it when its held-out KL is lower; 0 = off")
-	f.BoolVar(&o.Joint, "joint", false, "train the adapters in a QAT run of the palettes (one run, --lr for the adapters, the rank as the budget allows) instead of after it on a frozen base; implies --tune-luts --tune-norms --qat and, unless given, --tune-steps 600 --sample-tokens 200000 --lr 0.005 (the best recipe after compile --qat on stories260K)")
-	f.IntVar(&o.JointCycles, "joint-cycles", 1, "--joint: run the joint recipe this many times in a row, each cycle on the previous one's palettes with adapters initialised afresh from their residual and a new learning-rate schedule (as running recover --joint again on its output, without re-sampling the text)")
+	f.BoolVar(&o.Joint, "joint", false, "train the adapters in a QAT run of the palettes (one run, --lr for the adapters, the rank as the budget allows) instead of after it on a frozen base; implies --tune-luts --tune-norms --qat and, unless given, --joint-cycles 2 --tune-steps 600 --sample-tokens 200000 --lr 0.005 (the best recipe after compile --qat on stories260K)")
+	f.IntVar(&o.JointCycles, "joint-cycles", 1, "--joint: run the joint recipe this many times in a row, each cycle on the previous one's palettes with adapters initialised afresh from their residual and a new learning-rate schedule (as running recover --joint again on its output, without re-sampling the text); --joint makes it 2 unless given (stories260K 3.7 bpw, three compile seeds: dev KLD 0.0514-0.0519 against 0.0534-0.0541 with 1; two cycles of 300 steps gave 0.0558 int8, worse than one of 600)")
 	f.BoolVar(&o.QATWidth, "qat-width-steps", false, "--qat: scale each n-bit tensor's (or part's) latent step by 2^(3-n), about its LUT's entry gap (--qat-lr is then the 3-bit step)")
 	f.Float64Var(&o.QATHyst, "qat-hysteresis", 0, "--qat: an index moves only when its latent weight is nearer the new entry by more than this fraction of the gap (0..1)")
 	f.StringVar(&o.QATLUTs, "qat-luts", "gradient", "how --qat LUT entries follow the indices: gradient (trained) or centroids (cluster means of the latent weights)")
@@ -648,16 +648,19 @@ func parseQAT(o *recoverOptions) (*lorarecovery.QATOptions, error) {
 
 // Defaults of recover --joint, the flags it sets unless given: the best
 // recipe measured on stories260K at 3.7 bpw after compile --qat (dev KLD
-// 0.0541 with rank-1 adapters on every linear; docs/QUALITY.md).
+// 0.0519 / 0.0514 / 0.0514 on three compile seeds with rank-1 adapters on
+// every linear and two cycles, against 0.0541 / 0.0540 / 0.0534 with one;
+// docs/QUALITY.md, session 12).
 const (
 	jointTuneSteps    = 600
 	jointSampleTokens = 200000
 	jointLR           = 0.005
+	jointCycles       = 2
 )
 
 // jointDefaults makes --joint a recipe: it implies --tune-luts --tune-norms
-// --qat and, for flags not given (changed reports which were), 600 steps,
-// 200k sampled tokens and adapter lr 0.005.
+// --qat and, for flags not given (changed reports which were), two cycles
+// of 600 steps, 200k sampled tokens and adapter lr 0.005.
 func (o *recoverOptions) jointDefaults(changed func(string) bool) {
 	if !o.Joint {
 		return
@@ -673,6 +676,7 @@ func (o *recoverOptions) jointDefaults(changed func(string) bool) {
 	set("tune-steps", func() { o.TuneSteps = jointTuneSteps })
 	set("sample-tokens", func() { o.SampleTokens = jointSampleTokens })
 	set("lr", func() { o.LR = jointLR })
+	set("joint-cycles", func() { o.JointCycles = jointCycles })
 }
 
 func runRecover(o *recoverOptions, args []string, stdout, stderr io.Writer) error {

@@ -719,24 +719,25 @@ func TestJointDefaults(t *testing.T) {
 	changed := func(n string) bool { return given[n] }
 	o := recoverOptions{Joint: true, TuneSteps: defaultTuneSteps, LR: defaultRecoverLR}
 	o.jointDefaults(changed)
-	if !o.TuneLUTs || !o.TuneNorms || !o.QAT || o.TuneSteps != jointTuneSteps || o.SampleTokens != jointSampleTokens || o.LR != jointLR {
+	if !o.TuneLUTs || !o.TuneNorms || !o.QAT || o.TuneSteps != jointTuneSteps || o.SampleTokens != jointSampleTokens || o.LR != jointLR ||
+		o.JointCycles != jointCycles || jointCycles != 2 {
 		t.Fatalf("--joint alone: %+v", o)
 	}
-	given = map[string]bool{"tune-steps": true, "lr": true, "tune-norms": true, "sample-tokens": true}
-	o = recoverOptions{Joint: true, TuneSteps: 50, LR: 0.02, SampleTokens: 0}
+	given = map[string]bool{"tune-steps": true, "lr": true, "tune-norms": true, "sample-tokens": true, "joint-cycles": true}
+	o = recoverOptions{Joint: true, TuneSteps: 50, LR: 0.02, SampleTokens: 0, JointCycles: 1}
 	o.jointDefaults(changed)
-	if o.TuneSteps != 50 || o.LR != 0.02 || o.TuneNorms || o.SampleTokens != 0 || !o.QAT || !o.TuneLUTs {
+	if o.TuneSteps != 50 || o.LR != 0.02 || o.TuneNorms || o.SampleTokens != 0 || !o.QAT || !o.TuneLUTs || o.JointCycles != 1 {
 		t.Fatalf("--joint with given flags: %+v", o)
 	}
-	o = recoverOptions{TuneSteps: 50, LR: 0.02}
+	o = recoverOptions{TuneSteps: 50, LR: 0.02, JointCycles: 1}
 	o.jointDefaults(func(string) bool { return false })
-	if o.TuneLUTs || o.QAT || o.TuneSteps != 50 || o.LR != 0.02 {
+	if o.TuneLUTs || o.QAT || o.TuneSteps != 50 || o.LR != 0.02 || o.JointCycles != 1 {
 		t.Fatalf("without --joint: %+v", o)
 	}
 }
 
-// TestRecoverJointCycles: --joint-cycles 2 writes the bundle that running
-// recover --joint twice (the second on the first's output) writes, byte
+// TestRecoverJointCycles: --joint-cycles 2 (--joint's default) writes the
+// bundle that running recover --joint --joint-cycles 1 twice (the second on the first's output) writes, byte
 // for byte, and reports each cycle's held-out KL and the held-out KL of
 // the bundle as given.
 func TestRecoverJointCycles(t *testing.T) {
@@ -757,8 +758,8 @@ func TestRecoverJointCycles(t *testing.T) {
 		return r
 	}
 	once, twice, cycles := filepath.Join(dir, "1.sqz"), filepath.Join(dir, "2.sqz"), filepath.Join(dir, "c.sqz")
-	r1 := run(recoverBundle, once)
-	r2 := run(once, twice)
+	r1 := run(recoverBundle, once, "--joint-cycles", "1")
+	r2 := run(once, twice, "--joint-cycles", "1")
 	rc := run(recoverBundle, cycles, "--joint-cycles", "2")
 	if !bytes.Equal(mustRead(t, twice), mustRead(t, cycles)) {
 		t.Fatal("--joint-cycles 2 wrote a different bundle from two recover --joint runs")

@@ -80,9 +80,8 @@ type inspectReport struct {
 }
 
 func runInspect(o *inspectOptions, args []string, stdout io.Writer) error {
-	var m *ir.Model
-	var err error
-	if m, err = o.model.load(args); err != nil {
+	m, err := o.model.load(args)
+	if err != nil {
 		return err
 	}
 	defer m.Close()

@@ -886,6 +886,13 @@ func runRecover(o *recoverOptions, args []string, stdout, stderr io.Writer) erro
 				q.IndicesChanged, q.Weights, 100*float64(q.IndicesChanged)/float64(max(q.Weights, 1)), q.Flips)})
 		}
 	}
+	if n := len(res.CycleHeldOutKL); n > 1 {
+		kls := make([]string, n)
+		for i, v := range res.CycleHeldOutKL {
+			kls[i] = fmt.Sprintf("%.5f", v)
+		}
+		rows = append(rows, []string{"joint cycles", fmt.Sprintf("%d, best held-out KL after each: %s (step counts and the \"initialised\" figure below are the last cycle's)", n, strings.Join(kls, ", "))})
+	}
 	if set != nil {
 		rows = append(rows,
 			[]string{"adapter set", fmt.Sprintf("%s: rank %d on %d linears%s", res.Name, res.Rank, res.Targets, ranksNote(res.Ranks))},

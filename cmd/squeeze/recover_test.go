@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -675,15 +676,7 @@ func TestRecoverJoint(t *testing.T) {
 	args := []string{"--original", stories, "--calib", recoverCalib, "--tune-luts", "--qat", "--qat-lr", "0.2", "--tune-steps", "6",
 		"--batch", "2", "--seq-len", "32", "--json"}
 	run := func(out string, extra ...string) recoverResult {
-		stdout, _, err := squeeze(t, append(append([]string{"recover", recoverBundle, "-o", out}, args...), extra...)...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var r recoverResult
-		if err := json.Unmarshal([]byte(stdout), &r); err != nil {
-			t.Fatalf("recover --json: %v\n%s", err, stdout)
-		}
-		return r
+		return recoverJSON(t, recoverBundle, out, slices.Concat(args, extra)...)
 	}
 	alone := run(filepath.Join(dir, "q.sqz"), "--rank", "0")
 	out := filepath.Join(dir, "j.sqz")
@@ -747,15 +740,7 @@ func TestRecoverJointCycles(t *testing.T) {
 		"--batch", "2", "--seq-len", "32", "--sample-tokens", "0", "--json"}
 	run := func(in, out string, extra ...string) recoverResult {
 		t.Helper()
-		stdout, _, err := squeeze(t, append(append([]string{"recover", in, "-o", out}, args...), extra...)...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var r recoverResult
-		if err := json.Unmarshal([]byte(stdout), &r); err != nil {
-			t.Fatalf("recover --json: %v\n%s", err, stdout)
-		}
-		return r
+		return recoverJSON(t, in, out, slices.Concat(args, extra)...)
 	}
 	once, twice, cycles := filepath.Join(dir, "1.sqz"), filepath.Join(dir, "2.sqz"), filepath.Join(dir, "c.sqz")
 	r1 := run(recoverBundle, once, "--joint-cycles", "1")
@@ -773,4 +758,19 @@ func TestRecoverJointCycles(t *testing.T) {
 		"--joint-cycles", "2", "-o", filepath.Join(dir, "x.sqz")); err == nil || !strings.Contains(err.Error(), "--joint-cycles") {
 		t.Errorf("--joint-cycles 2 without --joint: error %v", err)
 	}
+}
+
+// recoverJSON runs squeeze recover IN -o OUT with args (which include
+// --json) and returns its result.
+func recoverJSON(t *testing.T, in, out string, args ...string) recoverResult {
+	t.Helper()
+	stdout, _, err := squeeze(t, append([]string{"recover", in, "-o", out}, args...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r recoverResult
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("recover --json: %v\n%s", err, stdout)
+	}
+	return r
 }

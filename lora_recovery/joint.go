@@ -26,7 +26,10 @@ type JointAdapters struct {
 	// residual initialisation, keyed by target name (missing: uniform).
 	Importance map[string][]float32
 	LR         float64 // peak Adam step of the adapters [1e-2, as Train]
-	Name       string  // adapter set name ["lora-r<rank>"]
+	// Init is where the adapters start (InitResidual, the zero value, or
+	// InitZero), as Options.Init.
+	Init InitMode
+	Name string // adapter set name ["lora-r<rank>"]
 }
 
 // addAdapters attaches residual-initialised adapters to the tuner's
@@ -44,6 +47,9 @@ func (tu *lutTuner) addAdapters(teacher, student *ir.Model, ja *JointAdapters, P
 	if ja.LR == 0 {
 		ja.LR = 1e-2
 	}
+	if ja.Init != InitResidual && ja.Init != InitZero {
+		return 0, fmt.Errorf("joint adapters: unknown init mode %d", ja.Init)
+	}
 	targets, err := resolveTargets(c, ja.Targets)
 	if err != nil {
 		return 0, err
@@ -53,7 +59,7 @@ func (tu *lutTuner) addAdapters(teacher, student *ir.Model, ja *JointAdapters, P
 		return 0, err
 	}
 	tr.targets = targets
-	tr.opt.Rank, tr.opt.Alpha, tr.opt.Init, tr.opt.Importance = ja.Rank, float64(ja.Rank), InitResidual, ja.Importance
+	tr.opt.Rank, tr.opt.Alpha, tr.opt.Init, tr.opt.Importance = ja.Rank, float64(ja.Rank), ja.Init, ja.Importance
 	if err := tr.initAdapters(teacher, student, 1); err != nil {
 		return 0, err
 	}

@@ -83,6 +83,13 @@ func TestQATJoint(t *testing.T) {
 	if !(joint.BestHeldOutKL < alone.BestHeldOutKL) {
 		t.Errorf("joint held-out KL %.5f not below QAT alone %.5f", joint.BestHeldOutKL, alone.BestHeldOutKL)
 	}
+	// the base figure is the student as given, without the adapters (it
+	// was the initial adapters' figure once); the residual-initialised
+	// adapters lower it before any step
+	if joint.BaseHeldOutKL != alone.BaseHeldOutKL || !(joint.QAT.AdaptersInitHeldOutKL < joint.BaseHeldOutKL) {
+		t.Errorf("held-out KL as given: joint %v, QAT alone %v; with the initial adapters %v",
+			joint.BaseHeldOutKL, alone.BaseHeldOutKL, joint.QAT.AdaptersInitHeldOutKL)
+	}
 	if joint.BestHeldOutKL != joint1.BestHeldOutKL {
 		t.Fatalf("1 vs 2 threads: held-out KL %v vs %v", joint1.BestHeldOutKL, joint.BestHeldOutKL)
 	}
@@ -99,6 +106,20 @@ func TestQATJoint(t *testing.T) {
 	}
 	if kl := jointHeldOut(t, teacher, out, joint.AdapterSet, tokens, 16); math.Abs(kl-joint.BestHeldOutKL) > 1e-9 {
 		t.Errorf("the returned base and adapters give held-out KL %.6f, the report says %.6f", kl, joint.BestHeldOutKL)
+	}
+	// zero-initialised adapters (B = 0) start from the base's own output,
+	// to the bit, and still train below QAT alone
+	_, zero, err := TuneLUTs(teacher, student, tokens, TuneOptions{Steps: 30, Batch: 3, SeqLen: 16, Seed: 4, Norms: true, Threads: 2, EvalEvery: 5,
+		QAT: &QATOptions{LR: 3e-2, EMA: 0.9}, Adapters: &JointAdapters{Rank: 2, LR: 1e-2, Init: InitZero}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if zero.QAT.AdaptersInitHeldOutKL != zero.BaseHeldOutKL || !(zero.BestHeldOutKL < alone.BestHeldOutKL) {
+		t.Errorf("zero init: held-out KL as given %v, with the initial adapters %v, trained %v (QAT alone %v)",
+			zero.BaseHeldOutKL, zero.QAT.AdaptersInitHeldOutKL, zero.BestHeldOutKL, alone.BestHeldOutKL)
+	}
+	if _, _, err := TuneLUTs(teacher, student, tokens, TuneOptions{Steps: 1, QAT: &QATOptions{}, Adapters: &JointAdapters{Rank: 1, Init: 7}}); err == nil || !strings.Contains(err.Error(), "init mode 7") {
+		t.Errorf("unknown init mode: %v", err)
 	}
 	if _, _, err := TuneLUTs(teacher, student, tokens, TuneOptions{Steps: 1, Adapters: &JointAdapters{Rank: 1}}); err == nil || !strings.Contains(err.Error(), "need QAT") {
 		t.Errorf("adapters without QAT: %v", err)

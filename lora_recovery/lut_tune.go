@@ -79,7 +79,8 @@ type TuneReport struct {
 	Threads        int `json:"threads"`
 	TrainWindows   int `json:"train_windows"`
 	HeldOutWindows int `json:"heldout_windows"`
-	// BaseHeldOutKL is the held-out KL of the student as given,
+	// BaseHeldOutKL is the held-out KL of the student as given (joint
+	// runs: without the adapters),
 	// BestHeldOutKL that of the returned palettes (float16-rounded, as
 	// stored), chosen at BestStep (0: the student's own, unchanged).
 	BaseHeldOutKL   float64       `json:"base_heldout_kl"`

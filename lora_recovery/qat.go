@@ -156,6 +156,11 @@ type QATReport struct {
 	// assigned from the initial latent weights (the base KL for
 	// QATInitPalettized, unless rounding ties moved some).
 	InitHeldOutKL float64 `json:"init_heldout_kl"`
+	// AdaptersInitHeldOutKL (joint runs) is the held-out KL of the
+	// student as given with the residual-initialised adapters attached,
+	// before the indices were re-assigned; the report's BaseHeldOutKL
+	// is the student without them.
+	AdaptersInitHeldOutKL float64 `json:"adapters_init_heldout_kl,omitempty"`
 	// IndicesChanged counts the indices of the returned model that differ
 	// from the student's.
 	IndicesChanged int `json:"indices_changed"`
@@ -366,15 +371,26 @@ func tuneQAT(teacher, student *ir.Model, tokens []int, topt TuneOptions, opt Opt
 		qr.Blend = q.Blend
 	}
 	rep.QAT = qr
-	rep.BaseHeldOutKL = tr.heldOutKL()
+	// The starting point, with the initial adapters in joint runs.
+	kl0 := tr.heldOutKL()
+	rep.BaseHeldOutKL = kl0
+	if R > 0 {
+		// BaseHeldOutKL is the student as given, without the adapters
+		// attached above (it reported the initial adapters' figure
+		// before); unbinding and binding again leaves the net as it was.
+		tr.bind(false)
+		rep.BaseHeldOutKL = tr.heldOutKL()
+		tr.bind(true)
+		qr.AdaptersInitHeldOutKL = kl0
+	}
 	best := slices.Clone(tu.theta)   // float16 values already
 	bestAd := slices.Clone(tr.theta) // adapters (joint runs)
 	bestIdx := make([][]uint8, len(startIdx))
 	for i, x := range startIdx {
 		bestIdx[i] = slices.Clone(x)
 	}
-	rep.BestHeldOutKL = rep.BaseHeldOutKL
-	rep.History = append(rep.History, Point{0, math.NaN(), rep.BaseHeldOutKL})
+	rep.BestHeldOutKL = kl0
+	rep.History = append(rep.History, Point{0, math.NaN(), kl0})
 
 	// Indices from the initial latent weights.
 	// Tensors are independent (each reads and writes its own LUT entries,

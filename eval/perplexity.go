@@ -33,6 +33,11 @@ type Result struct {
 	KLDMean    *float64 `json:"kld_mean,omitempty"`
 	KLDP99     *float64 `json:"kld_p99,omitempty"`
 	Top1Agree  *float64 `json:"top1_agree,omitempty"`
+	// RefPPL and RefNLL are the reference model's perplexity and mean NLL
+	// on the same scored tokens (with a reference only): a gate compares
+	// the two without a second pass over the text.
+	RefPPL *float64 `json:"ref_ppl,omitempty"`
+	RefNLL *float64 `json:"ref_nll,omitempty"`
 	// Kernels is the palettized arithmetic the model ran with (int8 or
 	// float; set by the caller, which chose it; empty for a model without
 	// palettized weights).
@@ -41,6 +46,7 @@ type Result struct {
 
 type windowResult struct {
 	nll   []float64
+	rnll  []float64 // the reference's, with a reference
 	kld   []float64
 	agree int
 }
@@ -103,7 +109,7 @@ func Evaluate(model, ref *runtime.Model, tokens []int, bos int, opt Options) (*R
 		}
 	}
 	// Reduce in window order so the figures do not depend on scheduling.
-	var sum, sum2 float64
+	var sum, sum2, rsum float64
 	var klds []float64
 	agree, count := 0, 0
 	for _, r := range results {
@@ -111,6 +117,9 @@ func Evaluate(model, ref *runtime.Model, tokens []int, bos int, opt Options) (*R
 			sum += v
 			sum2 += v * v
 			count++
+		}
+		for _, v := range r.rnll {
+			rsum += v
 		}
 		klds = append(klds, r.kld...)
 		agree += r.agree
@@ -131,6 +140,9 @@ func Evaluate(model, ref *runtime.Model, tokens []int, bos int, opt Options) (*R
 		p99 := percentile(klds, 0.99)
 		a := float64(agree) / float64(count)
 		res.KLDMean, res.KLDP99, res.Top1Agree = &km, &p99, &a
+		rn := rsum / float64(count)
+		rp := math.Exp(rn)
+		res.RefNLL, res.RefPPL = &rn, &rp
 	}
 	return res, nil
 }
@@ -186,6 +198,7 @@ func (e *windowEval) run(win []int) (windowResult, error) {
 		r.nll = append(r.nll, -lq[win[j+1]])
 		if e.ref != nil {
 			logSoftmax(e.rlog[j*V:(j+1)*V], lp)
+			r.rnll = append(r.rnll, -lp[win[j+1]])
 			var kl float64
 			for i := range lp {
 				p := math.Exp(lp[i])

@@ -72,6 +72,15 @@ func TestSelfComparison(t *testing.T) {
 	if *res.KLDMean > 1e-9 || *res.KLDP99 > 1e-9 || *res.Top1Agree != 1 {
 		t.Errorf("self-comparison: kld %.3g p99 %.3g, top-1 agreement %.4f", *res.KLDMean, *res.KLDP99, *res.Top1Agree)
 	}
+	// The reference's perplexity on the same tokens is the model's own
+	// against itself, and what evaluating the reference alone gives.
+	alone, err := Evaluate(rt, nil, toks, m.Tokenizer.BOS, Options{Ctx: 128, Workers: 1, MaxWindows: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *res.RefPPL != res.PPL || *res.RefNLL != res.NLL || alone.NLL != res.NLL || alone.RefPPL != nil {
+		t.Errorf("reference NLL %v (PPL %v), model's %v, alone %v (ref %v)", *res.RefNLL, *res.RefPPL, res.NLL, alone.NLL, alone.RefPPL)
+	}
 	if _, err := Evaluate(rt, nil, toks[:100], m.Tokenizer.BOS, Options{Ctx: 128}); err == nil {
 		t.Error("a text shorter than one window must be refused")
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -51,6 +52,12 @@ func main() {
 	pprof.StopCPUProfile()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "squeeze:", err)
+		// a command may give its errors their own status (gate: 1 when a
+		// check fails, 2 when it could not measure)
+		var c interface{ ExitCode() int }
+		if errors.As(err, &c) {
+			os.Exit(c.ExitCode())
+		}
 		os.Exit(1)
 	}
 }

@@ -1,0 +1,245 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/squeeze-ml/squeeze/eval"
+	"github.com/squeeze-ml/squeeze/formats"
+	"github.com/squeeze-ml/squeeze/formats/fileio"
+	"github.com/squeeze-ml/squeeze/reports"
+)
+
+func init() { extraCommands = append(extraCommands, newGateCmd) }
+
+// Default gate thresholds: a starting point, meant to be set per model.
+// On stories260K (whole dev.txt, ctx 256, int8 kernels) a plain compile
+// at 3.7 bpw fails both (KLD 0.165, PPL ratio 1.168) and compile --qat
+// --seed 1 passes both (0.0688, 1.067); the run takes ~20 s.
+const (
+	defaultGateMaxKLD      = 0.10
+	defaultGateMaxPPLRatio = 1.10
+)
+
+type gateOptions struct {
+	Original   string
+	Compressed string
+	Tokenizer  string
+	Verify     bool
+	Text       string
+	Ctx        int
+	MaxWindows int
+	Threads    int
+	Adapter    string
+	Kernels    kernelFlag
+	Thresholds eval.Thresholds
+	JSON       bool
+	JUnit      string
+}
+
+// gateFailed is the error of a gate that measured and failed (exit status
+// 1); any other error of the command (bad input, a model that cannot be
+// loaded) exits with status 2, so CI can tell the two apart.
+type gateFailed struct{ checks []eval.Check }
+
+func (g gateFailed) Error() string {
+	var fails []string
+	for _, c := range g.checks {
+		if !c.Pass {
+			fails = append(fails, c.String())
+		}
+	}
+	return fmt.Sprintf("gate failed: %s", strings.Join(fails, "; "))
+}
+
+func (gateFailed) ExitCode() int { return 1 }
+
+// exitError gives an error its own exit status (main reads ExitCode).
+type exitError struct {
+	err  error
+	code int
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+func (e exitError) Unwrap() error { return e.err }
+func (e exitError) ExitCode() int { return e.code }
+
+func newGateCmd(stdout, stderr io.Writer) *cobra.Command {
+	o := &gateOptions{}
+	c := &cobra.Command{
+		Use:   "gate --original MODEL --compressed MODEL --text FILE",
+		Short: "CI gate: fail when the compressed model's accuracy against the original drops past the thresholds",
+		Long: `gate evaluates the compressed model against the original on --text (llama.cpp's
+perplexity protocol, as eval does: the same windows, the original's logits as the
+reference) and checks the thresholds: mean KL divergence, its 99th percentile,
+perplexity ratio and top-1 agreement (a threshold of 0 is not checked). It prints
+each check, optionally as JSON and as a JUnit XML report, and exits 0 when every
+check passes, 1 when one fails, 2 when it could not measure (bad input).
+
+The compressed model runs as 'squeeze run' runs it: the base alone unless
+--adapter names an adapter set, with the int8 kernels unless --kernels float.
+The default thresholds (--max-kld 0.1, --max-ppl-ratio 1.1) are a starting
+point; set your own for your model and text.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			err := runGate(o, stdout, stderr)
+			var g gateFailed
+			if err != nil && !errors.As(err, &g) {
+				return exitError{err, 2}
+			}
+			return err
+		},
+	}
+	o.Kernels.bind(c)
+	f := c.Flags()
+	f.StringVar(&o.Original, "original", "", "the uncompressed model (required)")
+	f.StringVar(&o.Compressed, "compressed", "", "the compressed model, usually a .sqz bundle (required)")
+	f.StringVar(&o.Tokenizer, "tokenizer", "", "tokenizer file for llama2.c checkpoints (default: the one beside the model, or the bundle's own)")
+	f.BoolVar(&o.Verify, "verify", false, "check every section's SHA-256 of a .sqz bundle before using it")
+	f.StringVar(&o.Text, "text", "", "text file to evaluate on, as one token stream (required)")
+	f.IntVar(&o.Ctx, "ctx", 256, "window length in tokens; the second half of each window is scored")
+	f.IntVar(&o.MaxWindows, "max-windows", 0, "evaluate at most this many windows (0 = all)")
+	f.IntVar(&o.Threads, "threads", 0, "windows evaluated in parallel (0 = all CPUs)")
+	f.StringVar(&o.Adapter, "adapter", "", "gate the compressed bundle with its adapter set of this name (default: the base alone)")
+	f.Float64Var(&o.Thresholds.MaxKLD, "max-kld", defaultGateMaxKLD, "fail when the mean KL(original || compressed) per token is above this (0 = not checked)")
+	f.Float64Var(&o.Thresholds.MaxKLDP99, "max-kld-p99", 0, "fail when the 99th percentile of the per-token KL is above this (0 = not checked)")
+	f.Float64Var(&o.Thresholds.MaxPPLRatio, "max-ppl-ratio", defaultGateMaxPPLRatio, "fail when compressed perplexity / original perplexity is above this (0 = not checked)")
+	f.Float64Var(&o.Thresholds.MinTop1, "min-top1", 0, "fail when the two models put the same token on top at fewer than this fraction of positions (0 = not checked)")
+	f.BoolVar(&o.JSON, "json", false, "print JSON")
+	f.StringVar(&o.JUnit, "junit", "", "also write the checks as a JUnit XML report to this file")
+	return c
+}
+
+// gateReport is gate's JSON.
+type gateReport struct {
+	Original   string       `json:"original"`
+	Compressed string       `json:"compressed"`
+	Adapter    string       `json:"adapter,omitempty"`
+	Text       string       `json:"text"`
+	Eval       *eval.Result `json:"eval"`
+	Checks     []eval.Check `json:"checks"`
+	Pass       bool         `json:"pass"`
+	Seconds    float64      `json:"seconds"`
+}
+
+func runGate(o *gateOptions, stdout, stderr io.Writer) error {
+	start := time.Now()
+	switch {
+	case o.Original == "":
+		return fmt.Errorf("--original MODEL is required")
+	case o.Compressed == "":
+		return fmt.Errorf("--compressed MODEL is required")
+	case o.Text == "":
+		return fmt.Errorf("--text FILE is required")
+	}
+	for _, v := range []struct {
+		name string
+		x    float64
+	}{{"--max-kld", o.Thresholds.MaxKLD}, {"--max-kld-p99", o.Thresholds.MaxKLDP99}, {"--max-ppl-ratio", o.Thresholds.MaxPPLRatio}, {"--min-top1", o.Thresholds.MinTop1}} {
+		if v.x < 0 {
+			return fmt.Errorf("%s %g: expected >= 0 (0 = not checked)", v.name, v.x)
+		}
+	}
+	// thresholds are checked before the (long) evaluation
+	probe := eval.Result{PPL: 1, RefPPL: new(float64), KLDMean: new(float64), KLDP99: new(float64), Top1Agree: new(float64)}
+	*probe.RefPPL = 1
+	if _, err := eval.Gate(&probe, o.Thresholds); err != nil {
+		return err
+	}
+	if o.JUnit != "" {
+		if st, err := os.Stat(filepath.Dir(o.JUnit)); err != nil || !st.IsDir() {
+			return fmt.Errorf("--junit %s: directory %s does not exist", o.JUnit, filepath.Dir(o.JUnit))
+		}
+	}
+	text, err := os.ReadFile(o.Text)
+	if err != nil {
+		return fmt.Errorf("--text: %w", err)
+	}
+	restore, err := o.Kernels.apply()
+	if err != nil {
+		return err
+	}
+	defer restore()
+	m, err := formats.Load(o.Compressed, formats.LoadOptions{Tokenizer: o.Tokenizer, VerifyBundle: o.Verify})
+	if err != nil {
+		return fmt.Errorf("--compressed: %w", err)
+	}
+	defer m.Close()
+	if err := needTokenizer(m); err != nil {
+		return fmt.Errorf("--compressed: %w", err)
+	}
+	if o.Adapter == "" && len(m.AdapterSets) > 0 {
+		var names []string
+		for _, s := range m.AdapterSets {
+			names = append(names, s.Name)
+		}
+		fmt.Fprintf(stderr, "gate: %s holds adapter sets (%s); gating the base alone, as run runs it (--adapter NAME gates with one)\n",
+			o.Compressed, strings.Join(names, ", "))
+	}
+	res, err := evaluateAdapter(m, o.Adapter, o.Original, o.Tokenizer, text, eval.Options{Ctx: o.Ctx, Workers: o.Threads, MaxWindows: o.MaxWindows}, stderr)
+	if err != nil {
+		return err
+	}
+	checks, err := eval.Gate(res, o.Thresholds)
+	if err != nil {
+		return err
+	}
+	rep := gateReport{Original: o.Original, Compressed: o.Compressed, Adapter: o.Adapter, Text: o.Text, Eval: res, Checks: checks, Pass: true,
+		Seconds: time.Since(start).Seconds()}
+	for _, c := range checks {
+		rep.Pass = rep.Pass && c.Pass
+	}
+	if o.JUnit != "" {
+		cases := make([]reports.JUnitCase, len(checks))
+		for i, c := range checks {
+			cases[i] = reports.JUnitCase{Name: c.Metric, Class: "squeeze.gate." + junitClass(o.Compressed)}
+			if !c.Pass {
+				cases[i].Failure = c.String()
+			}
+		}
+		if err := fileio.WriteAtomic(o.JUnit, func(f *os.File) error {
+			return reports.JUnit(f, "squeeze gate "+o.Compressed, rep.Seconds, cases)
+		}); err != nil {
+			return fmt.Errorf("--junit: %w", err)
+		}
+	}
+	if o.JSON {
+		e := json.NewEncoder(stdout)
+		e.SetIndent("", "  ")
+		if err := e.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		rows := make([][]string, len(checks))
+		for i, c := range checks {
+			rows[i] = []string{c.Metric, fmt.Sprintf("%.5g", c.Value), c.Op + " " + fmt.Sprintf("%.5g", c.Limit), map[bool]string{true: "pass", false: "FAIL"}[c.Pass]}
+		}
+		if err := reports.Table(stdout, []string{"check", "value", "limit", "result"}, rows, nil); err != nil {
+			return err
+		}
+		how := fmt.Sprintf("%d windows of %d tokens of %s", res.Windows, res.Ctx, o.Text)
+		if res.Kernels != "" {
+			how += ", " + res.Kernels + " kernels"
+		}
+		fmt.Fprintf(stdout, "perplexity %.4f compressed, %.4f original; top-1 agreement %.2f%%; %s\n", res.PPL, *res.RefPPL, 100**res.Top1Agree, how)
+	}
+	if !rep.Pass {
+		return gateFailed{checks}
+	}
+	if !o.JSON {
+		fmt.Fprintf(stdout, "gate passed: %d checks\n", len(checks))
+	}
+	return nil
+}
+
+// junitClass turns a path into a dotted class name for JUnit viewers.
+func junitClass(path string) string {
+	return strings.NewReplacer("/", ".", `\`, ".", " ", "_").Replace(strings.TrimLeft(path, "./"))
+}

@@ -406,22 +406,34 @@ func readCalibTokens(spec string, vocab int, seed uint64) ([]int, error) {
 }
 
 func (p *planner) allocate(target float64) (*palettize.Plan, error) {
-	var plan *palettize.Plan
-	var err error
-	if p.blockSizes != nil {
-		plan, err = palettize.AllocateGroups(p.cands, p.blocks, target)
-	} else {
-		plan, err = palettize.Allocate(p.cands, target)
+	if p.blockSizes == nil {
+		return p.allocateTensors(p.cands, target)
 	}
+	plan, err := palettize.AllocateGroups(p.cands, p.blocks, target)
 	if err != nil {
 		return nil, err
 	}
+	return p.finishPlan(plan), nil
+}
+
+// allocateTensors allocates per tensor among cands (the planner's own, or
+// a subset of their options: explore's pinned tensors).
+func (p *planner) allocateTensors(cands []palettize.TensorCandidates, target float64) (*palettize.Plan, error) {
+	plan, err := palettize.Allocate(cands, target)
+	if err != nil {
+		return nil, err
+	}
+	return p.finishPlan(plan), nil
+}
+
+// finishPlan records how the plan is to be applied.
+func (p *planner) finishPlan(plan *palettize.Plan) *palettize.Plan {
 	plan.Method, plan.Seed = p.method, p.seed
 	plan.ErrorFeedback, plan.RefitLUT = p.ef, p.refit
 	if plan.CandidateBits == nil {
 		plan.CandidateBits = p.bits
 	}
-	return plan, nil
+	return plan
 }
 
 func (p *planner) apply(plan *palettize.Plan, stderr io.Writer) (*ir.Model, error) {

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/squeeze-ml/squeeze/formats"
+	"github.com/squeeze-ml/squeeze/palettize"
+)
+
+const exploreCalib = "../../testdata/tinystories/calib.txt"
+
+func readPlanFile(t *testing.T, path string) *palettize.Plan {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	p, err := palettize.ReadPlan(f, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestExplorePrintMatchesCompile: explore --print --write-plan writes the
+// plan compile allocates per tensor from the same flags (it computes
+// nothing compile does not), and prints it.
+func TestExplorePrintMatchesCompile(t *testing.T) {
+	dir := t.TempDir()
+	flags := []string{"--calib", exploreCalib, "--calib-windows", "4", "--target", "3.5bpw"}
+	ex := filepath.Join(dir, "explore.json")
+	out, _, err := squeeze(t, append(append([]string{"explore", stories}, flags...), "--print", "--write-plan", ex)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := filepath.Join(dir, "compile.json")
+	if _, _, err := squeeze(t, append(append([]string{"compile", stories}, flags...), "--granularity", "tensor", "--write-plan", cp, "-o", filepath.Join(dir, "c.sqz"))...); err != nil {
+		t.Fatal(err)
+	}
+	a, b := readPlanFile(t, ex), readPlanFile(t, cp)
+	ja, _ := json.Marshal(a.Tensors)
+	jb, _ := json.Marshal(b.Tensors)
+	if !bytes.Equal(ja, jb) || a.AchievedBPW != b.AchievedBPW || a.AchievedBPW > 3.5 {
+		t.Errorf("explore's plan (%.4f bpw) differs from compile's per-tensor plan (%.4f bpw)", a.AchievedBPW, b.AchievedBPW)
+	}
+	if !strings.Contains(out, "target 3.50 bpw") || !strings.Contains(out, "blk.4.ffn_down") || strings.Contains(out, "q quit") {
+		t.Errorf("explore --print output:\n%s", out)
+	}
+	if _, _, err := squeeze(t, "explore", stories, "--print", "--granularity", "group"); err == nil || !strings.Contains(err.Error(), "per tensor") {
+		t.Errorf("--granularity group: %v", err)
+	}
+}
+
+// TestExploreKeys drives the TUI model: the target moves in 0.05 steps and
+// the plan follows within it; a pin holds a tensor at its width (and the
+// allocator spends the rest elsewhere); a width the tensor has no option
+// for, or a target the candidates cannot meet, leaves the plan as it was
+// with a status line; w writes a plan the model validates; q quits.
+func TestExploreKeys(t *testing.T) {
+	m, err := formats.Load(stories, formats.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	// compile's flag defaults, with a short calibration
+	o := &exploreOptions{}
+	o.compileOptions = compileOptions{Calib: exploreCalib, CalibCtx: 256, CalibWindows: 4, GroupSize: "auto", Granularity: "tensor",
+		Proxy: "fisher", ErrorFeedback: "auto", Fast: "auto", RefitLUT: 1, Method: "exact", Seed: 1, EmbeddingBits: "auto", PerRowScale: true}
+	p, groups, _, err := o.preparePlanner(m, func(string) {}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.candidates([]int{2, 3, 4}, groups, true, "auto", &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	x := newExplorer(m, p, nil, 3.7)
+	x.planPath = filepath.Join(t.TempDir(), "plan.json")
+	key := func(k string) tea.Cmd {
+		t.Helper()
+		var msg tea.KeyMsg
+		switch k {
+		case "up", "down", "left", "right":
+			msg = tea.KeyMsg{Type: map[string]tea.KeyType{"up": tea.KeyUp, "down": tea.KeyDown, "left": tea.KeyLeft, "right": tea.KeyRight}[k]}
+		default:
+			msg = tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(k)}
+		}
+		_, cmd := x.Update(msg)
+		return cmd
+	}
+	entry := func(name string) palettize.PlanEntry {
+		for _, e := range x.plan.Tensors {
+			if e.Name == name {
+				return e
+			}
+		}
+		t.Fatalf("%s not in the plan", name)
+		return palettize.PlanEntry{}
+	}
+	start := x.plan.AchievedBPW
+	t.Logf("3.7 bpw: achieved %.4f, damage %.4g, %d tensors", start, x.plan.PredictedDamage, len(x.plan.Tensors))
+	key("right")
+	key("right")
+	if x.target != 3.8 || !(x.plan.AchievedBPW > start) || x.plan.AchievedBPW > 3.8 {
+		t.Errorf("two steps right: target %v, achieved %v (was %v)", x.target, x.plan.AchievedBPW, start)
+	}
+	key("left")
+	key("left")
+	if x.target != 3.7 || x.plan.AchievedBPW != start {
+		t.Errorf("and back: target %v, achieved %v, want %v", x.target, x.plan.AchievedBPW, start)
+	}
+	// pin the cursor's tensor (down 7: blk.0.ffn_down) to 2 bits
+	for range 7 {
+		key("down")
+	}
+	name := x.rows[x.cursor].Name
+	if name != "blk.0.ffn_down" || entry(name).Bits == 2 {
+		t.Fatalf("cursor on %s at %d bits; the test expects blk.0.ffn_down above 2 bits at 3.7 bpw", name, entry(name).Bits)
+	}
+	damage := x.plan.PredictedDamage
+	key("2")
+	if entry(name).Bits != 2 || x.pins[name] != 2 || x.plan.AchievedBPW > 3.7 || !(x.plan.PredictedDamage >= damage) || !strings.Contains(x.View(), "2 (pinned)") {
+		t.Errorf("pinned to 2: %d bits, achieved %v, damage %v (unpinned %v)", entry(name).Bits, x.plan.AchievedBPW, x.plan.PredictedDamage, damage)
+	}
+	before := x.plan
+	key("8")
+	if x.plan != before || !strings.Contains(x.status, "no 8-bit option") {
+		t.Errorf("pin to an absent width: status %q", x.status)
+	}
+	key("0")
+	if _, ok := x.pins[name]; ok || x.plan.AchievedBPW != start {
+		t.Errorf("unpinned: pins %v, achieved %v, want %v", x.pins, x.plan.AchievedBPW, start)
+	}
+	// below what 2 bits everywhere can reach: the plan stays, status says why
+	before = x.plan
+	for range 40 {
+		key("left")
+	}
+	if x.plan == nil || x.status == "" || x.plan.AchievedBPW < 1.5 {
+		t.Errorf("impossible target %v: plan %v bpw, status %q", x.target, x.plan.AchievedBPW, x.status)
+	}
+	for x.target < 3.0 {
+		key("right")
+	}
+	key("w")
+	got := readPlanFile(t, x.planPath)
+	if err := got.Validate(m); err != nil || got.AchievedBPW != x.plan.AchievedBPW || !strings.Contains(x.status, "wrote") {
+		t.Errorf("written plan: %v, %v bpw (shown %v), status %q", err, got.AchievedBPW, x.plan.AchievedBPW, x.status)
+	}
+	// a short terminal shows a window that follows the cursor
+	x.Update(tea.WindowSizeMsg{Width: 120, Height: 16})
+	for range 30 {
+		key("down")
+	}
+	v := x.View()
+	if !strings.Contains(v, "> "+x.rows[x.cursor].Name) || strings.Contains(v, "token_embd") || !strings.Contains(v, "of 36") {
+		t.Errorf("windowed view at row %d:\n%s", x.cursor, v)
+	}
+	if cmd := key("q"); cmd == nil || !x.quit || x.View() != "" {
+		t.Error("q does not quit")
+	}
+}

@@ -1,5 +1,6 @@
 // Package reports renders what the other stages computed: terminal tables
-// (tablewriter), progress bars that appear only on a terminal, and JUnit
-// XML (squeeze gate --junit). Plots and HTML/Markdown reports are not built
-// yet. It computes nothing the CLI cannot; it only presents values.
+// (tablewriter), progress bars that appear only on a terminal, JUnit XML
+// (squeeze gate --junit) and rate-quality plots (gonum/plot; squeeze sweep
+// --plot). HTML/Markdown reports are not built yet. It computes nothing
+// the CLI cannot; it only presents values.
 package reports

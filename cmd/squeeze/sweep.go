@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/squeeze-ml/squeeze/eval"
 	"github.com/squeeze-ml/squeeze/formats/bundle"
+	"github.com/squeeze-ml/squeeze/formats/fileio"
 	"github.com/squeeze-ml/squeeze/reports"
 	"github.com/squeeze-ml/squeeze/runtime"
 	"github.com/squeeze-ml/squeeze/runtime/kernels"
@@ -26,6 +28,8 @@ type sweepOptions struct {
 	Ctx        int
 	MaxWindows int
 	Kernels    kernelFlag
+	Plot       string
+	Anchors    string
 }
 
 func newSweepCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -46,6 +50,8 @@ func newSweepCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.IntVar(&o.Ctx, "ctx", 256, "evaluation window")
 	f.IntVar(&o.MaxWindows, "max-windows", 0, "evaluate at most this many windows (0 = all)")
 	f.BoolVar(&co.JSON, "json", false, "print JSON")
+	f.StringVar(&o.Plot, "plot", "", "also draw mean KLD against bits per weight (log scale) to this .svg, .png or .pdf file")
+	f.StringVar(&o.Anchors, "anchors", "", "with --plot, also draw other tools' points from this CSV (series,bpw,kld_mean[,note]; # comments), e.g. testdata/anchors/llama.cpp-stories260K.csv")
 	return c
 }
 
@@ -85,6 +91,24 @@ func runSweep(o *sweepOptions, args []string, stdout, stderr io.Writer) error {
 	text, err := os.ReadFile(o.Text)
 	if err != nil {
 		return fmt.Errorf("--text: %w", err)
+	}
+	// the plot's inputs are checked before the (long) sweep
+	var anchors []reports.Series
+	if o.Anchors != "" && o.Plot == "" {
+		return fmt.Errorf("--anchors goes with --plot")
+	}
+	if o.Plot != "" {
+		if _, err := reports.PlotFormat(o.Plot); err != nil {
+			return fmt.Errorf("--plot: %w", err)
+		}
+		if st, err := os.Stat(filepath.Dir(o.Plot)); err != nil || !st.IsDir() {
+			return fmt.Errorf("--plot %s: directory %s does not exist", o.Plot, filepath.Dir(o.Plot))
+		}
+		if o.Anchors != "" {
+			if anchors, err = readAnchors(o.Anchors); err != nil {
+				return err
+			}
+		}
 	}
 	var targets []float64
 	for _, s := range strings.Split(o.Targets, ",") {
@@ -156,6 +180,20 @@ func runSweep(o *sweepOptions, args []string, stdout, stderr io.Writer) error {
 		res.Points = append(res.Points, sweepPoint{TargetBPW: t, BPW: plan.AchievedBPW, BPWTotal: 8 * float64(info.Bytes) / float64(m.NumParams()),
 			Bytes: info.Bytes, PPL: r.PPL, KLDMean: *r.KLDMean, KLDP99: *r.KLDP99, Top1Agree: *r.Top1Agree, Damage: plan.PredictedDamage})
 	}
+	if o.Plot != "" {
+		curve := reports.Series{Label: fmt.Sprintf("squeeze (%s kernels)", res.Kernels), Line: true}
+		for _, pt := range res.Points {
+			curve.Points = append(curve.Points, reports.Point{X: pt.BPW, Y: pt.KLDMean})
+		}
+		format, _ := reports.PlotFormat(o.Plot)
+		title := fmt.Sprintf("%s: mean KL divergence on %s (ctx %d)", filepath.Base(m.Source), filepath.Base(o.Text), o.Ctx)
+		if err := fileio.WriteAtomic(o.Plot, func(f *os.File) error {
+			return reports.RateQualityPlot(f, format, title, "mean KL(original || compressed)", append([]reports.Series{curve}, anchors...))
+		}); err != nil {
+			return fmt.Errorf("--plot: %w", err)
+		}
+		fmt.Fprintf(stderr, "sweep: wrote %s\n", o.Plot)
+	}
 	if co.JSON {
 		e := json.NewEncoder(stdout)
 		e.SetIndent("", "  ")
@@ -169,4 +207,49 @@ func runSweep(o *sweepOptions, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s on %s (%d windows of %d, %s kernels): original PPL %.4f\n", m.Source, o.Text, base.Windows, o.Ctx, res.Kernels, base.PPL)
 	return reports.Table(stdout, []string{"target", "bpw", "bpw total", "bundle", "PPL", "mean KLD", "KLD p99", "same top"}, rows, nil)
+}
+
+// readAnchors reads other tools' rate-quality points: a CSV with the
+// header series,bpw,kld_mean (a fourth column, e.g. the type, is allowed
+// and ignored) and # comment lines; rows of one series become one set of
+// markers, in file order.
+func readAnchors(path string) ([]reports.Series, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("--anchors: %w", err)
+	}
+	defer f.Close()
+	r := csv.NewReader(f)
+	r.Comment = '#'
+	r.FieldsPerRecord = -1
+	recs, err := r.ReadAll()
+	if err != nil {
+		return nil, fmt.Errorf("--anchors %s: %w", path, err)
+	}
+	if len(recs) == 0 || len(recs[0]) < 3 || recs[0][0] != "series" || recs[0][1] != "bpw" || recs[0][2] != "kld_mean" {
+		return nil, fmt.Errorf("--anchors %s: expected a header line series,bpw,kld_mean", path)
+	}
+	var out []reports.Series
+	index := map[string]int{}
+	for i, rec := range recs[1:] {
+		if len(rec) < 3 {
+			return nil, fmt.Errorf("--anchors %s: data row %d has %d fields, expected at least 3", path, i+1, len(rec))
+		}
+		bpw, err1 := strconv.ParseFloat(strings.TrimSpace(rec[1]), 64)
+		kld, err2 := strconv.ParseFloat(strings.TrimSpace(rec[2]), 64)
+		if err1 != nil || err2 != nil || !(bpw > 0) || !(kld > 0) {
+			return nil, fmt.Errorf("--anchors %s: data row %d (%s): bpw %q and kld_mean %q must be positive numbers", path, i+1, rec[0], rec[1], rec[2])
+		}
+		j, ok := index[rec[0]]
+		if !ok {
+			j = len(out)
+			index[rec[0]] = j
+			out = append(out, reports.Series{Label: rec[0]})
+		}
+		out[j].Points = append(out[j].Points, reports.Point{X: bpw, Y: kld})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("--anchors %s: no data rows", path)
+	}
+	return out, nil
 }

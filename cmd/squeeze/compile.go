@@ -474,10 +474,8 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 	if o.Out == "" {
 		return fmt.Errorf("-o OUT.sqz is required")
 	}
-	if d := filepath.Dir(o.Out); d != "" {
-		if st, err := os.Stat(d); err != nil || !st.IsDir() {
-			return fmt.Errorf("-o %s: directory %s does not exist", o.Out, d)
-		}
+	if err := checkOutDir("-o", o.Out); err != nil {
+		return err
 	}
 	if o.Method != "exact" && o.Method != "lloyd" {
 		return fmt.Errorf("--method %q: expected exact or lloyd", o.Method)

@@ -78,6 +78,11 @@ func runExplore(o *exploreOptions, args []string, stdout, stderr io.Writer) erro
 	default:
 		return fmt.Errorf("--granularity %s: explore allocates per tensor (compile's per-group allocation has no per-tensor view)", o.Granularity)
 	}
+	if o.PlanOut != "" {
+		if err := checkOutDir("--write-plan", o.PlanOut); err != nil {
+			return err
+		}
+	}
 	m, err := o.model.load(args)
 	if err != nil {
 		return err

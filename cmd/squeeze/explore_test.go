@@ -56,6 +56,9 @@ func TestExplorePrintMatchesCompile(t *testing.T) {
 	if _, _, err := squeeze(t, "explore", stories, "--print", "--granularity", "group"); err == nil || !strings.Contains(err.Error(), "per tensor") {
 		t.Errorf("--granularity group: %v", err)
 	}
+	if _, _, err := squeeze(t, "explore", stories, "--print", "--write-plan", filepath.Join(dir, "no", "p.json")); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("--write-plan into a missing directory: %v", err)
+	}
 }
 
 // TestExploreKeys drives the TUI model: the target moves in 0.05 steps and

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -154,8 +153,8 @@ func runGate(o *gateOptions, stdout, stderr io.Writer) error {
 		return err
 	}
 	if o.JUnit != "" {
-		if st, err := os.Stat(filepath.Dir(o.JUnit)); err != nil || !st.IsDir() {
-			return fmt.Errorf("--junit %s: directory %s does not exist", o.JUnit, filepath.Dir(o.JUnit))
+		if err := checkOutDir("--junit", o.JUnit); err != nil {
+			return err
 		}
 	}
 	text, err := os.ReadFile(o.Text)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 	"github.com/squeeze-ml/squeeze/formats"
@@ -34,6 +36,16 @@ func (f *modelFlags) load(args []string) (*ir.Model, error) {
 		return nil, fmt.Errorf("missing MODEL (a llama2.c .bin, a GGUF file, a Hugging Face directory or a .sqz bundle)")
 	}
 	return formats.Load(args[0], formats.LoadOptions{Tokenizer: f.Tokenizer, VerifyBundle: f.Verify})
+}
+
+// checkOutDir refuses an output path (of flag) whose directory does not
+// exist, before any long work rather than at the end of it.
+func checkOutDir(flag, path string) error {
+	d := filepath.Dir(path)
+	if st, err := os.Stat(d); err != nil || !st.IsDir() {
+		return fmt.Errorf("%s %s: directory %s does not exist", flag, path, d)
+	}
+	return nil
 }
 
 func needTokenizer(m *ir.Model) error {

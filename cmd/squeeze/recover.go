@@ -6,7 +6,6 @@ import (
 	"io"
 	"maps"
 	"os"
-	"path/filepath"
 	goruntime "runtime"
 	"slices"
 	"strconv"
@@ -751,10 +750,8 @@ func runRecover(o *recoverOptions, args []string, stdout, stderr io.Writer) erro
 	if out == "" {
 		out = path
 	}
-	if d := filepath.Dir(out); d != "" {
-		if st, err := os.Stat(d); err != nil || !st.IsDir() {
-			return fmt.Errorf("-o %s: directory %s does not exist", out, d)
-		}
+	if err := checkOutDir("-o", out); err != nil {
+		return err
 	}
 	base, man, err := bundle.Load(path, bundle.Options{Verify: true})
 	if err != nil {

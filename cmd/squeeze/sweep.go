@@ -101,8 +101,8 @@ func runSweep(o *sweepOptions, args []string, stdout, stderr io.Writer) error {
 		if _, err := reports.PlotFormat(o.Plot); err != nil {
 			return fmt.Errorf("--plot: %w", err)
 		}
-		if st, err := os.Stat(filepath.Dir(o.Plot)); err != nil || !st.IsDir() {
-			return fmt.Errorf("--plot %s: directory %s does not exist", o.Plot, filepath.Dir(o.Plot))
+		if err := checkOutDir("--plot", o.Plot); err != nil {
+			return err
 		}
 		if o.Anchors != "" {
 			if anchors, err = readAnchors(o.Anchors); err != nil {

@@ -90,6 +90,22 @@ func RateQualityPlot(w io.Writer, format, title, ylabel string, series []Series)
 	if n == 0 {
 		return fmt.Errorf("plot: no points")
 	}
+	// whole decades on the log axis (so each has a labelled tick) and a
+	// margin on the rate axis, so no point sits on the frame
+	lo, hi := math.Inf(1), math.Inf(-1)
+	xlo, xhi := math.Inf(1), math.Inf(-1)
+	for _, s := range series {
+		for _, pt := range s.Points {
+			lo, hi = math.Min(lo, pt.Y), math.Max(hi, pt.Y)
+			xlo, xhi = math.Min(xlo, pt.X), math.Max(xhi, pt.X)
+		}
+	}
+	p.Y.Min, p.Y.Max = math.Pow(10, math.Floor(math.Log10(lo))), math.Pow(10, math.Ceil(math.Log10(hi)))
+	if p.Y.Max == p.Y.Min {
+		p.Y.Max *= 10
+	}
+	pad := math.Max(0.25, 0.04*(xhi-xlo))
+	p.X.Min, p.X.Max = xlo-pad, xhi+pad
 	wt, err := p.WriterTo(6*vg.Inch, 4*vg.Inch, format)
 	if err != nil {
 		return fmt.Errorf("plot: %w", err)

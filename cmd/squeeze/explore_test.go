@@ -11,6 +11,7 @@ import (
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/squeeze-ml/squeeze/formats"
 	"github.com/squeeze-ml/squeeze/palettize"
+	"github.com/squeeze-ml/squeeze/talaria"
 )
 
 const exploreCalib = "../../testdata/tinystories/calib.txt"
@@ -164,6 +165,18 @@ func TestExploreKeys(t *testing.T) {
 	v := x.View()
 	if !strings.Contains(v, "> "+x.rows[x.cursor].Name) || strings.Contains(v, "token_embd") || !strings.Contains(v, "of 36") {
 		t.Errorf("windowed view at row %d:\n%s", x.cursor, v)
+	}
+	// with a device, every plan comes with Talaria's prediction, and more
+	// bits cost more predicted decode time
+	dev, err := talaria.Builtin("rpi5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	xd := newExplorer(m, p, dev, 3.0)
+	lowMs := xd.pred.DecodeMsPerToken
+	xd.setTarget(4.3)
+	if xd.pred == nil || !(xd.pred.DecodeMsPerToken > lowMs) || !strings.Contains(xd.View(), dev.Name+": decode") {
+		t.Errorf("device %s: decode %v ms at 3.0 bpw, %+v at 4.3", dev.Name, lowMs, xd.pred)
 	}
 	if cmd := key("q"); cmd == nil || !x.quit || x.View() != "" {
 		t.Error("q does not quit")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -173,6 +174,20 @@ func runGate(o *gateOptions, stdout, stderr io.Writer) error {
 	defer m.Close()
 	if err := needTokenizer(m); err != nil {
 		return fmt.Errorf("--compressed: %w", err)
+	}
+	// the pair must be a model and its compression: the shapes agree, and
+	// a bundle's recorded source is named (a renamed file only warns)
+	orig, err := formats.Load(o.Original, formats.LoadOptions{Tokenizer: o.Tokenizer})
+	if err != nil {
+		return fmt.Errorf("--original: %w", err)
+	}
+	err = sameShape(orig, m)
+	orig.Close()
+	if err != nil {
+		return fmt.Errorf("gate: %w", err)
+	}
+	if from := m.Meta["compiled_from"]; from != "" && from != filepath.Base(strings.TrimSuffix(o.Original, "/")) {
+		fmt.Fprintf(stderr, "gate: %s records it was compiled from %q; --original is %s\n", o.Compressed, from, o.Original)
 	}
 	if o.Adapter == "" && len(m.AdapterSets) > 0 {
 		var names []string

@@ -118,6 +118,17 @@ func TestGate(t *testing.T) {
 		t.Errorf("--adapter a: %v, KLD %v (base alone %v), stderr %q", err, *withA.Eval.KLDMean, *base.Eval.KLDMean, stderr)
 	}
 
+	// an original under another name than the bundle records: a warning
+	renamed := filepath.Join(dir, "renamed.bin")
+	abs, _ := filepath.Abs(stories)
+	if err := os.Symlink(abs, renamed); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err = gate("--original", renamed, "--compressed", recoverBundle, "--max-kld", "100", "--max-ppl-ratio", "100")
+	if err != nil || !strings.Contains(stderr, `compiled from "stories260K.bin"; --original is `+renamed) {
+		t.Errorf("renamed original: %v; stderr %q", err, stderr)
+	}
+
 	bad := filepath.Join(dir, "bad.xml")
 	for _, tc := range []struct {
 		args []string

@@ -38,6 +38,18 @@ func (f *modelFlags) load(args []string) (*ir.Model, error) {
 	return formats.Load(args[0], formats.LoadOptions{Tokenizer: f.Tokenizer, VerifyBundle: f.Verify})
 }
 
+// sameShape refuses an original whose shape is not that of the model
+// compressed was made from (recover, gate).
+func sameShape(orig, compressed *ir.Model) error {
+	oc, bc := orig.Config, compressed.Config
+	if oc.Dim != bc.Dim || oc.Layers != bc.Layers || oc.Heads != bc.Heads || oc.KVHeads != bc.KVHeads ||
+		oc.HeadDim != bc.HeadDim || oc.FFN != bc.FFN || oc.Vocab != bc.Vocab {
+		return fmt.Errorf("the original %s (dim %d, %d layers, ffn %d, vocab %d) is not the model %s was compiled from (dim %d, %d layers, ffn %d, vocab %d)",
+			orig.Source, oc.Dim, oc.Layers, oc.FFN, oc.Vocab, compressed.Source, bc.Dim, bc.Layers, bc.FFN, bc.Vocab)
+	}
+	return nil
+}
+
 // checkOutDir refuses an output path (of flag) whose directory does not
 // exist, before any long work rather than at the end of it.
 func checkOutDir(flag, path string) error {

@@ -322,11 +322,8 @@ func adapterSetup(orig, base *ir.Model, calibText []byte, cfg recoverConfig) (ad
 	if orig.Tokenizer == nil {
 		return ap, fmt.Errorf("recover: %s: no tokenizer to read the calibration text with", orig.Source)
 	}
-	oc, bc := orig.Config, base.Config
-	if oc.Dim != bc.Dim || oc.Layers != bc.Layers || oc.Heads != bc.Heads || oc.KVHeads != bc.KVHeads ||
-		oc.HeadDim != bc.HeadDim || oc.FFN != bc.FFN || oc.Vocab != bc.Vocab {
-		return ap, fmt.Errorf("recover: the original %s (dim %d, %d layers, ffn %d, vocab %d) is not the model %s was compiled from (dim %d, %d layers, ffn %d, vocab %d)",
-			orig.Source, oc.Dim, oc.Layers, oc.FFN, oc.Vocab, base.Source, bc.Dim, bc.Layers, bc.FFN, bc.Vocab)
+	if err := sameShape(orig, base); err != nil {
+		return ap, fmt.Errorf("recover: %w", err)
 	}
 	// Rank: the --rank cap, lowered to the budget.
 	rank := cfg.Rank
@@ -398,7 +395,7 @@ func adapterSetup(orig, base *ir.Model, calibText []byte, cfg recoverConfig) (ad
 		if cfg.CalibTokens > 0 && len(cs) > cfg.CalibTokens {
 			cs = cs[:cfg.CalibTokens]
 		}
-		cal, err := palettize.Calibrate(orig, cs, bos, min(cfg.CalibCtx, oc.SeqLen), cfg.Threads, nil)
+		cal, err := palettize.Calibrate(orig, cs, bos, min(cfg.CalibCtx, orig.Config.SeqLen), cfg.Threads, nil)
 		if err != nil {
 			return ap, fmt.Errorf("recover: %w", err)
 		}

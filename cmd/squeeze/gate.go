@@ -42,6 +42,7 @@ type gateOptions struct {
 	Thresholds eval.Thresholds
 	JSON       bool
 	JUnit      string
+	Markdown   string
 }
 
 // gateFailed is the error of a gate that measured and failed (exit status
@@ -114,6 +115,7 @@ point; set your own for your model and text.`,
 	f.Float64Var(&o.Thresholds.MinTop1, "min-top1", 0, "fail when the two models put the same token on top at fewer than this fraction of positions (0 = not checked)")
 	f.BoolVar(&o.JSON, "json", false, "print JSON")
 	f.StringVar(&o.JUnit, "junit", "", "also write the checks as a JUnit XML report to this file")
+	f.StringVar(&o.Markdown, "markdown", "", "also append the checks as a Markdown section to this file (e.g. $GITHUB_STEP_SUMMARY)")
 	return c
 }
 
@@ -153,9 +155,11 @@ func runGate(o *gateOptions, stdout, stderr io.Writer) error {
 	if _, err := eval.Gate(&probe, o.Thresholds); err != nil {
 		return err
 	}
-	if o.JUnit != "" {
-		if err := checkOutDir("--junit", o.JUnit); err != nil {
-			return err
+	for _, out := range []struct{ flag, path string }{{"--junit", o.JUnit}, {"--markdown", o.Markdown}} {
+		if out.path != "" {
+			if err := checkOutDir(out.flag, out.path); err != nil {
+				return err
+			}
 		}
 	}
 	text, err := os.ReadFile(o.Text)
@@ -224,6 +228,11 @@ func runGate(o *gateOptions, stdout, stderr io.Writer) error {
 			return fmt.Errorf("--junit: %w", err)
 		}
 	}
+	if o.Markdown != "" {
+		if err := appendGateMarkdown(o.Markdown, o, res, rep); err != nil {
+			return fmt.Errorf("--markdown: %w", err)
+		}
+	}
 	if o.JSON {
 		e := json.NewEncoder(stdout)
 		e.SetIndent("", "  ")
@@ -256,4 +265,37 @@ func runGate(o *gateOptions, stdout, stderr io.Writer) error {
 // junitClass turns a path into a dotted class name for JUnit viewers.
 func junitClass(path string) string {
 	return strings.NewReplacer("/", ".", `\`, ".", " ", "_").Replace(strings.TrimLeft(path, "./"))
+}
+
+// appendGateMarkdown appends the gate's verdict and checks as a Markdown
+// section (appended, as a CI job summary file is written to by steps).
+func appendGateMarkdown(path string, o *gateOptions, res *eval.Result, rep gateReport) error {
+	var b strings.Builder
+	verdict := "passed"
+	if !rep.Pass {
+		verdict = "**FAILED**"
+	}
+	with := ""
+	if o.Adapter != "" {
+		with = fmt.Sprintf(" with adapter set `%s`", o.Adapter)
+	}
+	fmt.Fprintf(&b, "### squeeze gate %s: `%s`%s against `%s`\n\n", verdict, o.Compressed, with, o.Original)
+	rows := make([][]string, len(rep.Checks))
+	for i, c := range rep.Checks {
+		rows[i] = []string{c.Metric, fmt.Sprintf("%.5g", c.Value), c.Op + " " + fmt.Sprintf("%.5g", c.Limit), map[bool]string{true: "pass", false: "**FAIL**"}[c.Pass]}
+	}
+	if err := reports.MarkdownTable(&b, []string{"check", "value", "limit", "result"}, rows); err != nil {
+		return err
+	}
+	fmt.Fprintf(&b, "\nPerplexity %.4f compressed, %.4f original; top-1 agreement %.2f%%; %d windows of %d tokens of `%s`.\n\n",
+		res.PPL, *res.RefPPL, 100**res.Top1Agree, res.Windows, res.Ctx, o.Text)
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(b.String()); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -53,7 +53,11 @@ func TestGate(t *testing.T) {
 	}
 
 	junit := filepath.Join(dir, "gate.xml")
-	r, _, err := gate("--original", stories, "--compressed", recoverBundle, "--max-kld", "1e-3", "--max-ppl-ratio", "100", "--junit", junit)
+	md := filepath.Join(dir, "summary.md")
+	if err := os.WriteFile(md, []byte("earlier step\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, _, err := gate("--original", stories, "--compressed", recoverBundle, "--max-kld", "1e-3", "--max-ppl-ratio", "100", "--junit", junit, "--markdown", md)
 	var failed gateFailed
 	if !errors.As(err, &failed) || exitCode(err) != 1 || !strings.Contains(err.Error(), "kld_mean") {
 		t.Fatalf("2-bit bundle under --max-kld 1e-3: error %v (exit %d), want a failed gate with exit 1", err, exitCode(err))
@@ -81,6 +85,11 @@ func TestGate(t *testing.T) {
 	if *r.Eval.RefPPL != alone.PPL || *r.Eval.KLDMean != *withRef.KLDMean || r.Checks[1].Value != withRef.PPL/alone.PPL {
 		t.Errorf("gate: original PPL %v, KLD %v, ratio %v; eval: original alone %v, bundle KLD %v, PPL %v",
 			*r.Eval.RefPPL, *r.Eval.KLDMean, r.Checks[1].Value, alone.PPL, *withRef.KLDMean, withRef.PPL)
+	}
+	summary, err := os.ReadFile(md)
+	if err != nil || !strings.HasPrefix(string(summary), "earlier step\n### squeeze gate **FAILED**") ||
+		!strings.Contains(string(summary), "| kld_mean | ") || !strings.Contains(string(summary), "| **FAIL** |") {
+		t.Errorf("Markdown summary (appended after the earlier step's line): %v\n%s", err, summary)
 	}
 	raw, err := os.ReadFile(junit)
 	if err != nil {
@@ -142,6 +151,7 @@ func TestGate(t *testing.T) {
 		{[]string{"--original", stories, "--compressed", recoverBundle, "--min-top1", "2"}, "above 1"},
 		{[]string{"--original", stories, "--compressed", recoverTwoSets, "--adapter", "c"}, "--adapter c"},
 		{[]string{"--original", stories, "--compressed", recoverBundle, "--junit", filepath.Join(dir, "no", "x.xml")}, "does not exist"},
+		{[]string{"--original", stories, "--compressed", recoverBundle, "--markdown", filepath.Join(dir, "no", "x.md")}, "--markdown"},
 		{[]string{"--original", stories, "--compressed", recoverBundle, "--kernels", "fast"}, "fast"},
 	} {
 		args := tc.args

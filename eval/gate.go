@@ -46,13 +46,8 @@ func Gate(r *Result, th Thresholds) ([]Check, error) {
 	if r == nil || r.KLDMean == nil || r.KLDP99 == nil || r.Top1Agree == nil || r.RefPPL == nil {
 		return nil, fmt.Errorf("gate: the evaluation has no reference figures (evaluate with the original as the reference)")
 	}
-	for _, v := range []float64{th.MaxKLD, th.MaxKLDP99, th.MaxPPLRatio, th.MinTop1} {
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return nil, fmt.Errorf("gate: threshold %v is not a finite number", v)
-		}
-	}
-	if th.MinTop1 > 1 {
-		return nil, fmt.Errorf("gate: minimum top-1 agreement %v is above 1, which no model meets", th.MinTop1)
+	if err := th.Validate(); err != nil {
+		return nil, err
 	}
 	var cs []Check
 	atMost := func(metric string, v, limit float64) {
@@ -66,8 +61,25 @@ func Gate(r *Result, th Thresholds) ([]Check, error) {
 	if th.MinTop1 > 0 {
 		cs = append(cs, Check{Metric: "top1_agree", Value: *r.Top1Agree, Op: ">=", Limit: th.MinTop1, Pass: *r.Top1Agree >= th.MinTop1})
 	}
-	if len(cs) == 0 {
-		return nil, fmt.Errorf("gate: no threshold set")
-	}
 	return cs, nil
+}
+
+// Validate refuses thresholds a gate cannot use: non-finite or negative
+// values, a top-1 minimum above 1, or none set at all (a gate that checks
+// nothing passes everything).
+func (th Thresholds) Validate() error {
+	set := false
+	for _, v := range []float64{th.MaxKLD, th.MaxKLDP99, th.MaxPPLRatio, th.MinTop1} {
+		if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+			return fmt.Errorf("gate: threshold %v: expected a finite number >= 0 (0 = not checked)", v)
+		}
+		set = set || v > 0
+	}
+	if th.MinTop1 > 1 {
+		return fmt.Errorf("gate: minimum top-1 agreement %v is above 1, which no model meets", th.MinTop1)
+	}
+	if !set {
+		return fmt.Errorf("gate: no threshold set")
+	}
+	return nil
 }

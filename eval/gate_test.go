@@ -47,7 +47,8 @@ func TestGate(t *testing.T) {
 	}{
 		{&Result{PPL: 5}, all, "no reference"},
 		{gateResult(5, 5, 0, 0, 1), Thresholds{}, "no threshold"},
-		{gateResult(5, 5, 0, 0, 1), Thresholds{MaxKLD: math.NaN()}, "not a finite"},
+		{gateResult(5, 5, 0, 0, 1), Thresholds{MaxKLD: math.NaN()}, "finite number"},
+		{gateResult(5, 5, 0, 0, 1), Thresholds{MaxKLD: 0.1, MaxPPLRatio: -1}, "finite number >= 0"},
 		{gateResult(5, 5, 0, 0, 1), Thresholds{MinTop1: 1.5}, "above 1"},
 	} {
 		if _, err := Gate(tc.r, tc.th); err == nil || !strings.Contains(err.Error(), tc.want) {

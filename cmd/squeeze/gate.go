@@ -150,9 +150,7 @@ func runGate(o *gateOptions, stdout, stderr io.Writer) error {
 		}
 	}
 	// thresholds are checked before the (long) evaluation
-	probe := eval.Result{PPL: 1, RefPPL: new(float64), KLDMean: new(float64), KLDP99: new(float64), Top1Agree: new(float64)}
-	*probe.RefPPL = 1
-	if _, err := eval.Gate(&probe, o.Thresholds); err != nil {
+	if err := o.Thresholds.Validate(); err != nil {
 		return err
 	}
 	for _, out := range []struct{ flag, path string }{{"--junit", o.JUnit}, {"--markdown", o.Markdown}} {

@@ -29,8 +29,9 @@ func init() { extraCommands = append(extraCommands, newExploreCmd) }
 // CLI cannot (DESIGN.md).
 type exploreOptions struct {
 	compileOptions
-	Device string
-	Print  bool
+	Device  string
+	Kernels kernelFlag
+	Print   bool
 }
 
 func newExploreCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -59,6 +60,7 @@ once (and writes --write-plan if given) instead.`,
 	f.StringVar(&o.Target, "target", "3.7bpw", "the starting target, bits per palettized weight")
 	f.StringVar(&o.PlanOut, "write-plan", "", "where w writes the plan (default plan.json; with --print, write it there)")
 	f.StringVar(&o.Device, "device", "", "Talaria device profile for predicted decode latency and energy (a built-in, host, or a JSON file)")
+	o.Kernels.bind(c)
 	f.BoolVar(&o.Print, "print", false, "print the allocation at --target and exit (the default when stdout is not a terminal)")
 	return c
 }
@@ -93,7 +95,15 @@ func runExplore(o *exploreOptions, args []string, stdout, stderr io.Writer) erro
 	}
 	var dev *talaria.Device
 	if o.Device != "" {
-		if dev, err = talaria.ResolveDevice(o.Device, talaria.HostOptions{Log: stderr}); err != nil {
+		// the host profile is measured in the arithmetic a bundle runs
+		// (--kernels), as compile --device host does; planning stays on float
+		restore, err := o.Kernels.apply()
+		if err != nil {
+			return err
+		}
+		dev, err = talaria.ResolveDevice(o.Device, talaria.HostOptions{Log: stderr})
+		restore()
+		if err != nil {
 			return err
 		}
 	}
@@ -125,6 +135,9 @@ func runExplore(o *exploreOptions, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	_, err = tea.NewProgram(x, tea.WithAltScreen(), tea.WithOutput(stdout)).Run()
+	if x.status != "" { // the last word (e.g. the plan written) outlives the alternate screen
+		fmt.Fprintln(stderr, x.status)
+	}
 	return err
 }
 

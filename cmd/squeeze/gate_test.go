@@ -52,6 +52,13 @@ func TestGate(t *testing.T) {
 		t.Errorf("the original against itself: %+v (eval %+v)", self.Checks, self.Eval)
 	}
 
+	// another tool's output: llama.cpp's own Q8_0 GGUF of the model passes a
+	// tight gate (its context is 128, as the win flags use)
+	q8, _, err := gate("--original", stories, "--compressed", "../../testdata/stories260K/gguf/stories260K-Q8_0.gguf", "--max-kld", "0.002", "--max-ppl-ratio", "1.01")
+	if err != nil || !q8.Pass || !(*q8.Eval.KLDMean > 0) {
+		t.Errorf("llama.cpp Q8_0: %v, %+v", err, q8.Checks)
+	}
+
 	junit := filepath.Join(dir, "gate.xml")
 	md := filepath.Join(dir, "summary.md")
 	if err := os.WriteFile(md, []byte("earlier step\n"), 0o644); err != nil {

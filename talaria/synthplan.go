@@ -37,6 +37,10 @@ func EncodeForPlan(m *ir.Model, p Plan, seed uint64) (*ir.Model, error) {
 			return nil, fmt.Errorf("encode for plan: tensor %q has shape %v, expected a matrix", name, t.Shape)
 		}
 		rows, cols := t.Rows(), t.Cols()
+		if len(e.Parts) > 0 {
+			// (it would otherwise be measured as float32, Bits being 0)
+			return nil, fmt.Errorf("encode for plan: tensor %q has per-group parts (a lutmix entry): measuring those on synthetic weights is not supported; use a per-tensor plan (compile --granularity tensor)", name)
+		}
 		switch {
 		case e.Bits == 0 || e.Bits == 32:
 			continue

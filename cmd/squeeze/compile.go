@@ -406,20 +406,20 @@ func readCalibTokens(spec string, vocab int, seed uint64) ([]int, error) {
 }
 
 func (p *planner) allocate(target float64) (*palettize.Plan, error) {
-	if p.blockSizes == nil {
-		return p.allocateTensors(p.cands, target)
-	}
-	plan, err := palettize.AllocateGroups(p.cands, p.blocks, target)
-	if err != nil {
-		return nil, err
-	}
-	return p.finishPlan(plan), nil
+	return p.allocateFrom(p.cands, p.blocks, target)
 }
 
-// allocateTensors allocates per tensor among cands (the planner's own, or
-// a subset of their options: explore's pinned tensors).
-func (p *planner) allocateTensors(cands []palettize.TensorCandidates, target float64) (*palettize.Plan, error) {
-	plan, err := palettize.Allocate(cands, target)
+// allocateFrom allocates among cands and, with per-group allocation
+// (blockSizes set), blocks: the planner's own, or a subset of their
+// options (explore's pinned tensors).
+func (p *planner) allocateFrom(cands []palettize.TensorCandidates, blocks []palettize.TensorBlocks, target float64) (*palettize.Plan, error) {
+	var plan *palettize.Plan
+	var err error
+	if p.blockSizes != nil {
+		plan, err = palettize.AllocateGroups(cands, blocks, target)
+	} else {
+		plan, err = palettize.Allocate(cands, target)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -21,12 +21,13 @@ import (
 func init() { extraCommands = append(extraCommands, newExploreCmd) }
 
 // explore is the terminal bit-rate explorer. It computes what compile
-// computes before allocating (calibration, every tensor's candidates with
-// their predicted damage and exact bytes), then lets the user move the
-// target rate and pin tensors to a width, re-running compile's per-tensor
-// allocator (palettize.Allocate) on every change, and write the plan for
-// compile --plan. The TUI presents those values; it computes nothing the
-// CLI cannot (DESIGN.md).
+// computes before allocating (calibration, every tensor's candidates and,
+// per group of rows, its blocks' options, with their predicted damage and
+// exact bytes), then lets the user move the target rate and pin tensors to
+// a width, re-running compile's allocator (palettize.Allocate or
+// AllocateGroups, as --granularity resolves) on every change, and write
+// the plan for compile --plan. The TUI presents those values; it computes
+// nothing the CLI cannot (DESIGN.md).
 type exploreOptions struct {
 	compileOptions
 	Device  string
@@ -40,10 +41,11 @@ func newExploreCmd(stdout, stderr io.Writer) *cobra.Command {
 		Use:   "explore MODEL [--calib FILE] [--target 3.7bpw] [--device D]",
 		Short: "Interactive bit-rate explorer: move the target, pin tensors to a width, see size, predicted damage and device cost, write the plan",
 		Long: `explore calibrates MODEL on --calib and computes every tensor's palettization
-options as compile does, then opens a terminal view of compile's per-tensor
-allocation at --target: each tensor's bits, LUT group, bits per weight and its share
-of the predicted damage (the calibrated output-sensitivity proxy), the bundle's
-weight bytes, and, with --device, Talaria's predicted decode latency and energy.
+options as compile does, then opens a terminal view of compile's allocation at
+--target (per tensor, or per group of rows as --granularity resolves, shown as
+widths:rows): each tensor's bits, LUT group, bits per weight and its share of the
+predicted damage (the calibrated output-sensitivity proxy), the bundle's weight
+bytes, and, with --device, Talaria's predicted decode latency and energy.
 
 Keys: up/down (k/j) select a tensor; left/right (h/l, -/+) move the target by
 0.05 bpw; 1-8 pin the selected tensor to that width (0 unpins); w writes the plan
@@ -73,12 +75,6 @@ func runExplore(o *exploreOptions, args []string, stdout, stderr io.Writer) erro
 	bits, err := parseBits(o.Bits)
 	if err != nil {
 		return err
-	}
-	switch o.Granularity {
-	case "auto", "tensor":
-		o.Granularity = "tensor"
-	default:
-		return fmt.Errorf("--granularity %s: explore allocates per tensor (compile's per-group allocation has no per-tensor view)", o.Granularity)
 	}
 	if o.PlanOut != "" {
 		if err := checkOutDir("--write-plan", o.PlanOut); err != nil {
@@ -169,18 +165,29 @@ func newExplorer(m *ir.Model, p *planner, dev *talaria.Device, target float64) *
 // widths is the sorted set of widths tensor i can take.
 func (x *explorer) widths(i int) []int {
 	var w []int
+	add := func(b int) {
+		if !slices.Contains(w, b) {
+			w = append(w, b)
+		}
+	}
 	for _, o := range x.rows[i].Options {
-		if !slices.Contains(w, o.Bits) {
-			w = append(w, o.Bits)
+		add(o.Bits)
+	}
+	for _, tb := range x.p.blocks {
+		if tb.Name == x.rows[i].Name {
+			for _, o := range tb.Options {
+				add(o.Bits)
+			}
 		}
 	}
 	slices.Sort(w)
 	return w
 }
 
-// replan runs compile's per-tensor allocator on the candidates, a pinned
-// tensor offered only its pinned width. On failure (a target the pins or
-// the widths cannot meet) the previous plan stays and status says why.
+// replan runs compile's allocator (per tensor, or per group of rows as
+// compile chooses) on the candidates, a pinned tensor (all its row blocks)
+// offered only its pinned width. On failure (a target the pins or the
+// widths cannot meet) the previous plan stays and status says why.
 func (x *explorer) replan() {
 	cands := make([]palettize.TensorCandidates, len(x.rows))
 	for i, tc := range x.rows {
@@ -194,7 +201,19 @@ func (x *explorer) replan() {
 			}
 		}
 	}
-	plan, err := x.p.allocateTensors(cands, x.target)
+	blocks := make([]palettize.TensorBlocks, len(x.p.blocks))
+	for i, tb := range x.p.blocks {
+		blocks[i] = tb
+		if b, ok := x.pins[tb.Name]; ok {
+			blocks[i].Options = nil
+			for _, o := range tb.Options {
+				if o.Bits == b {
+					blocks[i].Options = append(blocks[i].Options, o)
+				}
+			}
+		}
+	}
+	plan, err := x.p.allocateFrom(cands, blocks, x.target)
 	if err != nil {
 		x.status = err.Error()
 		return
@@ -294,16 +313,18 @@ func (x *explorer) View() string {
 		} else if x.printing {
 			mark = ""
 		}
-		bits := fmt.Sprint(e.Bits)
-		if _, ok := x.pins[tc.Name]; ok {
-			bits += " (pinned)"
-		}
+		bits, group := fmt.Sprint(e.Bits), "tensor"
 		if e.PerRowScale {
 			bits += " +scale"
 		}
-		group := "tensor"
 		if e.GroupSize > 0 {
 			group = fmt.Sprint(e.GroupSize)
+		}
+		if len(e.Parts) > 0 { // per-group: widths with their rows ("4s:32 2:140", s = scale)
+			bits, group = partsSummary(e.Parts)
+		}
+		if _, ok := x.pins[tc.Name]; ok {
+			bits += " (pinned)"
 		}
 		share := 0.0
 		if pl.PredictedDamage > 0 {

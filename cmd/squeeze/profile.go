@@ -91,10 +91,17 @@ rows) and --plan a model encoded as the plan says.
 // planFromModel reads the encodings of a (palettized) model's tensors.
 func planFromModel(m *ir.Model) talaria.Plan { return talaria.PlanFromModel(m) }
 
+// planFromPalettize is how Talaria sees a palettize.Plan; a per-group
+// entry (lutmix) keeps its parts.
 func planFromPalettize(pp *palettize.Plan) talaria.Plan {
 	p := talaria.Plan{Tensors: map[string]talaria.TensorEncoding{}}
 	for _, e := range pp.Tensors {
-		p.Tensors[e.Name] = talaria.TensorEncoding{Bits: e.Bits, GroupSize: e.GroupSize, PerRowScale: e.PerRowScale}
+		enc := talaria.TensorEncoding{Bits: e.Bits, GroupSize: e.GroupSize, PerRowScale: e.PerRowScale}
+		for _, pt := range e.Parts {
+			enc.Parts = append(enc.Parts, talaria.PartEncoding{Rows: pt.Rows,
+				TensorEncoding: talaria.TensorEncoding{Bits: pt.Bits, GroupSize: pt.GroupSize, PerRowScale: pt.PerRowScale}})
+		}
+		p.Tensors[e.Name] = enc
 	}
 	return p
 }

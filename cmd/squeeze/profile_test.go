@@ -152,3 +152,38 @@ func TestProfileMeasure(t *testing.T) {
 		}
 	}
 }
+
+// TestProfilePerGroupPlan: a per-group plan (compile's default on
+// stories260K: lutmix tensors of parts) is costed at its parts' bytes.
+// Talaria saw its entries as float32 before (their Bits field is 0), so a
+// 3.7 bpw plan was profiled at ~7.9 bits per weight.
+func TestProfilePerGroupPlan(t *testing.T) {
+	dir := t.TempDir()
+	plan := filepath.Join(dir, "plan.json")
+	if _, _, err := squeeze(t, "compile", stories, "--target", "3.7bpw", "--calib", "../../testdata/tinystories/calib.txt", "--calib-windows", "4",
+		"--write-plan", plan, "-o", filepath.Join(dir, "b.sqz")); err != nil {
+		t.Fatal(err)
+	}
+	pp := readPlanFile(t, plan)
+	if pp.Granularity != "group" {
+		t.Fatalf("granularity %q: the test needs a per-group plan", pp.Granularity)
+	}
+	out, _, err := squeeze(t, "profile", stories, "--device", "rpi5", "--plan", plan, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		Totals talaria.Totals `json:"totals"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	// the palettized weights' bytes plus the float32 norms, nothing more
+	planned := pp.TotalBits / 8
+	if r.Totals.WeightBytes < planned || r.Totals.WeightBytes > planned+planned/20 {
+		t.Errorf("profiled weight bytes %d (%.2f bits per weight), the plan's palettized bytes %d", r.Totals.WeightBytes, r.Totals.BitsPerWeight, planned)
+	}
+	if _, _, err := squeeze(t, "profile", "--synthetic", "stories260K", "--plan", plan, "--device", "host", "--measure"); err == nil || !strings.Contains(err.Error(), "per-group parts") {
+		t.Errorf("measuring a per-group plan on synthetic weights: %v", err)
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -64,6 +65,7 @@ once (and writes --write-plan if given) instead.`,
 	f.StringVar(&o.Device, "device", "", "Talaria device profile for predicted decode latency and energy (a built-in, host, or a JSON file)")
 	o.Kernels.bind(c)
 	f.BoolVar(&o.Print, "print", false, "print the allocation at --target and exit (the default when stdout is not a terminal)")
+	f.BoolVar(&o.JSON, "json", false, "with --print (or a non-terminal stdout): print the plan, and with --device Talaria's predicted totals, as JSON")
 	return c
 }
 
@@ -126,6 +128,11 @@ func runExplore(o *exploreOptions, args []string, stdout, stderr io.Writer) erro
 			}
 			fmt.Fprintln(stderr, x.status)
 		}
+		if o.JSON {
+			e := json.NewEncoder(stdout)
+			e.SetIndent("", "  ")
+			return e.Encode(exploreReport{Plan: x.plan, Predicted: x.pred, Device: o.Device})
+		}
 		x.printing = true
 		_, err := io.WriteString(stdout, x.View())
 		return err
@@ -135,6 +142,13 @@ func runExplore(o *exploreOptions, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stderr, x.status)
 	}
 	return err
+}
+
+// exploreReport is explore --print --json.
+type exploreReport struct {
+	Plan      *palettize.Plan `json:"plan"`
+	Device    string          `json:"device,omitempty"`
+	Predicted *talaria.Totals `json:"predicted,omitempty"`
 }
 
 // explorer is the bubbletea model.

@@ -61,6 +61,19 @@ func TestExplorePrintMatchesCompile(t *testing.T) {
 			t.Errorf("per-group plan expected on stories260K (granularity %q):\n%s", a.Granularity, out)
 		}
 	}
+	// --json: the same plan, with the device's predicted totals
+	out, _, err := squeeze(t, append(append([]string{"explore", stories}, flags...), "--print", "--json", "--device", "rpi5")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep exploreReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("explore --json: %v\n%s", err, out)
+	}
+	want := readPlanFile(t, filepath.Join(dir, "auto-compile.json"))
+	if rep.Plan == nil || rep.Plan.AchievedBPW != want.AchievedBPW || rep.Device != "rpi5" || rep.Predicted == nil || !(rep.Predicted.DecodeMsPerToken > 0) {
+		t.Errorf("explore --json: %+v", rep)
+	}
 	if _, _, err := squeeze(t, "explore", stories, "--print", "--write-plan", filepath.Join(dir, "no", "p.json")); err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("--write-plan into a missing directory: %v", err)
 	}

@@ -203,28 +203,16 @@ func (x *explorer) widths(i int) []int {
 // offered only its pinned width. On failure (a target the pins or the
 // widths cannot meet) the previous plan stays and status says why.
 func (x *explorer) replan() {
-	cands := make([]palettize.TensorCandidates, len(x.rows))
-	for i, tc := range x.rows {
-		cands[i] = tc
+	cands := slices.Clone(x.rows)
+	for i, tc := range cands {
 		if b, ok := x.pins[tc.Name]; ok {
-			cands[i].Options = nil
-			for _, o := range tc.Options {
-				if o.Bits == b {
-					cands[i].Options = append(cands[i].Options, o)
-				}
-			}
+			cands[i].Options = onlyWidth(tc.Options, func(o palettize.Candidate) int { return o.Bits }, b)
 		}
 	}
-	blocks := make([]palettize.TensorBlocks, len(x.p.blocks))
-	for i, tb := range x.p.blocks {
-		blocks[i] = tb
+	blocks := slices.Clone(x.p.blocks)
+	for i, tb := range blocks {
 		if b, ok := x.pins[tb.Name]; ok {
-			blocks[i].Options = nil
-			for _, o := range tb.Options {
-				if o.Bits == b {
-					blocks[i].Options = append(blocks[i].Options, o)
-				}
-			}
+			blocks[i].Options = onlyWidth(tb.Options, func(o palettize.BlockOption) int { return o.Bits }, b)
 		}
 	}
 	plan, err := x.p.allocateFrom(cands, blocks, x.target)
@@ -242,6 +230,18 @@ func (x *explorer) replan() {
 		}
 		x.pred = &res.Totals
 	}
+}
+
+// onlyWidth is the options of width b (a fresh slice: the planner's own
+// are left as they are).
+func onlyWidth[O any](opts []O, width func(O) int, b int) []O {
+	var out []O
+	for _, o := range opts {
+		if width(o) == b {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 func (x *explorer) writePlan() error {

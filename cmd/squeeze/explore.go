@@ -201,8 +201,9 @@ func (x *explorer) widths(i int) []int {
 // replan runs compile's allocator (per tensor, or per group of rows as
 // compile chooses) on the candidates, a pinned tensor (all its row blocks)
 // offered only its pinned width. On failure (a target the pins or the
-// widths cannot meet) the previous plan stays and status says why.
-func (x *explorer) replan() {
+// widths cannot meet) the previous plan stays, status says why and it
+// returns false, so the caller can undo the change that failed.
+func (x *explorer) replan() bool {
 	cands := slices.Clone(x.rows)
 	for i, tc := range cands {
 		if b, ok := x.pins[tc.Name]; ok {
@@ -218,7 +219,7 @@ func (x *explorer) replan() {
 	plan, err := x.p.allocateFrom(cands, blocks, x.target)
 	if err != nil {
 		x.status = err.Error()
-		return
+		return false
 	}
 	x.plan, x.status = plan, ""
 	x.pred = nil
@@ -226,10 +227,11 @@ func (x *explorer) replan() {
 		res, err := talaria.Profile(talaria.Options{Config: x.m.Config, Model: x.m.Source, Device: x.dev, Plan: planFromPalettize(plan)})
 		if err != nil {
 			x.status = "talaria: " + err.Error()
-			return
+			return true // (the plan stands; only the prediction is missing)
 		}
 		x.pred = &res.Totals
 	}
+	return true
 }
 
 // onlyWidth is the options of width b (a fresh slice: the planner's own
@@ -274,16 +276,29 @@ func (x *explorer) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		case "right", "l", "+", "=":
 			x.setTarget(x.target + 0.05)
 		case "0", "backspace":
-			delete(x.pins, x.rows[x.cursor].Name)
-			x.replan()
+			name := x.rows[x.cursor].Name
+			if prev, ok := x.pins[name]; ok {
+				delete(x.pins, name)
+				if !x.replan() {
+					x.pins[name] = prev // (a pin freed can only help; kept for safety)
+				}
+			}
 		case "1", "2", "3", "4", "5", "6", "7", "8":
 			b := int(k[0] - '0')
+			name := x.rows[x.cursor].Name
 			if !slices.Contains(x.widths(x.cursor), b) {
-				x.status = fmt.Sprintf("%s has no %d-bit option (widths %v; --bits chooses them)", x.rows[x.cursor].Name, b, x.widths(x.cursor))
+				x.status = fmt.Sprintf("%s has no %d-bit option (widths %v; --bits chooses them)", name, b, x.widths(x.cursor))
 				break
 			}
-			x.pins[x.rows[x.cursor].Name] = b
-			x.replan()
+			prev, had := x.pins[name]
+			x.pins[name] = b
+			if !x.replan() { // the pins no longer fit the target: undo, keep the status
+				if had {
+					x.pins[name] = prev
+				} else {
+					delete(x.pins, name)
+				}
+			}
 		case "w":
 			_ = x.writePlan() // (the status line shows the outcome)
 		}
@@ -291,9 +306,14 @@ func (x *explorer) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	return x, nil
 }
 
+// setTarget moves the target and re-allocates; a target the candidates
+// cannot meet is undone (the status says why).
 func (x *explorer) setTarget(t float64) {
+	prev := x.target
 	x.target = math.Round(math.Max(t, 0.05)*100) / 100
-	x.replan()
+	if !x.replan() {
+		x.target = prev
+	}
 }
 
 // View draws the header (rate, bytes, damage, device figures), the

@@ -180,13 +180,24 @@ func exploreKeys(t *testing.T, gran string) {
 	if _, ok := x.pins[name]; ok || x.plan.AchievedBPW != start {
 		t.Errorf("unpinned: pins %v, achieved %v, want %v", x.pins, x.plan.AchievedBPW, start)
 	}
-	// below what 2 bits everywhere can reach: the plan stays, status says why
-	before = x.plan
+	// below what 2 bits everywhere can reach: the target stops at the
+	// lowest one met (the view never shows a plan above its target), and
+	// the status says why
 	for range 40 {
 		key("left")
 	}
-	if x.plan == nil || x.status == "" || x.plan.AchievedBPW < 1.5 {
-		t.Errorf("impossible target %v: plan %v bpw, status %q", x.target, x.plan.AchievedBPW, x.status)
+	if x.plan == nil || x.status == "" || x.plan.AchievedBPW < 1.5 || x.plan.AchievedBPW > x.target || x.target > 2.6 {
+		t.Errorf("impossible target: target %v, plan %v bpw, status %q", x.target, x.plan.AchievedBPW, x.status)
+	}
+	// there, pinning the embedding to 4 bits cannot fit: the pin is undone
+	x.cursor = 0
+	before = x.plan
+	if x.rows[0].Name != "token_embd" {
+		t.Fatalf("row 0 is %s", x.rows[0].Name)
+	}
+	key("4")
+	if _, ok := x.pins["token_embd"]; ok || x.plan != before || x.status == "" {
+		t.Errorf("a pin that does not fit at %v bpw: pins %v, status %q", x.target, x.pins, x.status)
 	}
 	for x.target < 3.0 {
 		key("right")

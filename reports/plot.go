@@ -56,6 +56,8 @@ func RateQualityPlot(w io.Writer, format, title, ylabel string, series []Series)
 	}
 	shapes := []draw.GlyphDrawer{draw.CircleGlyph{}, draw.TriangleGlyph{}, draw.SquareGlyph{}, draw.CrossGlyph{}, draw.PlusGlyph{}}
 	n := 0
+	lo, hi := math.Inf(1), math.Inf(-1) // the points' extent, for the axes
+	xlo, xhi := math.Inf(1), math.Inf(-1)
 	for i, s := range series {
 		if len(s.Points) == 0 {
 			continue
@@ -66,6 +68,8 @@ func RateQualityPlot(w io.Writer, format, title, ylabel string, series []Series)
 				return fmt.Errorf("plot: series %q point %d (%v, %v) cannot go on a log axis", s.Label, j, pt.X, pt.Y)
 			}
 			xy[j] = plotter.XY{X: pt.X, Y: pt.Y}
+			lo, hi = math.Min(lo, pt.Y), math.Max(hi, pt.Y)
+			xlo, xhi = math.Min(xlo, pt.X), math.Max(xhi, pt.X)
 		}
 		c := palette[i%len(palette)]
 		sc, err := plotter.NewScatter(xy)
@@ -92,14 +96,6 @@ func RateQualityPlot(w io.Writer, format, title, ylabel string, series []Series)
 	}
 	// whole decades on the log axis (so each has a labelled tick) and a
 	// margin on the rate axis, so no point sits on the frame
-	lo, hi := math.Inf(1), math.Inf(-1)
-	xlo, xhi := math.Inf(1), math.Inf(-1)
-	for _, s := range series {
-		for _, pt := range s.Points {
-			lo, hi = math.Min(lo, pt.Y), math.Max(hi, pt.Y)
-			xlo, xhi = math.Min(xlo, pt.X), math.Max(xhi, pt.X)
-		}
-	}
 	p.Y.Min, p.Y.Max = math.Pow(10, math.Floor(math.Log10(lo))), math.Pow(10, math.Ceil(math.Log10(hi)))
 	if p.Y.Max == p.Y.Min {
 		p.Y.Max *= 10

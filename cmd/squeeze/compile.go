@@ -675,14 +675,7 @@ func runCompile(o *compileOptions, args []string, stdout, stderr io.Writer) erro
 	}
 	var rows [][]string
 	for _, t := range plan.Tensors {
-		g := fmt.Sprint(t.GroupSize)
-		if len(t.Shape) > 0 && t.GroupSize == t.Shape[0] {
-			g = "tensor"
-		}
-		b := fmt.Sprint(t.Bits)
-		if len(t.Parts) > 0 {
-			b, g = partsSummary(t.Parts)
-		}
+		b, g := entryCells(t)
 		rows = append(rows, []string{t.Name, fmt.Sprint(t.Shape), b, g, fmt.Sprintf("%.3f", t.BPW), fmt.Sprintf("%.4g", t.Damage)})
 	}
 	if err := reports.Table(stdout, []string{"tensor", "shape", "bits", "lut group", "bpw", "predicted damage"}, rows,
@@ -831,6 +824,20 @@ func (o *compileOptions) preparePlanner(m *ir.Model, stage func(string), stderr 
 		return nil, nil, false, fmt.Errorf("--granularity %q: expected tensor or group", o.Granularity)
 	}
 	return p, groups, fast, nil
+}
+
+// entryCells is a plan entry's bits and LUT group for the tables (compile's
+// and explore's): "tensor" for one LUT per tensor, widths:rows for a
+// per-group entry (partsSummary).
+func entryCells(t palettize.PlanEntry) (bits, group string) {
+	if len(t.Parts) > 0 {
+		return partsSummary(t.Parts)
+	}
+	group = fmt.Sprint(t.GroupSize)
+	if len(t.Shape) > 0 && t.GroupSize == t.Shape[0] {
+		group = "tensor"
+	}
+	return fmt.Sprint(t.Bits), group
 }
 
 // partsSummary describes a per-group entry for the tables: rows per width

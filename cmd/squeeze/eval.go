@@ -104,6 +104,20 @@ func evaluate(m *ir.Model, refPath, tokPath string, text []byte, opt eval.Option
 // evaluateAdapter is evaluate with m's adapter set called adapter applied
 // ("" or "none": the base alone).
 func evaluateAdapter(m *ir.Model, adapter, refPath, tokPath string, text []byte, opt eval.Options, stderr io.Writer) (*eval.Result, error) {
+	var ref *ir.Model
+	if refPath != "" {
+		var err error
+		if ref, err = formats.Load(refPath, formats.LoadOptions{Tokenizer: tokPath}); err != nil {
+			return nil, fmt.Errorf("--ref: %w", err)
+		}
+		defer ref.Close()
+	}
+	return evaluateRef(m, adapter, ref, text, opt, stderr)
+}
+
+// evaluateRef is evaluateAdapter against a reference model already loaded
+// (nil: none), for a caller that has it open anyway (gate).
+func evaluateRef(m *ir.Model, adapter string, refModel *ir.Model, text []byte, opt eval.Options, stderr io.Writer) (*eval.Result, error) {
 	if opt.Workers <= 0 {
 		opt.Workers = goruntime.NumCPU()
 	}
@@ -115,13 +129,8 @@ func evaluateAdapter(m *ir.Model, adapter, refPath, tokPath string, text []byte,
 		return nil, err
 	}
 	var ref *runtime.Model
-	if refPath != "" {
-		rm, err := formats.Load(refPath, formats.LoadOptions{Tokenizer: tokPath})
-		if err != nil {
-			return nil, fmt.Errorf("--ref: %w", err)
-		}
-		defer rm.Close()
-		if ref, err = runtime.New(rm, runtime.Options{Threads: 1}); err != nil {
+	if refModel != nil {
+		if ref, err = runtime.New(refModel, runtime.Options{Threads: 1}); err != nil {
 			return nil, fmt.Errorf("--ref: %w", err)
 		}
 	}

@@ -276,12 +276,10 @@ func (x *explorer) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		case "right", "l", "+", "=":
 			x.setTarget(x.target + 0.05)
 		case "0", "backspace":
-			name := x.rows[x.cursor].Name
-			if prev, ok := x.pins[name]; ok {
+			// (freeing a pin only adds options, so the plan cannot fail)
+			if name := x.rows[x.cursor].Name; x.pins[name] != 0 {
 				delete(x.pins, name)
-				if !x.replan() {
-					x.pins[name] = prev // (a pin freed can only help; kept for safety)
-				}
+				x.replan()
 			}
 		case "1", "2", "3", "4", "5", "6", "7", "8":
 			b := int(k[0] - '0')
@@ -341,21 +339,16 @@ func (x *explorer) View() string {
 	for i := lo; i < hi; i++ {
 		tc := x.rows[i]
 		e := byName[tc.Name]
-		mark := "  "
-		if i == x.cursor && !x.printing {
-			mark = "> "
-		} else if x.printing {
-			mark = ""
+		mark := "" // the cursor column, interactive only
+		if !x.printing {
+			mark = "  "
+			if i == x.cursor {
+				mark = "> "
+			}
 		}
-		bits, group := fmt.Sprint(e.Bits), "tensor"
+		bits, group := entryCells(e) // per-group: widths with their rows ("4s:32 2:140", s = scale)
 		if e.PerRowScale {
 			bits += " +scale"
-		}
-		if e.GroupSize > 0 {
-			group = fmt.Sprint(e.GroupSize)
-		}
-		if len(e.Parts) > 0 { // per-group: widths with their rows ("4s:32 2:140", s = scale)
-			bits, group = partsSummary(e.Parts)
 		}
 		if _, ok := x.pins[tc.Name]; ok {
 			bits += " (pinned)"

@@ -178,14 +178,14 @@ func runGate(o *gateOptions, stdout, stderr io.Writer) error {
 		return fmt.Errorf("--compressed: %w", err)
 	}
 	// the pair must be a model and its compression: the shapes agree, and
-	// a bundle's recorded source is named (a renamed file only warns)
+	// a bundle's recorded source is named (a renamed file only warns); the
+	// original, loaded once, is then the evaluation's reference
 	orig, err := formats.Load(o.Original, formats.LoadOptions{Tokenizer: o.Tokenizer})
 	if err != nil {
 		return fmt.Errorf("--original: %w", err)
 	}
-	err = sameShape(orig, m)
-	orig.Close()
-	if err != nil {
+	defer orig.Close()
+	if err := sameShape(orig, m); err != nil {
 		return fmt.Errorf("gate: %w", err)
 	}
 	if from := m.Meta["compiled_from"]; from != "" && from != filepath.Base(strings.TrimSuffix(o.Original, "/")) {
@@ -199,7 +199,7 @@ func runGate(o *gateOptions, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "gate: %s holds adapter sets (%s); gating the base alone, as run runs it (--adapter NAME gates with one)\n",
 			o.Compressed, strings.Join(names, ", "))
 	}
-	res, err := evaluateAdapter(m, o.Adapter, o.Original, o.Tokenizer, text, eval.Options{Ctx: o.Ctx, Workers: o.Threads, MaxWindows: o.MaxWindows}, stderr)
+	res, err := evaluateRef(m, o.Adapter, orig, text, eval.Options{Ctx: o.Ctx, Workers: o.Threads, MaxWindows: o.MaxWindows}, stderr)
 	if err != nil {
 		return err
 	}
@@ -238,11 +238,7 @@ func runGate(o *gateOptions, stdout, stderr io.Writer) error {
 			return err
 		}
 	} else {
-		rows := make([][]string, len(checks))
-		for i, c := range checks {
-			rows[i] = []string{c.Metric, fmt.Sprintf("%.5g", c.Value), c.Op + " " + fmt.Sprintf("%.5g", c.Limit), map[bool]string{true: "pass", false: "FAIL"}[c.Pass]}
-		}
-		if err := reports.Table(stdout, []string{"check", "value", "limit", "result"}, rows, nil); err != nil {
+		if err := reports.Table(stdout, gateHeader, gateRows(checks, "FAIL"), nil); err != nil {
 			return err
 		}
 		how := fmt.Sprintf("%d windows of %d tokens of %s", res.Windows, res.Ctx, o.Text)
@@ -258,6 +254,22 @@ func runGate(o *gateOptions, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "gate passed: %d checks\n", len(checks))
 	}
 	return nil
+}
+
+// gateHeader and gateRows are the checks as table rows (the terminal's and
+// the Markdown summary's; fail marks a failed check).
+var gateHeader = []string{"check", "value", "limit", "result"}
+
+func gateRows(checks []eval.Check, fail string) [][]string {
+	rows := make([][]string, len(checks))
+	for i, c := range checks {
+		verdict := "pass"
+		if !c.Pass {
+			verdict = fail
+		}
+		rows[i] = []string{c.Metric, fmt.Sprintf("%.5g", c.Value), fmt.Sprintf("%s %.5g", c.Op, c.Limit), verdict}
+	}
+	return rows
 }
 
 // junitClass turns a path into a dotted class name for JUnit viewers.
@@ -278,11 +290,7 @@ func appendGateMarkdown(path string, o *gateOptions, res *eval.Result, rep gateR
 		with = fmt.Sprintf(" with adapter set `%s`", o.Adapter)
 	}
 	fmt.Fprintf(&b, "### squeeze gate %s: `%s`%s against `%s`\n\n", verdict, o.Compressed, with, o.Original)
-	rows := make([][]string, len(rep.Checks))
-	for i, c := range rep.Checks {
-		rows[i] = []string{c.Metric, fmt.Sprintf("%.5g", c.Value), c.Op + " " + fmt.Sprintf("%.5g", c.Limit), map[bool]string{true: "pass", false: "**FAIL**"}[c.Pass]}
-	}
-	if err := reports.MarkdownTable(&b, []string{"check", "value", "limit", "result"}, rows); err != nil {
+	if err := reports.MarkdownTable(&b, gateHeader, gateRows(rep.Checks, "**FAIL**")); err != nil {
 		return err
 	}
 	fmt.Fprintf(&b, "\nPerplexity %.4f compressed, %.4f original; top-1 agreement %.2f%%; %d windows of %d tokens of `%s`.\n\n",

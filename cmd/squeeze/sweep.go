@@ -94,11 +94,12 @@ func runSweep(o *sweepOptions, args []string, stdout, stderr io.Writer) error {
 	}
 	// the plot's inputs are checked before the (long) sweep
 	var anchors []reports.Series
+	var plotFormat string
 	if o.Anchors != "" && o.Plot == "" {
 		return fmt.Errorf("--anchors goes with --plot")
 	}
 	if o.Plot != "" {
-		if _, err := reports.PlotFormat(o.Plot); err != nil {
+		if plotFormat, err = reports.PlotFormat(o.Plot); err != nil {
 			return fmt.Errorf("--plot: %w", err)
 		}
 		if err := checkOutDir("--plot", o.Plot); err != nil {
@@ -185,10 +186,9 @@ func runSweep(o *sweepOptions, args []string, stdout, stderr io.Writer) error {
 		for _, pt := range res.Points {
 			curve.Points = append(curve.Points, reports.Point{X: pt.BPW, Y: pt.KLDMean})
 		}
-		format, _ := reports.PlotFormat(o.Plot)
 		title := fmt.Sprintf("%s: mean KL divergence on %s (ctx %d)", filepath.Base(m.Source), filepath.Base(o.Text), o.Ctx)
 		if err := fileio.WriteAtomic(o.Plot, func(f *os.File) error {
-			return reports.RateQualityPlot(f, format, title, "mean KL(original || compressed)", append([]reports.Series{curve}, anchors...))
+			return reports.RateQualityPlot(f, plotFormat, title, "mean KL(original || compressed)", append([]reports.Series{curve}, anchors...))
 		}); err != nil {
 			return fmt.Errorf("--plot: %w", err)
 		}
